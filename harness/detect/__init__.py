@@ -1,0 +1,1 @@
+"""Detection engines: local Sumo Logic Log Search, Sigma (pySigma + SQLite), remote Sumo Search Job API."""

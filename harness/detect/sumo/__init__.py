@@ -1,0 +1,1 @@
+"""Local Sumo Logic Log Search engine: parser, evaluator, lint, message model."""

@@ -1,0 +1,1 @@
+"""Remote execution: transports (WinRM, SSH), executors (render ART commands), prerequisites, cleanup."""

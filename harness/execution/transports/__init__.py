@@ -1,0 +1,1 @@
+"""Transports: WinRM (pypsrp) and SSH (paramiko)."""

@@ -1,0 +1,1 @@
+"""Reporters: results.json, junit.xml, report.html, navigator-layer.json, evidence bundle, history."""

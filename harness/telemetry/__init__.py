@@ -1,0 +1,1 @@
+"""Telemetry: one event model, readers for every real Windows event format, collection, lineage."""

@@ -1,0 +1,1 @@
+"""Telemetry readers: XML, EVTX, JSON shapes, normalized JSONL."""
