@@ -1,0 +1,84 @@
+"""Write ``lab.yaml`` for ``atomiclab run --lab`` from what the Vagrant lab provisioned.
+
+The provisioning exports each guest's WinRM certificate and SSH host key to ``lab/out/``; this module
+points the lab file at them. Secrets are never written: only the NAME of the environment variable
+that holds the harness account's password.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PASSWORD_ENV = "ATOMICLAB_HARNESS_PASSWORD"  # noqa: S105 - a variable NAME, not a secret
+DEFAULT_USER = "atomiclab-runner"
+
+#: Tool paths the provisioning installs (the atomics' input-argument defaults).
+LAB_TOOLS = {
+    "nmap": r"C:\Program Files (x86)\Nmap\nmap.exe",
+    "nbtscan": r"C:\AtomicRedTeam\ExternalPayloads\nbtscan.exe",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LabHost:
+    """One provisioned guest: Vagrant machine name, Windows computer name and address."""
+
+    machine: str
+    computer_name: str
+    address: str
+
+
+def lab_document(
+    hosts: Sequence[LabHost], *, out_dir: Path, lab_file_dir: Path, user: str = DEFAULT_USER
+) -> dict[str, object]:
+    targets: list[dict[str, object]] = []
+    for h in hosts:
+        cert = out_dir / f"{h.computer_name}-winrm.pem"
+        known = out_dir / f"{h.computer_name}-known_hosts"
+        targets.append(
+            {
+                "name": h.machine,
+                "transport": "winrm",
+                "address": h.address,
+                "port": 5986,
+                "auth": "ntlm",
+                "username": user,
+                "password_env": PASSWORD_ENV,
+                "ca_cert": os.path.relpath(cert, lab_file_dir),
+                "tools": dict(LAB_TOOLS),
+            }
+        )
+        targets.append(
+            {
+                "name": f"{h.machine}-ssh",
+                "transport": "ssh",
+                "address": h.address,
+                "port": 22,
+                "platform": "windows",
+                "auth": "password",
+                "username": user,
+                "password_env": PASSWORD_ENV,
+                "known_hosts": os.path.relpath(known, lab_file_dir),
+                "tools": dict(LAB_TOOLS),
+            }
+        )
+    return {"name": "atomiclab-vagrant", "targets": targets}
+
+
+def write_lab_file(path: Path, hosts: Sequence[LabHost], *, out_dir: Path, user: str = DEFAULT_USER) -> Path:
+    """Write the lab file atomically (temp file + rename) and return its path."""
+    doc = lab_document(hosts, out_dir=out_dir, lab_file_dir=path.parent.resolve(), user=user)
+    text = "# Written by `atomiclab lab up`. Passwords come from the environment variable named below.\n"
+    text += yaml.safe_dump(doc, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lab-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
