@@ -145,7 +145,7 @@ def _query_sysmon(run: Callable[[str], CommandResult]) -> tuple[_Sysmon, list[Ch
     network = _match(r"Network connection:\s*(\w+)", dump).lower() == "enabled"
     # FileCreate is filtered away only when its rule group is "include" with no rules at all;
     # the dump lists rule entries indented under the group line.
-    file_create = not re.search(r"-\s*FileCreate\s+onmatch:\s*include\s*(?:\n(?!\s{5,}\S)|\Z)", dump)
+    file_create = not _include_group_is_empty(dump, "FileCreate")
     checks.append(
         Check(
             "sysmon config",
@@ -166,6 +166,18 @@ def _query_sysmon(run: Callable[[str], CommandResult]) -> tuple[_Sysmon, list[Ch
         )
     )
     return _Sysmon(running, service, version, config_hash, network, file_create), checks
+
+
+def _include_group_is_empty(dump: str, group: str) -> bool:
+    """True when ``sysmon -c`` lists ``group`` as ``onmatch: include`` with no rule lines under it.
+
+    Group lines start with `` - ``; their rules follow indented by a tab or several spaces."""
+    lines = dump.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(rf"^\s*-\s*{group}\s+onmatch:\s*include\b", line):
+            nxt = lines[i + 1] if i + 1 < len(lines) else ""
+            return not re.match(r"^(\t|\s{3,})\S", nxt)
+    return False
 
 
 def _match(pattern: str, text: str) -> str:
