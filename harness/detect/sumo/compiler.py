@@ -1,0 +1,718 @@
+"""Compile a parsed Sumo query into Python closures, then stream events through them.
+
+The query is turned into closures once: every field read is resolved at compile time to the
+cheapest place it can come from (a value an earlier stage computed, message metadata, a header
+field, or an EventData name via the modelled FER), every pattern is compiled once, and the
+per-event loop calls a short list of stage functions. Non-aggregate stages stream; ``sort``,
+``limit`` and aggregations work on the collected list at the end.
+
+Which fields exist after each stage is known statically (``_State``): ``<expr> as f``, ``parse``
+and ``json`` always write their fields (null on a nodrop miss), so a read after them is a dict
+lookup; ``fields`` hides what it does not keep; ``json auto`` makes the set dynamic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.detect.base import TimeWindow
+from harness.detect.sumo import ast
+from harness.detect.sumo.functions import FUNCTIONS
+from harness.detect.sumo.messages import METADATA, MessageConfig, message_time_ms, raw_json
+from harness.detect.sumo.patterns import compile_regex, regex_predicate, wildcard_capture, wildcard_predicate
+from harness.detect.sumo.values import Value, compare, equals, to_number, to_text, truthy
+from harness.errors import UnsupportedRuleError
+from harness.telemetry.event import Event
+
+
+class Msg:
+    """One message flowing through the pipeline: its event, the values stages computed, its index."""
+
+    __slots__ = ("d", "ev", "idx", "names", "raw")
+
+    def __init__(self, ev: Event | None, idx: int, d: dict[str, Value] | None = None) -> None:
+        self.ev = ev
+        self.idx = idx
+        self.d: dict[str, Value] = {} if d is None else d
+        self.names: dict[str, str] | None = None  # lower-case EventData name -> real name
+        self.raw: str | None = None
+
+
+Reader = Callable[[Msg], Value]
+Pred = Callable[[Msg], bool]
+StageFn = Callable[[Msg], bool]
+ListOp = Callable[[list[Msg]], list[Msg]]
+
+
+@dataclass
+class _State:
+    """What the compiler knows about the message shape before a stage."""
+
+    defined: dict[str, str] = field(default_factory=dict)  # key -> display name, computed values
+    hidden: set[str] = field(default_factory=set)  # removed by 'fields -'
+    keep: dict[str, str] | None = None  # set by 'fields a, b' (key -> display), in order
+    dynamic: bool = False  # json auto ran: any key may be in Msg.d
+    aggregated: bool = False  # rows are aggregates: no event behind them any more
+
+
+def _sortable(values: list[Value]) -> Callable[[Value], tuple[int, Any]]:
+    """Sort key: numbers numerically when every non-null value is one, else text; nulls last."""
+    numeric = all(to_number(v) is not None for v in values if v is not None)
+    if numeric:
+        return lambda v: (1, 0) if v is None else (0, to_number(v))
+    return lambda v: (1, "") if v is None else (0, to_text(v))
+
+
+class CompiledQuery:
+    """A query ready to run. ``run`` is the only per-event work."""
+
+    def __init__(self, query: ast.Query, config: MessageConfig | None = None) -> None:
+        self.config = config or MessageConfig()
+        self._categories: dict[str, str] = {}
+        self._names_cache: dict[tuple[str, ...], dict[str, str]] = {}
+        self._header = {h.lower(): h for h in self.config.header_fields}
+        self.scope: Pred | None = self._compile_scope(query.scope) if query.scope is not None else None
+        self.stream: list[StageFn] = []
+        self.tail: list[tuple[str, StageFn | ListOp]] = []  # ("row", fn) or ("list", op)
+        self.aggregate = False
+        state = _State()
+        barrier = False
+        for stage in query.stages:
+            if isinstance(stage, ast.Sort | ast.Limit | ast.Aggregate):
+                barrier = True
+                self.tail.append(("list", self._compile_list_stage(stage, state)))
+                continue
+            fn = self._compile_stage(stage, state)
+            if fn is None:
+                continue
+            if barrier:
+                self.tail.append(("row", fn))
+            else:
+                self.stream.append(fn)
+        self.aggregate = state.aggregated
+        self.columns = self._output_columns(state)
+        self._final = state
+
+    # ---- sources --------------------------------------------------------------------------------
+    def _category(self, channel: str) -> str:
+        cat = self._categories.get(channel)
+        if cat is None:
+            cat = self._categories[channel] = self.config.category(channel)
+        return cat
+
+    def _names_for(self, fields: Mapping[str, str]) -> dict[str, str]:
+        key = tuple(fields)
+        names = self._names_cache.get(key)
+        if names is None:
+            cfg = self.config
+            names = {n.lower(): n for n in key if cfg.extracts(n) and n.lower() not in self._header}
+            if len(self._names_cache) < 4096:  # bounded: schemas repeat, hostile input must not grow it
+                self._names_cache[key] = names
+        return names
+
+    def _source_reader(self, key: str, written: str) -> Reader:
+        """Read field ``key`` from the message as the collector and FER deliver it."""
+        cfg = self.config
+        if key == "_sourcecategory":
+            cats = self._categories
+            category = self._category
+            return lambda m: None if m.ev is None else (cats.get(m.ev.channel) or category(m.ev.channel))
+        if key == "_sourcehost":
+            return lambda m: None if m.ev is None else m.ev.computer
+        if key in ("_messagetime", "_receipttime"):
+            return lambda m: None if m.ev is None else message_time_ms(m.ev)
+        if key == "_raw":
+            def raw(m: Msg) -> Value:
+                if m.raw is None and m.ev is not None:
+                    m.raw = raw_json(m.ev)
+                return m.raw
+            return raw
+        if key == "_collector":
+            return lambda m: cfg.collector
+        if key == "_source":
+            return lambda m: cfg.source_name
+        if key == "_sourcename":
+            return lambda m: None if m.ev is None else m.ev.channel
+        if key in METADATA:
+            return lambda m: None
+        if key in self._header:
+            if key == "eventid":
+                return lambda m: None if m.ev is None else str(m.ev.event_id)
+            name = self._header[key]
+            return lambda m: None if m.ev is None else cfg.header_value(m.ev, name)
+        fast = cfg.eventdata_fields is True
+        names_for = self._names_for
+
+        def eventdata(m: Msg) -> Value:
+            ev = m.ev
+            if ev is None:
+                return None
+            f = ev.fields
+            if fast:  # the query usually spells the name as Windows does: one dict lookup
+                v = f.get(written)
+                if v is not None:
+                    return v
+            names = m.names
+            if names is None:
+                names = m.names = names_for(f)
+            real = names.get(key)
+            return None if real is None else f.get(real)
+
+        return eventdata
+
+    def _reader(self, name: str, state: _State) -> Reader:
+        key = name.lower()
+        if key in state.defined or state.aggregated:
+            return lambda m: m.d.get(key)
+        if key in state.hidden or (state.keep is not None and key not in state.keep and not key.startswith("_")):
+            if state.dynamic:
+                return lambda m: m.d.get(key)
+            return lambda m: None
+        src = self._source_reader(key, name)
+        if state.dynamic:
+            def dyn(m: Msg) -> Value:
+                d = m.d
+                return d[key] if key in d else src(m)
+            return dyn
+        return src
+
+    # ---- scope ----------------------------------------------------------------------------------
+    def _compile_scope(self, expr: ast.ScopeExpr) -> Pred:
+        if isinstance(expr, ast.ScopeBool):
+            parts = [self._compile_scope(p) for p in expr.operands]
+            if expr.op == "and":
+                return lambda m: all(p(m) for p in parts)
+            return lambda m: any(p(m) for p in parts)
+        if isinstance(expr, ast.ScopeNot):
+            inner = self._compile_scope(expr.operand)
+            return lambda m: not inner(m)
+        if isinstance(expr, ast.ScopeMeta):
+            # Metadata and indexed-field terms compare case-insensitively against the whole value.
+            pred = wildcard_predicate(expr.pattern, ignore_case=True)
+            read = self._source_reader(expr.name.lower(), expr.name)
+            if expr.name.lower() == "_sourcecategory":  # depends only on the channel: decide once each
+                memo: dict[str, bool] = {}
+
+                def by_channel(m: Msg) -> bool:
+                    ev = m.ev
+                    if ev is None:
+                        return False
+                    hit = memo.get(ev.channel)
+                    if hit is None:
+                        hit = memo[ev.channel] = pred(self._category(ev.channel))
+                    return hit
+
+                return by_channel
+
+            def meta(m: Msg) -> bool:
+                v = to_text(read(m))
+                return v is not None and pred(v)
+
+            return meta
+        # A keyword is searched in the raw message, case-insensitively (Sumo keyword search).
+        pattern = expr.pattern if expr.pattern.startswith("*") else "*" + expr.pattern
+        pattern = pattern if pattern.endswith("*") else pattern + "*"
+        kw = wildcard_predicate(pattern, ignore_case=True)
+        raw = self._source_reader("_raw", "_raw")
+        return lambda m: kw(to_text(raw(m)) or "")
+
+    # ---- expressions ----------------------------------------------------------------------------
+    def _pred(self, e: ast.Expr, st: _State) -> Pred:
+        """A boolean closure for ``e`` (non-boolean values go through Sumo truth)."""
+        if isinstance(e, ast.Binary) and e.op in ("and", "or"):
+            a, b = self._pred(e.left, st), self._pred(e.right, st)
+            if e.op == "and":
+                return lambda m: a(m) and b(m)
+            return lambda m: a(m) or b(m)
+        if isinstance(e, ast.Unary) and e.op == "!":
+            inner = self._pred(e.operand, st)
+            return lambda m: not inner(m)
+        if isinstance(e, ast.Matches):
+            return self._matches(e, st)
+        if isinstance(e, ast.InList):
+            return self._in_list(e, st)
+        if isinstance(e, ast.Binary) and e.op in ("=", "!=", "<", "<=", ">", ">="):
+            return self._comparison(e, st)
+        fn = self._value(e, st)
+        return lambda m: truthy(fn(m))
+
+    def _matches(self, e: ast.Matches, st: _State) -> Pred:
+        pred = regex_predicate(e.pattern) if e.is_regex else wildcard_predicate(e.pattern)
+        subj = self._value(e.subject, st)
+
+        def matches(m: Msg) -> bool:
+            v = subj(m)
+            if v is None:  # null matches nothing
+                return False
+            if v.__class__ is not str:
+                v = to_text(v)
+                assert v is not None
+            return pred(v)  # type: ignore[arg-type]
+
+        return matches
+
+    def _in_list(self, e: ast.InList, st: _State) -> Pred:
+        subj = self._value(e.subject, st)
+        if all(isinstance(v, ast.Lit) and isinstance(v.value, str) for v in e.values):
+            # All string literals: string equality (the common 'EventID in ("1", "4688")').
+            wanted = frozenset(v.value for v in e.values if isinstance(v, ast.Lit) and isinstance(v.value, str))
+            literals: list[Value] = list(wanted)
+
+            def in_strings(m: Msg) -> bool:
+                v = subj(m)
+                if v.__class__ is str:
+                    return v in wanted
+                return v is not None and any(equals(v, w) for w in literals)
+
+            return in_strings
+        items = [self._value(v, st) for v in e.values]
+        return lambda m: (v := subj(m)) is not None and any(equals(v, it(m)) for it in items)
+
+    def _comparison(self, e: ast.Binary, st: _State) -> Pred:
+        a, b = self._value(e.left, st), self._value(e.right, st)
+        op = e.op
+        if op == "=":
+            return lambda m: equals(a(m), b(m)) is True
+        if op == "!=":
+            return lambda m: equals(a(m), b(m)) is False
+        test = {"<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0}[op]
+        if isinstance(e.right, ast.Lit) and isinstance(e.right.value, int | float) and not isinstance(
+            e.right.value, bool
+        ):
+            lit = e.right.value
+
+            def vs_number(m: Msg) -> bool:
+                x = a(m)
+                if x.__class__ is int or x.__class__ is float:
+                    return bool(test((x > lit) - (x < lit)))  # type: ignore[operator]
+                c = compare(x, lit)
+                return c is not None and bool(test(c))
+
+            return vs_number
+
+        def general(m: Msg) -> bool:
+            c = compare(a(m), b(m))
+            return c is not None and bool(test(c))
+
+        return general
+
+    def _value(self, e: ast.Expr, st: _State) -> Reader:
+        if isinstance(e, ast.Lit):
+            val = e.value
+            return lambda m: val
+        if isinstance(e, ast.FieldRef):
+            return self._reader(e.name, st)
+        if isinstance(e, ast.Matches | ast.InList) or (
+            isinstance(e, ast.Binary) and e.op in ("and", "or", "=", "!=", "<", "<=", ">", ">=")
+        ) or (isinstance(e, ast.Unary) and e.op == "!"):
+            p = self._pred(e, st)
+            return lambda m: p(m)
+        if isinstance(e, ast.Unary):  # arithmetic negation
+            inner = self._value(e.operand, st)
+
+            def neg(m: Msg) -> Value:
+                n = to_number(inner(m))
+                return None if n is None else -n
+
+            return neg
+        if isinstance(e, ast.Binary):
+            return self._arith(e, st)
+        if isinstance(e, ast.Ternary):
+            c, x, y = self._pred(e.cond, st), self._value(e.then, st), self._value(e.other, st)
+            return lambda m: x(m) if c(m) else y(m)
+        if isinstance(e, ast.Call):
+            return self._call(e, st)
+        raise AssertionError(f"unhandled expression {e!r}")  # pragma: no cover - exhaustive above
+
+    def _arith(self, e: ast.Binary, st: _State) -> Reader:
+        a, b = self._value(e.left, st), self._value(e.right, st)
+        op = e.op
+
+        def slow(x: Value, y: Value) -> Value:
+            nx, ny = to_number(x), to_number(y)
+            if nx is None or ny is None:
+                return None
+            if op == "+":
+                return nx + ny
+            if op == "-":
+                return nx - ny
+            if op == "*":
+                return nx * ny
+            if ny == 0:
+                return None
+            if op == "/":
+                q = nx / ny
+                return int(q) if isinstance(nx, int) and isinstance(ny, int) and q.is_integer() else q
+            return math.fmod(nx, ny) if isinstance(nx, float) or isinstance(ny, float) else nx % ny
+
+        if op == "+":
+            def add(m: Msg) -> Value:
+                x, y = a(m), b(m)
+                if x.__class__ is int and y.__class__ is int:
+                    return x + y  # type: ignore[operator]
+                return slow(x, y)
+            return add
+        return lambda m: slow(a(m), b(m))
+
+    def _call(self, e: ast.Call, st: _State) -> Reader:
+        args = [self._value(a, st) for a in e.args]
+        if e.name == "if":
+            cond = self._pred(e.args[0], st)
+            x, y = args[1], args[2]
+            return lambda m: x(m) if cond(m) else y(m)
+        impl = FUNCTIONS[e.name][2]
+        if len(args) == 1:
+            only = args[0]
+            return lambda m: impl(only(m))
+        if len(args) == 2:
+            a0, a1 = args
+            return lambda m: impl(a0(m), a1(m))
+        return lambda m: impl(*(a(m) for a in args))
+
+    # ---- stages ---------------------------------------------------------------------------------
+    @staticmethod
+    def _define(state: _State, name: str) -> str:
+        key = name.lower()
+        state.defined[key] = name
+        state.hidden.discard(key)
+        if state.keep is not None and key not in state.keep:
+            state.keep[key] = name
+        return key
+
+    def _compile_stage(self, stage: ast.Stage, state: _State) -> StageFn | None:
+        if isinstance(stage, ast.Where):
+            return self._pred(stage.expr, state)
+        if isinstance(stage, ast.Assign):
+            fn = self._value(stage.expr, state)
+            key = self._define(state, stage.field)
+
+            def assign(m: Msg) -> bool:
+                m.d[key] = fn(m)
+                return True
+
+            return assign
+        if isinstance(stage, ast.Parse | ast.ParseRegex):
+            return self._parse_stage(stage, state)
+        if isinstance(stage, ast.Json):
+            return self._json_stage(stage, state)
+        if isinstance(stage, ast.Fields):
+            keys = {n.lower(): n for n in stage.names}
+            if stage.remove:
+                for k in keys:
+                    state.hidden.add(k)
+                    state.defined.pop(k, None)
+                    if state.keep is not None:
+                        state.keep.pop(k, None)
+                if state.dynamic or state.aggregated:
+                    def drop(m: Msg) -> bool:
+                        for k in keys:
+                            m.d.pop(k, None)
+                        return True
+                    return drop
+                return None
+            state.keep = dict(keys)
+            if state.dynamic or state.aggregated:
+                keep = set(keys)
+
+                def keep_only(m: Msg) -> bool:
+                    for k in [k for k in m.d if k not in keep and not k.startswith("_")]:
+                        del m.d[k]
+                    return True
+
+                state.defined = {k: v for k, v in state.defined.items() if k in keep or k.startswith("_")}
+                return keep_only
+            return None
+        if isinstance(stage, ast.Timeslice):
+            span = stage.span_ms
+            mt = self._reader("_messageTime", state)
+            key = self._define(state, stage.alias)
+
+            def timeslice(m: Msg) -> bool:
+                t = to_number(mt(m))
+                m.d[key] = None if t is None else int(t // span * span)
+                return True
+
+            return timeslice
+        raise AssertionError(f"unhandled stage {stage!r}")  # pragma: no cover
+
+    def _parse_stage(self, stage: ast.Parse | ast.ParseRegex, state: _State) -> StageFn:
+        src = self._reader(stage.source or "_raw", state)
+        before = [self._reader(n, state) for n in stage.names]  # what a nodrop miss leaves in place
+        keys = [self._define(state, n) for n in stage.names]
+        nodrop = stage.nodrop
+
+        def miss(m: Msg) -> bool:
+            # A missing source field behaves like a failed parse (docs/sumo-semantics.md).
+            if not nodrop:
+                return False
+            d = m.d
+            for k, prev in zip(keys, before):
+                if k not in d:
+                    d[k] = prev(m)
+            return True
+
+        if isinstance(stage, ast.Parse) and stage.pattern == "*":
+            key = keys[0]
+
+            def whole(m: Msg) -> bool:  # "*" captures the whole value: no regex needed
+                v = src(m)
+                if v is None:
+                    return miss(m)
+                m.d[key] = v if v.__class__ is str else to_text(v)
+                return True
+
+            return whole
+        if isinstance(stage, ast.Parse):
+            search = wildcard_capture(stage.pattern).search
+
+            def anchors(m: Msg) -> bool:
+                v = to_text(src(m))
+                hit = None if v is None else search(v)
+                if hit is None:
+                    return miss(m)
+                for k, g in zip(keys, hit.groups()):
+                    m.d[k] = g
+                return True
+
+            return anchors
+        rx = compile_regex(stage.pattern)
+        names = list(stage.names)
+
+        def regex(m: Msg) -> bool:
+            v = to_text(src(m))
+            hit = None if v is None else rx.search(v)
+            if hit is None:
+                return miss(m)
+            for k, n in zip(keys, names):
+                m.d[k] = hit.group(n)
+            return True
+
+        return regex
+
+    def _json_stage(self, stage: ast.Json, state: _State) -> StageFn:
+        src = self._reader(stage.source or "_raw", state)
+        nodrop = stage.nodrop
+        if stage.auto:
+            state.dynamic = True
+
+            def auto(m: Msg) -> bool:
+                doc = _load_json(to_text(src(m)))
+                if not isinstance(doc, dict):
+                    return nodrop
+                for k, v in doc.items():
+                    m.d[str(k).lower()] = _json_value(v)
+                return True
+
+            return auto
+        paths = [_json_path(k) for k in stage.keys]
+        keys = [self._define(state, n) for n in stage.names]
+
+        def extract(m: Msg) -> bool:
+            doc = _load_json(to_text(src(m)))
+            found = True
+            for k, path in zip(keys, paths):
+                v = _walk(doc, path)
+                if v is _MISSING:
+                    found = False
+                    m.d[k] = None
+                else:
+                    m.d[k] = _json_value(v)
+            return found or nodrop
+
+        return extract
+
+    def _compile_list_stage(self, stage: ast.Sort | ast.Limit | ast.Aggregate, state: _State) -> ListOp:
+        if isinstance(stage, ast.Limit):
+            n = stage.count
+            return lambda rows: rows[:n]
+        if isinstance(stage, ast.Sort):
+            readers = [(self._reader(k.name, state), k.descending) for k in stage.keys]
+
+            def sort(rows: list[Msg]) -> list[Msg]:
+                out = list(rows)
+                for read, desc in reversed(readers):  # stable sorts, last key first
+                    vals = [read(r) for r in out]
+                    keyf = _sortable(vals)
+                    order = sorted(range(len(out)), key=lambda i: keyf(vals[i]), reverse=desc)
+                    if desc:  # keep nulls last in descending order too
+                        order = [i for i in order if vals[i] is not None] + [i for i in order if vals[i] is None]
+                    out = [out[i] for i in order]
+                return out
+
+            return sort
+        return self._aggregate(stage, state)
+
+    def _aggregate(self, stage: ast.Aggregate, state: _State) -> ListOp:
+        by = [(n.lower(), self._reader(n, state)) for n in stage.by]
+        aggs = [(a, None if a.arg is None else self._reader(a.arg, state)) for a in stage.aggs]
+        new = _State(aggregated=True)
+        for n in stage.by:
+            self._define(new, n)
+        for a, _ in aggs:
+            self._define(new, a.alias)
+        state.__dict__.update(new.__dict__)
+
+        def aggregate(rows: list[Msg]) -> list[Msg]:
+            groups: dict[tuple[Value, ...], list[Msg]] = {}
+            for r in rows:
+                groups.setdefault(tuple(read(r) for _, read in by), []).append(r)
+            out: list[Msg] = []
+            for gkey, members in groups.items():
+                d: dict[str, Value] = {k: v for (k, _), v in zip(by, gkey)}
+                for a, read in aggs:
+                    d[a.alias.lower()] = _fold(a.func, [] if read is None else [read(r) for r in members],
+                                               len(members), read is None)
+                row = Msg(None, members[0].idx, d)
+                row.names = None
+                out.append(row)
+                self._members[id(row)] = tuple(r.idx for r in members)
+            return out
+
+        return aggregate
+
+    _members: dict[int, tuple[int, ...]]
+
+    # ---- output ---------------------------------------------------------------------------------
+    def _output_columns(self, state: _State) -> list[tuple[str, Reader]] | None:
+        """Fixed columns when the query says which (``fields`` keep or an aggregation), else None."""
+        if state.keep is not None:
+            return [(disp, self._reader(disp, state)) for disp in state.keep.values()]
+        if state.aggregated:
+            return [(disp, self._reader(disp, state)) for disp in state.defined.values()]
+        return None
+
+    def _all_fields(self, m: Msg) -> dict[str, object]:
+        """Every non-metadata field of ``m``: header and EventData fields, then computed ones."""
+        st = self._final
+        row: dict[str, object] = {}
+        ev = m.ev
+        if ev is not None:
+            for key, name in self._header.items():
+                if key not in st.hidden:
+                    row[name] = self.config.header_value(ev, name)
+            for name, value in ev.fields.items():
+                key = name.lower()
+                if key in self._header or key in st.hidden or not self.config.extracts(name):
+                    continue
+                row[name] = value
+        lower_to_name = {k.lower(): k for k in row}
+        for key, value in m.d.items():
+            if key in METADATA:
+                continue
+            disp = st.defined.get(key, key)
+            if key in lower_to_name:
+                row[lower_to_name[key]] = value
+            else:
+                row[disp] = value
+        return row
+
+    def run(self, events: Iterable[Event], window: TimeWindow | None = None
+            ) -> tuple[list[dict[str, object]], dict[int, tuple[int, ...]], int]:
+        """Evaluate; returns (rows, row index -> source event indexes, events evaluated)."""
+        self._members = {}
+        scope, stream = self.scope, self.stream
+        kept: list[Msg] = []
+        n = 0
+        for idx, ev in enumerate(events):
+            if window is not None and not window.contains(ev.time):
+                continue
+            n += 1
+            m = Msg(ev, idx)
+            if scope is not None and not scope(m):
+                continue
+            for fn in stream:
+                if not fn(m):
+                    break
+            else:
+                kept.append(m)
+        for kind, op in self.tail:
+            if kind == "list":
+                kept = op(kept)  # type: ignore[assignment,arg-type]
+            else:
+                kept = [m for m in kept if op(m)]  # type: ignore[misc]
+        rows: list[dict[str, object]] = []
+        sources: dict[int, tuple[int, ...]] = {}
+        for i, m in enumerate(kept):
+            if self.columns is not None:
+                rows.append({name: read(m) for name, read in self.columns})
+            else:
+                rows.append(self._all_fields(m))
+            sources[i] = self._members.get(id(m), (m.idx,)) if m.ev is None else (m.idx,)
+        return rows, sources, n
+
+
+_MISSING = object()
+
+
+def _load_json(text: str | None) -> Any:
+    if text is None:
+        return _MISSING
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return _MISSING
+
+
+def _json_path(key: str) -> list[str | int]:
+    """``"a.b"`` -> ["a", "b"]; ``"a[0].b"`` -> ["a", 0, "b"]."""
+    out: list[str | int] = []
+    for part in key.split("."):
+        while "[" in part and part.endswith("]"):
+            head, _, idx = part.partition("[")
+            if head:
+                out.append(head)
+            inner = idx[:-1]
+            if not inner.isdigit():
+                raise UnsupportedRuleError(f"json key {key!r}: only numeric [index] selectors are supported")
+            out.append(int(inner))
+            part = ""
+        if part:
+            out.append(part)
+    return out
+
+
+def _walk(doc: Any, path: list[str | int]) -> Any:
+    cur = doc
+    for p in path:
+        if isinstance(p, int):
+            if not isinstance(cur, list) or p >= len(cur):
+                return _MISSING
+            cur = cur[p]
+        else:
+            if not isinstance(cur, dict) or p not in cur:  # explicit keys are case-sensitive
+                return _MISSING
+            cur = cur[p]
+    return cur
+
+
+def _json_value(v: Any) -> Value:
+    """Sumo fields are text: nested objects/arrays keep their JSON text, scalars their string form."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return to_text(v)
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+
+def _fold(func: str, values: list[Value], count: int, bare: bool) -> Value:
+    if func == "count":
+        return count if bare else sum(1 for v in values if v is not None)
+    present = [v for v in values if v is not None]
+    if func == "count_distinct":
+        return len({to_text(v) for v in present})
+    nums = [n for n in (to_number(v) for v in present) if n is not None]
+    if not nums:
+        return None
+    if func == "min":
+        return min(nums)
+    if func == "max":
+        return max(nums)
+    if func == "sum":
+        return sum(nums)
+    return sum(nums) / len(nums)

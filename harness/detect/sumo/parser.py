@@ -1,0 +1,593 @@
+"""Parse a Sumo Logic Log Search query into ``harness.detect.sumo.ast.Query``.
+
+Errors are ``RuleSyntaxError`` naming file, line and column of the offending token; a real Sumo
+operator this engine does not implement is an ``UnsupportedRuleError`` with the same position.
+Splunk-isms that are not Sumo (``eval``, the ``matches(x, "...")`` call form) are rejected at the
+token that introduces them, with the Sumo spelling as the hint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.detect.sumo import ast
+from harness.detect.sumo.lexer import Lexed, Tok, Token, tokenize
+from harness.errors import RuleSyntaxError, UnsupportedRuleError
+
+#: Aggregating operators and their default output field (Sumo names them ``_count``, ``_max`` ...).
+AGGREGATES: dict[str, str] = {
+    "count": "_count",
+    "count_distinct": "_count_distinct",
+    "min": "_min",
+    "max": "_max",
+    "sum": "_sum",
+    "avg": "_avg",
+}
+
+#: Real Sumo operators this engine does not evaluate: rejected as unsupported, not as syntax errors.
+KNOWN_UNSUPPORTED = frozenset(
+    "accum backshift base64decode base64encode compare contains csv decision diff fillmissing "
+    "format formatdate geoip haslookup join kv lookup logcompare logreduce merge now outlier "
+    "parsedate parsehex pct predict rollingstd save split smooth stddev subquery top total trace "
+    "transaction transactionize transpose tourl urldecode urlencode xml".split()
+)
+
+_CMP_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+class _Parser:
+    def __init__(self, lexed: Lexed) -> None:
+        self.src = lexed.source
+        self.lexed = lexed
+        self.toks = lexed.pipeline
+        self.i = 0
+
+    # ---- helpers ------------------------------------------------------------------------------
+    @property
+    def tok(self) -> Token:
+        return self.toks[self.i]
+
+    def peek(self, k: int = 1) -> Token:
+        return self.toks[min(self.i + k, len(self.toks) - 1)]
+
+    def advance(self) -> Token:
+        t = self.toks[self.i]
+        if t.kind is not Tok.EOF:
+            self.i += 1
+        return t
+
+    def error(self, tok: Token, message: str, hint: str | None = None) -> RuleSyntaxError:
+        return RuleSyntaxError(message, file=self.src.file, line=tok.line, column=tok.column, hint=hint)
+
+    def describe(self, tok: Token) -> str:
+        return tok.kind.value if tok.kind is Tok.EOF else f"{tok.raw!r}"
+
+    def is_op(self, *ops: str) -> bool:
+        return self.tok.kind is Tok.OP and self.tok.text in ops
+
+    def expect_op(self, op: str) -> Token:
+        if not self.is_op(op):
+            raise self.error(self.tok, f"expected {op!r}, found {self.describe(self.tok)}")
+        return self.advance()
+
+    def expect_ident(self, what: str) -> Token:
+        if self.tok.kind is not Tok.IDENT:
+            raise self.error(self.tok, f"expected {what}, found {self.describe(self.tok)}")
+        return self.advance()
+
+    def stage_end(self) -> bool:
+        return self.tok.kind in (Tok.PIPE, Tok.EOF)
+
+    def expect_stage_end(self) -> None:
+        if not self.stage_end():
+            raise self.error(self.tok, f"unexpected {self.describe(self.tok)}; expected '|' or end of query")
+
+    @staticmethod
+    def pos(tok: Token) -> ast.Pos:
+        return ast.Pos(tok.line, tok.column)
+
+    # ---- scope ----------------------------------------------------------------------------------
+    def parse_scope(self) -> ast.ScopeExpr | None:
+        toks = self.lexed.scope
+        if not toks:
+            return None
+        sp = _ScopeParser(toks, self)
+        expr = sp.parse_or()
+        if sp.i < len(toks):
+            raise self.error(toks[sp.i], f"unexpected {toks[sp.i].raw!r} in the scope line")
+        return expr
+
+    # ---- pipeline -------------------------------------------------------------------------------
+    def parse_query(self) -> ast.Query:
+        scope = self.parse_scope()
+        stages: list[ast.Stage] = []
+        while self.tok.kind is Tok.PIPE:
+            self.advance()
+            stages.append(self.parse_stage())
+        if self.tok.kind is not Tok.EOF:
+            raise self.error(self.tok, f"unexpected {self.describe(self.tok)}")
+        return ast.Query(scope, tuple(stages))
+
+    def parse_stage(self) -> ast.Stage:
+        t = self.tok
+        if t.kind is Tok.EOF or t.kind is Tok.PIPE:
+            raise self.error(t, "empty pipeline stage after '|'")
+        word = t.text.lower() if t.kind is Tok.IDENT else ""
+        nxt = self.peek()
+        if word == "eval":
+            raise self.error(
+                t,
+                "'eval' is not a Sumo Logic operator (Splunk syntax); in Sumo 'x = y' is a comparison",
+                hint="write '<expression> as <field>', e.g. '| toLowerCase(cmdline) as cmdline_lower'",
+            )
+        if word == "where":
+            self.advance()
+            expr = self.parse_expr()
+            self.expect_stage_end()
+            return ast.Where(expr, self.pos(t))
+        if word == "parse":
+            return self.parse_parse()
+        if word == "json":
+            return self.parse_json()
+        if word == "fields":
+            return self.parse_fields()
+        if word in ("sort", "order"):
+            return self.parse_sort()
+        if word == "limit":
+            self.advance()
+            n = self.tok
+            if n.kind is not Tok.NUMBER or not n.text.isdigit():
+                raise self.error(n, f"'limit' needs a whole number, found {self.describe(n)}")
+            self.advance()
+            self.expect_stage_end()
+            return ast.Limit(int(n.text), self.pos(t))
+        if word == "timeslice":
+            return self.parse_timeslice()
+        if word in AGGREGATES and not self._is_math_call():
+            return self.parse_aggregate()
+        if word in KNOWN_UNSUPPORTED and not (nxt.kind is Tok.OP and nxt.text == "("):
+            raise UnsupportedRuleError(
+                f"{self.src.file or '<rule>'}:{t.line}:{t.column}: the Sumo operator '{t.text}' is not "
+                "supported by the local engine",
+                hint="run this rule with the remote Sumo engine, or rewrite it with supported operators",
+            )
+        if t.kind is Tok.IDENT and nxt.kind in (Tok.IDENT, Tok.STRING, Tok.NUMBER) and not nxt.is_kw("as"):
+            raise self.error(t, f"unknown operator '{t.text}'")
+        expr = self.parse_expr()
+        if not self.tok.is_kw("as"):
+            raise self.error(
+                self.tok,
+                f"expected 'as <field>' after the expression, found {self.describe(self.tok)}",
+                hint="a pipeline stage that computes a value must name it: '<expression> as <field>'",
+            )
+        self.advance()
+        name = self.expect_ident("a field name after 'as'")
+        self.expect_stage_end()
+        return ast.Assign(expr, name.text, self.pos(t))
+
+    def _is_math_call(self) -> bool:
+        """``min(a, b)``/``max(a, b)`` with two arguments is the math function, not the aggregate."""
+        if not (self.peek().kind is Tok.OP and self.peek().text == "("):
+            return False
+        depth, k = 0, self.i + 1
+        while k < len(self.toks):
+            tk = self.toks[k]
+            if tk.kind is Tok.OP and tk.text == "(":
+                depth += 1
+            elif tk.kind is Tok.OP and tk.text == ")":
+                depth -= 1
+                if depth == 0:
+                    return False
+            elif tk.kind is Tok.OP and tk.text == "," and depth == 1:
+                return True
+            elif tk.kind in (Tok.PIPE, Tok.EOF):
+                return False
+            k += 1
+        return False
+
+    def parse_field_option(self) -> str | None:
+        """``field=F`` (the field a parse/json reads instead of ``_raw``)."""
+        if self.tok.is_kw("field") and self.peek().kind is Tok.OP and self.peek().text == "=":
+            self.advance()
+            self.advance()
+            return self.expect_ident("a field name after 'field='").text
+        return None
+
+    def parse_names(self) -> tuple[str, ...]:
+        names = [self.expect_ident("a field name").text]
+        while self.is_op(","):
+            self.advance()
+            names.append(self.expect_ident("a field name").text)
+        return tuple(names)
+
+    def parse_parse(self) -> ast.Stage:
+        start = self.advance()
+        is_regex = False
+        if self.tok.is_kw("regex"):
+            self.advance()
+            is_regex = True
+        source = self.parse_field_option()
+        pat = self.tok
+        if pat.kind is not Tok.STRING:
+            raise self.error(pat, f"expected a quoted parse pattern, found {self.describe(pat)}")
+        self.advance()
+        names: tuple[str, ...] = ()
+        nodrop = False
+        if is_regex:
+            from harness.detect.sumo.patterns import compile_regex
+
+            compiled = compile_regex(pat.text, file=self.src.file, line=pat.line, column=pat.column)
+            names = tuple(sorted(compiled.groupindex, key=lambda n: compiled.groupindex[n]))
+            if not names:
+                raise self.error(pat, "parse regex needs at least one named group (?<name>...)")
+        else:
+            stars = pat.text.count("*")
+            if stars == 0:
+                raise self.error(pat, "the parse pattern has no '*' to capture")
+            if not self.tok.is_kw("as"):
+                raise self.error(self.tok, f"expected 'as' and {stars} field name(s) after the parse pattern")
+            self.advance()
+            names = self.parse_names()
+            if len(names) != stars:
+                raise self.error(
+                    pat, f"the parse pattern has {stars} '*' but {len(names)} field name(s) follow 'as'"
+                )
+        while not self.stage_end():
+            if self.tok.is_kw("nodrop"):
+                self.advance()
+                nodrop = True
+            elif self.tok.is_kw("field") and source is None:
+                source = self.parse_field_option()
+            else:
+                raise self.error(self.tok, f"unexpected {self.describe(self.tok)} in parse")
+        if is_regex:
+            return ast.ParseRegex(source, pat.text, names, nodrop, self.pos(start))
+        return ast.Parse(source, pat.text, names, nodrop, self.pos(start))
+
+    def parse_json(self) -> ast.Json:
+        start = self.advance()
+        source = self.parse_field_option()
+        auto = False
+        keys: list[str] = []
+        names: tuple[str, ...] = ()
+        if self.tok.is_kw("auto"):
+            self.advance()
+            auto = True
+        else:
+            while True:
+                k = self.tok
+                if k.kind is not Tok.STRING:
+                    raise self.error(k, f"expected a quoted JSON key, found {self.describe(k)}")
+                if not k.text:
+                    raise self.error(k, "empty JSON key")
+                keys.append(k.text)
+                self.advance()
+                if not self.is_op(","):
+                    break
+                self.advance()
+            if self.tok.is_kw("as"):
+                self.advance()
+                names = self.parse_names()
+                if len(names) != len(keys):
+                    raise self.error(start, f"json names {len(keys)} key(s) but {len(names)} field name(s)")
+            else:
+                # Without 'as' the field is named after the key's last path element.
+                names = tuple(k.rsplit(".", 1)[-1] for k in keys)
+        nodrop = False
+        while not self.stage_end():
+            if self.tok.is_kw("nodrop"):
+                self.advance()
+                nodrop = True
+            elif self.tok.is_kw("field") and source is None:
+                source = self.parse_field_option()
+            else:
+                raise self.error(self.tok, f"unexpected {self.describe(self.tok)} in json")
+        return ast.Json(source, tuple(keys), names, auto, nodrop, self.pos(start))
+
+    def parse_fields(self) -> ast.Fields:
+        start = self.advance()
+        remove = False
+        if self.is_op("-", "+"):
+            remove = self.advance().text == "-"
+        names = self.parse_names()
+        seen: set[str] = set()
+        for k, n in enumerate(names):
+            if n.lower() in seen:
+                raise self.error(start, f"field '{n}' is listed twice in 'fields' (entry {k + 1})")
+            seen.add(n.lower())
+        self.expect_stage_end()
+        return ast.Fields(names, remove, self.pos(start))
+
+    def parse_sort(self) -> ast.Sort:
+        start = self.advance()
+        if self.tok.is_kw("by"):
+            self.advance()
+        keys: list[ast.SortKey] = []
+        while True:
+            desc = True  # Sumo sorts descending unless told otherwise
+            if self.is_op("+", "-"):
+                desc = self.advance().text == "-"
+            name = self.expect_ident("a field to sort by").text
+            if self.tok.is_kw("asc"):
+                self.advance()
+                desc = False
+            elif self.tok.is_kw("desc"):
+                self.advance()
+                desc = True
+            keys.append(ast.SortKey(name, desc))
+            if not self.is_op(","):
+                break
+            self.advance()
+        self.expect_stage_end()
+        return ast.Sort(tuple(keys), self.pos(start))
+
+    def parse_timeslice(self) -> ast.Timeslice:
+        start = self.advance()
+        d = self.tok
+        if d.kind is not Tok.DURATION:
+            raise self.error(d, f"expected a duration such as 1m or 15s, found {self.describe(d)}")
+        self.advance()
+        digits = "".join(ch for ch in d.text if ch.isdigit())
+        unit = d.text[len(digits) :].lower()
+        scale = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+        if unit not in scale or not digits or int(digits) == 0:
+            raise self.error(d, f"bad timeslice duration {d.text!r}", hint="use e.g. 30s, 5m, 1h, 1d")
+        alias = "_timeslice"
+        if self.tok.is_kw("as"):
+            self.advance()
+            alias = self.expect_ident("a field name after 'as'").text
+        self.expect_stage_end()
+        return ast.Timeslice(int(digits) * scale[unit], alias, self.pos(start))
+
+    def parse_aggregate(self) -> ast.Aggregate:
+        start = self.tok
+        aggs: list[ast.Agg] = []
+        while True:
+            f = self.expect_ident("an aggregate function")
+            func = f.text.lower()
+            if func not in AGGREGATES:
+                raise self.error(f, f"'{f.text}' is not an aggregate function (count, count_distinct, "
+                                 "min, max, sum, avg)")
+            arg: str | None = None
+            if self.is_op("("):
+                self.advance()
+                if not self.is_op(")"):
+                    arg = self.expect_ident("a field name").text
+                self.expect_op(")")
+            if func != "count" and arg is None:
+                raise self.error(f, f"'{func}' needs a field: {func}(field)")
+            alias = AGGREGATES[func]
+            if self.tok.is_kw("as"):
+                self.advance()
+                alias = self.expect_ident("a field name after 'as'").text
+            aggs.append(ast.Agg(func, arg, alias))
+            if not self.is_op(","):
+                break
+            self.advance()
+        by: tuple[str, ...] = ()
+        if self.tok.is_kw("by"):
+            self.advance()
+            by = self.parse_names()
+        self.expect_stage_end()
+        return ast.Aggregate(tuple(aggs), by, self.pos(start))
+
+    # ---- expressions ----------------------------------------------------------------------------
+    def parse_expr(self) -> ast.Expr:
+        cond = self.parse_or()
+        if self.is_op("?"):
+            q = self.advance()
+            then = self.parse_expr()
+            self.expect_op(":")
+            other = self.parse_expr()
+            return ast.Ternary(cond, then, other, self.pos(q))
+        return cond
+
+    def parse_or(self) -> ast.Expr:
+        left = self.parse_and()
+        while self.tok.is_kw("or"):
+            t = self.advance()
+            left = ast.Binary("or", left, self.parse_and(), self.pos(t))
+        return left
+
+    def parse_and(self) -> ast.Expr:
+        left = self.parse_not()
+        while self.tok.is_kw("and") or self.is_op("&&"):
+            t = self.advance()
+            left = ast.Binary("and", left, self.parse_not(), self.pos(t))
+        return left
+
+    def parse_not(self) -> ast.Expr:
+        if self.is_op("!") or (self.tok.is_kw("not") and not self.peek().is_kw("in")):
+            t = self.advance()
+            return ast.Unary("!", self.parse_not(), self.pos(t))
+        return self.parse_cmp()
+
+    def parse_cmp(self) -> ast.Expr:
+        left = self.parse_add()
+        t = self.tok
+        if t.kind is Tok.OP and t.text in _CMP_OPS:
+            self.advance()
+            return ast.Binary(_CMP_OPS[t.text], left, self.parse_add(), self.pos(t))
+        if t.is_kw("matches"):
+            self.advance()
+            p = self.tok
+            if p.kind is Tok.STRING:
+                self.advance()
+                return ast.Matches(left, p.text, False, self.pos(p))
+            if p.kind is Tok.REGEX:
+                self.advance()
+                from harness.detect.sumo.patterns import compile_regex
+
+                compile_regex(p.text, file=self.src.file, line=p.line, column=p.column)
+                return ast.Matches(left, p.text, True, self.pos(p))
+            raise self.error(p, f"'matches' needs a quoted wildcard pattern or a /regex/, found "
+                             f"{self.describe(p)}")
+        negated = False
+        if t.is_kw("not") and self.peek().is_kw("in"):
+            self.advance()
+            negated = True
+        if self.tok.is_kw("in"):
+            in_tok = self.advance()
+            self.expect_op("(")
+            values = [self.parse_add()]
+            while self.is_op(","):
+                self.advance()
+                values.append(self.parse_add())
+            self.expect_op(")")
+            node: ast.Expr = ast.InList(left, tuple(values), self.pos(in_tok))
+            return ast.Unary("!", node, self.pos(t)) if negated else node
+        return left
+
+    def parse_add(self) -> ast.Expr:
+        left = self.parse_mul()
+        while self.is_op("+", "-"):
+            t = self.advance()
+            left = ast.Binary(t.text, left, self.parse_mul(), self.pos(t))
+        return left
+
+    def parse_mul(self) -> ast.Expr:
+        left = self.parse_unary()
+        while self.is_op("*", "/", "%"):
+            t = self.advance()
+            left = ast.Binary(t.text, left, self.parse_unary(), self.pos(t))
+        return left
+
+    def parse_unary(self) -> ast.Expr:
+        if self.is_op("-"):
+            t = self.advance()
+            return ast.Unary("-", self.parse_unary(), self.pos(t))
+        if self.is_op("!"):
+            t = self.advance()
+            return ast.Unary("!", self.parse_unary(), self.pos(t))
+        return self.parse_primary()
+
+    def parse_primary(self) -> ast.Expr:
+        t = self.tok
+        if t.kind is Tok.NUMBER:
+            self.advance()
+            return ast.Lit(float(t.text) if "." in t.text else int(t.text), self.pos(t))
+        if t.kind is Tok.STRING:
+            self.advance()
+            return ast.Lit(t.text, self.pos(t))
+        if t.kind is Tok.REGEX:
+            raise self.error(t, "a /regex/ is only valid right after 'matches'")
+        if self.is_op("("):
+            self.advance()
+            inner = self.parse_expr()
+            self.expect_op(")")
+            return inner
+        if t.kind is Tok.IDENT:
+            nxt = self.peek()
+            if nxt.kind is Tok.OP and nxt.text == "(":
+                name = t.text.lower()
+                if name == "matches":
+                    raise self.error(
+                        t,
+                        "'matches(x, \"...\")' is not Sumo Logic: matches is an infix operator",
+                        hint="write 'x matches \"wild*card\"' or 'x matches /regex/'; negate with !(...)",
+                    )
+                if name == "eval":
+                    raise self.error(t, "'eval' is not a Sumo Logic function or operator",
+                                     hint="write '<expression> as <field>'")
+                self.advance()
+                self.advance()
+                args: list[ast.Expr] = []
+                if not self.is_op(")"):
+                    args.append(self.parse_expr())
+                    while self.is_op(","):
+                        self.advance()
+                        args.append(self.parse_expr())
+                self.expect_op(")")
+                from harness.detect.sumo.functions import check_call
+
+                check_call(name, len(args), self.src.file, t.line, t.column)
+                return ast.Call(name, tuple(args), self.pos(t))
+            low = t.text.lower()
+            self.advance()
+            if low == "true":
+                return ast.Lit(True, self.pos(t))
+            if low == "false":
+                return ast.Lit(False, self.pos(t))
+            return ast.FieldRef(t.text, self.pos(t))
+        raise self.error(t, f"expected an expression, found {self.describe(t)}")
+
+
+class _ScopeParser:
+    """Boolean search expression of the scope line; adjacent terms are an implicit AND."""
+
+    def __init__(self, toks: tuple[Token, ...], outer: _Parser) -> None:
+        self.toks = toks
+        self.i = 0
+        self.outer = outer
+
+    def tok(self) -> Token | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def is_word(self, *words: str) -> bool:
+        t = self.tok()
+        return t is not None and t.kind is Tok.WORD and t.text.upper() in words
+
+    def parse_or(self) -> ast.ScopeExpr:
+        first = self.tok()
+        parts = [self.parse_and()]
+        while self.is_word("OR"):
+            self.i += 1
+            parts.append(self.parse_and())
+        if len(parts) == 1:
+            return parts[0]
+        assert first is not None
+        return ast.ScopeBool("or", tuple(parts), ast.Pos(first.line, first.column))
+
+    def parse_and(self) -> ast.ScopeExpr:
+        first = self.tok()
+        parts = [self.parse_not()]
+        while True:
+            t = self.tok()
+            if t is None or self.is_word("OR") or (t.kind is Tok.OP and t.text == ")"):
+                break
+            if self.is_word("AND"):
+                self.i += 1
+            parts.append(self.parse_not())
+        if len(parts) == 1:
+            return parts[0]
+        assert first is not None
+        return ast.ScopeBool("and", tuple(parts), ast.Pos(first.line, first.column))
+
+    def parse_not(self) -> ast.ScopeExpr:
+        t = self.tok()
+        if t is not None and (self.is_word("NOT") or (t.kind is Tok.WORD and t.text == "!")):
+            self.i += 1
+            return ast.ScopeNot(self.parse_not(), ast.Pos(t.line, t.column))
+        return self.parse_term()
+
+    def parse_term(self) -> ast.ScopeExpr:
+        t = self.tok()
+        if t is None:
+            last = self.toks[-1]
+            raise self.outer.error(last, "the scope line ends where a search term was expected")
+        pos = ast.Pos(t.line, t.column)
+        if t.kind is Tok.OP and t.text == "(":
+            self.i += 1
+            inner = self.parse_or()
+            close = self.tok()
+            if close is None or not (close.kind is Tok.OP and close.text == ")"):
+                raise self.outer.error(t, "unbalanced '(' in the scope line")
+            self.i += 1
+            return inner
+        if t.kind is Tok.OP:
+            raise self.outer.error(t, f"unexpected {t.text!r} in the scope line")
+        self.i += 1
+        nxt = self.tok()
+        if t.kind is Tok.WORD and nxt is not None and nxt.kind is Tok.OP and nxt.text == "=":
+            self.i += 1
+            val = self.tok()
+            if val is None or val.kind not in (Tok.WORD, Tok.STRING):
+                raise self.outer.error(nxt, f"'{t.text}=' needs a value")
+            self.i += 1
+            return ast.ScopeMeta(t.text, val.text, pos)
+        return ast.ScopeKeyword(t.text, pos)
+
+
+def parse_query(text: str, file: str | Path | None = None) -> ast.Query:
+    """Parse ``text`` (the contents of ``file``, used only in error messages)."""
+    return _Parser(tokenize(text, file)).parse_query()

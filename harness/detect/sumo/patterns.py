@@ -1,0 +1,97 @@
+"""Pattern matching with Sumo's semantics: quoted wildcard patterns and RE2 regular expressions.
+
+* A double-quoted pattern (``x matches "a*b"``, scope terms, ``parse "..."``) is a WILDCARD
+  pattern: only ``*`` is special (any run of characters, newlines included) and the pattern must
+  match the WHOLE value. ``.``, ``(``, ``|``, ``\\`` and ``$`` are literal characters.
+* ``x matches /re/`` is RE2 (google-re2), so what Sumo rejects (look-around, back-references,
+  repetition counts over 1000 ...) is rejected here too. Sumo's docs do not say whether the regex must
+  match the whole value. This engine follows the Cloud SIEM docs, which render ``foo matches /.*bar.*/``
+  as ``foo RLIKE '.*bar.*'``: an UNANCHORED search. Write ``^...$`` to require the whole value. Lint
+  warns about patterns whose result differs between the two readings (docs/sumo-semantics.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import re2
+
+from harness.errors import RuleSyntaxError
+
+StrPredicate = Callable[[str], bool]
+
+
+def compile_regex(pattern: str, *, file: str | Path | None = None, line: int | None = None,
+                  column: int | None = None) -> Any:
+    """Compile ``pattern`` with RE2; a pattern RE2 refuses is a RuleSyntaxError at its position."""
+    try:
+        return re2.compile(pattern)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else str(exc)
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise RuleSyntaxError(
+            f"RE2 (the regex engine Sumo Logic uses) rejects /{pattern}/: {reason}",
+            file=file, line=line, column=column,
+            hint="RE2 has no look-around or back-references; see https://github.com/google/re2/wiki/Syntax",
+        ) from exc
+
+
+def regex_predicate(pattern: str) -> StrPredicate:
+    """Unanchored RE2 search (see module docstring), case-sensitive unless the pattern says (?i)."""
+    search = compile_regex(pattern).search
+
+    def pred(value: str) -> bool:
+        return search(value) is not None
+
+    return pred
+
+
+def wildcard_predicate(pattern: str, *, ignore_case: bool = False) -> StrPredicate:
+    """Whole-value wildcard match where only ``*`` is special.
+
+    The common shapes (no star, ``x*``, ``*x``, ``*x*``) become plain string operations; anything
+    else is a generated, fully escaped regular expression (``*`` -> ``.*`` with DOTALL).
+    """
+    norm: Callable[[str], str] = str.lower if ignore_case else (lambda s: s)
+    pat = norm(pattern)
+    parts = pat.split("*")
+    if len(parts) == 1:
+        if ignore_case:
+            return lambda v: v.lower() == pat
+        return lambda v: v == pat
+    inner = parts[1:-1]
+    head, tail = parts[0], parts[-1]
+    if not any(inner) and not head and not tail:  # only stars: matches everything
+        return lambda v: True
+    if len(parts) == 2:
+        if not tail:
+            return lambda v: norm(v).startswith(head)
+        if not head:
+            return lambda v: norm(v).endswith(tail)
+    if len(parts) == 3 and not head and not tail and inner[0]:
+        needle = inner[0]
+        return lambda v: needle in norm(v)
+    rx = re.compile(".*".join(re.escape(p) for p in parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+    fullmatch = rx.fullmatch
+    return lambda v: fullmatch(v) is not None
+
+
+def wildcard_capture(pattern: str) -> Any:
+    """The regex for a ``parse "anchor*anchor"`` pattern: each ``*`` is a lazy capture group.
+
+    Sumo's parse finds the anchors anywhere in the value (it is not anchored at the start or end),
+    and each ``*`` captures the shortest text up to the next anchor; a trailing ``*`` takes the rest
+    of the line (Sumo's parse is line-oriented for _raw; for a named field it takes the rest).
+    """
+    parts = pattern.split("*")
+    pieces: list[str] = []
+    for i, literal in enumerate(parts):
+        pieces.append(re.escape(literal))
+        if i < len(parts) - 1:
+            greedy = i == len(parts) - 2 and not parts[-1]
+            pieces.append("(.*)" if greedy else "(.*?)")
+    return re.compile("".join(pieces), re.DOTALL)

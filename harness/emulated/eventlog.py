@@ -1,0 +1,655 @@
+"""Event logs of the emulated host: real-schema XML, per-channel record ids, a wevtutil XPath subset.
+
+Contract:
+- ``EventLog.append`` stores one ``EventRecord`` in its channel with the next EventRecordID of that
+  channel and renders it exactly as ``wevtutil qe /f:xml`` prints a real event (same System block,
+  EventData names in the order real events of that EventID and version carry them).
+- An event is visible to queries only ``delivery_delay_s`` after it was written (Sysmon and Security
+  write with a delay on real hosts; the harness must poll).
+- ``EventLog.query`` filters with the XPath forms ``wevtutil qe /q:`` accepts in practice
+  (``*``, ``*[System[...]]`` with EventID / EventRecordID / Level / Task / Version comparisons,
+  ``and`` / ``or`` / parentheses, ``Provider[@Name='x']``, ``TimeCreated[@SystemTime>='...']`` and
+  ``TimeCreated[timediff(@SystemTime) <= ms]``); anything else raises ``QueryError`` the way wevtutil
+  refuses an invalid query.
+- ``TelemetryWriter`` turns host actions (process start/exit, connect, file create, script block)
+  into records according to the lab state in ``HostSettings`` (Sysmon installed/filters, process
+  and command-line auditing, script block logging).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
+
+from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON
+
+if TYPE_CHECKING:
+    from harness.emulated.processes import Account, Process
+
+EVENT_NS = "http://schemas.microsoft.com/win/2004/08/events/event"
+
+SYSMON_PROVIDER = ("Microsoft-Windows-Sysmon", "{5770385f-c22a-43e0-bf4c-06f5698ffbd9}")
+SECURITY_PROVIDER = ("Microsoft-Windows-Security-Auditing", "{54849625-5478-4994-a5ba-3e3b0328c30d}")
+POWERSHELL_PROVIDER = ("Microsoft-Windows-PowerShell", "{a0c1853b-5c40-4b15-8766-3cf1c58f985a}")
+
+#: Real PowerShell splits script block text into parts of this many characters (ScriptBlockLogging
+#: uses 20000-char segments so one event stays under the ETW 64 KB payload limit).
+SCRIPT_BLOCK_PART_CHARS = 20000
+
+#: Field names in document order, taken from real events of these EventID/Version pairs
+#: (Sysmon 15 on Windows Server 2022 / 10; Security auditing 4688 v2, 4689 v0; PowerShell 4104 v1).
+SYSMON1_V5_FIELDS = (
+    "RuleName", "UtcTime", "ProcessGuid", "ProcessId", "Image", "FileVersion", "Description",
+    "Product", "Company", "OriginalFileName", "CommandLine", "CurrentDirectory", "User",
+    "LogonGuid", "LogonId", "TerminalSessionId", "IntegrityLevel", "Hashes", "ParentProcessGuid",
+    "ParentProcessId", "ParentImage", "ParentCommandLine", "ParentUser",
+)  # fmt: skip
+SYSMON3_V5_FIELDS = (
+    "RuleName", "UtcTime", "ProcessGuid", "ProcessId", "Image", "User", "Protocol", "Initiated",
+    "SourceIsIpv6", "SourceIp", "SourceHostname", "SourcePort", "SourcePortName",
+    "DestinationIsIpv6", "DestinationIp", "DestinationHostname", "DestinationPort",
+    "DestinationPortName",
+)  # fmt: skip
+SYSMON5_V3_FIELDS = ("RuleName", "UtcTime", "ProcessGuid", "ProcessId", "Image", "User")
+SYSMON11_V2_FIELDS = (
+    "RuleName", "UtcTime", "ProcessGuid", "ProcessId", "Image", "TargetFilename", "CreationUtcTime", "User",
+)  # fmt: skip
+SECURITY4688_V2_FIELDS = (
+    "SubjectUserSid", "SubjectUserName", "SubjectDomainName", "SubjectLogonId", "NewProcessId",
+    "NewProcessName", "TokenElevationType", "ProcessId", "CommandLine", "TargetUserSid",
+    "TargetUserName", "TargetDomainName", "TargetLogonId", "ParentProcessName", "MandatoryLabel",
+)  # fmt: skip
+SECURITY4689_V0_FIELDS = (
+    "SubjectUserSid", "SubjectUserName", "SubjectDomainName", "SubjectLogonId", "Status", "ProcessId",
+    "ProcessName",
+)  # fmt: skip
+PS4104_V1_FIELDS = ("MessageNumber", "MessageTotal", "ScriptBlockText", "ScriptBlockId", "Path")
+
+#: Channel configuration as ``wevtutil gl`` prints it (the log file name and type).
+CHANNEL_INFO: dict[str, tuple[str, str, str]] = {
+    SYSMON: ("Operational", "Microsoft-Windows-Sysmon", "Microsoft-Windows-Sysmon%4Operational.evtx"),
+    SECURITY: ("Admin", "", "Security.evtx"),
+    POWERSHELL_OPERATIONAL: (
+        "Operational", "Microsoft-Windows-PowerShell", "Microsoft-Windows-PowerShell%4Operational.evtx",
+    ),
+    "System": ("Admin", "", "System.evtx"),
+    "Application": ("Admin", "", "Application.evtx"),
+    "Windows PowerShell": ("Admin", "PowerShell", "Windows PowerShell.evtx"),
+}  # fmt: skip
+
+
+class QueryError(Exception):
+    """The XPath query is outside what wevtutil accepts (message is wevtutil's text)."""
+
+
+class ChannelNotFound(Exception):
+    """The channel does not exist on this host (e.g. Sysmon not installed)."""
+
+
+def system_time(ns: int) -> str:
+    """``TimeCreated/@SystemTime`` as real hosts print it: 7 fractional digits, ``Z``."""
+    secs, rem = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{rem // 100:07d}Z"
+
+
+def utc_time(ns: int) -> str:
+    """Sysmon ``UtcTime``: ``yyyy-mm-dd hh:mm:ss.fff``."""
+    secs, rem = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{base}.{rem // 1_000_000:03d}"
+
+
+def ns_of(t: datetime) -> int:
+    return int(t.timestamp() * 1_000_000) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event before the log assigns its record id."""
+
+    channel: str
+    provider: tuple[str, str]  # (Name, Guid with braces)
+    event_id: int
+    version: int
+    level: int
+    task: int
+    opcode: int
+    keywords: str
+    time_ns: int
+    process_id: int
+    thread_id: int
+    user_sid: str | None
+    data: tuple[tuple[str, str], ...]
+    activity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    record: EventRecord
+    record_id: int
+    visible_at: float  # time.monotonic() when queries may see it
+    xml: str
+
+
+def render_xml(rec: EventRecord, record_id: int, computer: str) -> str:
+    """One event as ``wevtutil qe /f:xml`` prints it (single line, single-quoted attributes)."""
+
+    def attr(v: str) -> str:
+        return escape(v, {"'": "&apos;"})
+
+    name, guid = rec.provider
+    corr = f"<Correlation ActivityID='{attr(rec.activity_id)}'/>" if rec.activity_id else "<Correlation/>"
+    sec = f"<Security UserID='{attr(rec.user_sid)}'/>" if rec.user_sid else "<Security/>"
+    parts = [
+        f"<Event xmlns='{EVENT_NS}'><System>",
+        f"<Provider Name='{attr(name)}' Guid='{attr(guid)}'/>",
+        f"<EventID>{rec.event_id}</EventID><Version>{rec.version}</Version><Level>{rec.level}</Level>",
+        f"<Task>{rec.task}</Task><Opcode>{rec.opcode}</Opcode><Keywords>{rec.keywords}</Keywords>",
+        f"<TimeCreated SystemTime='{system_time(rec.time_ns)}'/>",
+        f"<EventRecordID>{record_id}</EventRecordID>{corr}",
+        f"<Execution ProcessID='{rec.process_id}' ThreadID='{rec.thread_id}'/>",
+        f"<Channel>{escape(rec.channel)}</Channel><Computer>{escape(computer)}</Computer>{sec}",
+        "</System><EventData>",
+    ]
+    for k, v in rec.data:
+        parts.append(f"<Data Name='{attr(k)}'>{escape(v)}</Data>")
+    parts.append("</EventData></Event>")
+    return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- XPath subset
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+)|(?P<str>'[^']*'|\"[^\"]*\")|(?P<op><=|>=|!=|=|<|>)|(?P<punct>[\[\]()@*])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_\-]*))"
+)
+
+Predicate = Callable[[StoredEvent], bool]
+
+_SYSTEM_INT: dict[str, Callable[[StoredEvent], int]] = {
+    "eventid": lambda e: e.record.event_id,
+    "eventrecordid": lambda e: e.record_id,
+    "level": lambda e: e.record.level,
+    "task": lambda e: e.record.task,
+    "version": lambda e: e.record.version,
+    "opcode": lambda e: e.record.opcode,
+}
+
+
+def _cmp(op: str, a: int | str, b: int | str) -> bool:
+    if op == "=":
+        return a == b
+    if op == "!=":
+        return a != b
+    if (isinstance(a, int) and isinstance(b, int)) or (isinstance(a, str) and isinstance(b, str)):
+        return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]  # type: ignore[operator]
+    return False
+
+
+class _XPathParser:
+    def __init__(self, text: str, now_ns: Callable[[], int]) -> None:
+        self.toks: list[tuple[str, str]] = []
+        self.now_ns = now_ns
+        pos = 0
+        text = text.strip()
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m or m.end() == pos:
+                raise QueryError("The specified query is invalid.")
+            pos = m.end()
+            kind = m.lastgroup or ""
+            self.toks.append((kind, m.group(kind)))
+        self.i = 0
+
+    def peek(self, value: str | None = None) -> bool:
+        if self.i >= len(self.toks):
+            return False
+        v = self.toks[self.i][1]
+        return value is None or v.lower() == value.lower()
+
+    def take(self, value: str | None = None) -> tuple[str, str]:
+        if self.i >= len(self.toks) or (value is not None and self.toks[self.i][1].lower() != value.lower()):
+            raise QueryError("The specified query is invalid.")
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def parse(self) -> Predicate:
+        # Top: "*" or "Event" optionally followed by [System[...]] / [System] filters.
+        if self.peek("*") or self.peek("Event"):
+            self.take()
+        else:
+            raise QueryError("The specified query is invalid.")
+        preds: list[Predicate] = []
+        while self.peek("["):
+            self.take("[")
+            preds.append(self.or_expr(top=True))
+            self.take("]")
+        if self.i != len(self.toks):
+            raise QueryError("The specified query is invalid.")
+        return lambda e: all(p(e) for p in preds)
+
+    def or_expr(self, *, top: bool = False) -> Predicate:
+        left = self.and_expr(top=top)
+        while self.peek("or"):
+            self.take()
+            right = self.and_expr(top=top)
+            left = (lambda a, b: lambda e: a(e) or b(e))(left, right)
+        return left
+
+    def and_expr(self, *, top: bool = False) -> Predicate:
+        left = self.atom(top=top)
+        while self.peek("and"):
+            self.take()
+            right = self.atom(top=top)
+            left = (lambda a, b: lambda e: a(e) and b(e))(left, right)
+        return left
+
+    def atom(self, *, top: bool) -> Predicate:
+        if self.peek("("):
+            self.take("(")
+            p = self.or_expr(top=top)
+            self.take(")")
+            return p
+        kind, name = self.take()
+        if kind != "name":
+            raise QueryError("The specified query is invalid.")
+        lname = name.lower()
+        if top:
+            if lname == "system":
+                if not self.peek("["):
+                    return lambda e: True
+                self.take("[")
+                p = self.or_expr()
+                self.take("]")
+                return p
+            if lname == "eventdata":
+                self.take("[")
+                p = self.eventdata()
+                self.take("]")
+                return p
+            raise QueryError("The specified query is invalid.")
+        if lname in _SYSTEM_INT:
+            get = _SYSTEM_INT[lname]
+            if not self.peek() or self.toks[self.i][0] != "op":
+                return lambda e: True
+            op = self.take()[1]
+            k, v = self.take()
+            if k != "num":
+                raise QueryError("The specified query is invalid.")
+            n = int(v)
+            return lambda e: _cmp(op, get(e), n)
+        if lname == "provider":
+            self.take("[")
+            self.take("@")
+            attr = self.take()[1].lower()
+            op = self.take()[1]
+            k, v = self.take()
+            self.take("]")
+            if attr != "name" or k != "str":
+                raise QueryError("The specified query is invalid.")
+            want = v[1:-1]
+            return lambda e: _cmp(op, e.record.provider[0].lower(), want.lower())
+        if lname == "timecreated":
+            return self.time_created()
+        raise QueryError("The specified query is invalid.")
+
+    def time_created(self) -> Predicate:
+        self.take("[")
+        if self.peek("timediff"):
+            self.take()
+            self.take("(")
+            self.take("@")
+            self.take("SystemTime")
+            self.take(")")
+            op = self.take()[1]
+            ms = int(self.take()[1])
+            self.take("]")
+            return lambda e: _cmp(op, (self.now_ns() - e.record.time_ns) // 1_000_000, ms)
+        self.take("@")
+        self.take("SystemTime")
+        op = self.take()[1]
+        k, v = self.take()
+        self.take("]")
+        if k != "str":
+            raise QueryError("The specified query is invalid.")
+        try:
+            t = datetime.fromisoformat(v[1:-1].replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise QueryError("The specified query is invalid.") from exc
+        limit = ns_of(t if t.tzinfo else t.replace(tzinfo=UTC))
+        return lambda e: _cmp(op, e.record.time_ns, limit)
+
+    def eventdata(self) -> Predicate:
+        # EventData[Data[@Name='X']='v'] (and/or of those)
+        left = self._data_clause()
+        while self.peek("and") or self.peek("or"):
+            conj = self.take()[1].lower()
+            right = self._data_clause()
+            left = (
+                (lambda a, b: lambda e: a(e) and b(e))(left, right)
+                if conj == "and"
+                else (lambda a, b: lambda e: a(e) or b(e))(left, right)
+            )
+        return left
+
+    def _data_clause(self) -> Predicate:
+        self.take("Data")
+        self.take("[")
+        self.take("@")
+        self.take("Name")
+        self.take("=")
+        k, name = self.take()
+        self.take("]")
+        op = self.take()[1]
+        k2, value = self.take()
+        if k != "str" or k2 not in ("str", "num"):
+            raise QueryError("The specified query is invalid.")
+        field_name = name[1:-1]
+        want = value[1:-1] if k2 == "str" else value
+        return lambda e: any(n == field_name and _cmp(op, v, want) for n, v in e.record.data)
+
+
+def compile_xpath(query: str, now_ns: Callable[[], int] = time.time_ns) -> Predicate:
+    """Compile a wevtutil ``/q:`` XPath (the subset in the module docstring)."""
+    return _XPathParser(query, now_ns).parse()
+
+
+# ------------------------------------------------------------------------------------------ the log
+
+
+class EventLog:
+    """All channels of one host. Thread-safe; record ids increase per channel from 1."""
+
+    def __init__(
+        self,
+        computer: str,
+        *,
+        channels: Iterable[str],
+        delivery_delay_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        first_record_id: int = 1,
+    ) -> None:
+        self.computer = computer
+        self.delivery_delay_s = delivery_delay_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._events: dict[str, list[StoredEvent]] = {c: [] for c in channels}
+        self._next: dict[str, int] = dict.fromkeys(self._events, first_record_id)
+
+    def channels(self) -> list[str]:
+        return list(self._events)
+
+    def resolve_channel(self, name: str) -> str:
+        """The channel's canonical name (channel names are case-insensitive)."""
+        for c in self._events:
+            if c.lower() == name.lower():
+                return c
+        raise ChannelNotFound(name)
+
+    def append(self, rec: EventRecord) -> StoredEvent:
+        with self._lock:
+            if rec.channel not in self._events:
+                raise ChannelNotFound(rec.channel)
+            rid = self._next[rec.channel]
+            self._next[rec.channel] = rid + 1
+            stored = StoredEvent(
+                record=rec,
+                record_id=rid,
+                visible_at=self._monotonic() + self.delivery_delay_s,
+                xml=render_xml(rec, rid, self.computer),
+            )
+            self._events[rec.channel].append(stored)
+            return stored
+
+    def events(
+        self,
+        channel: str,
+        *,
+        predicate: Predicate | None = None,
+        reverse: bool = False,
+        count: int | None = None,
+    ) -> list[StoredEvent]:
+        """Visible events of ``channel`` matching ``predicate``, oldest first unless ``reverse``."""
+        ch = self.resolve_channel(channel)
+        now = self._monotonic()
+        with self._lock:
+            items = [e for e in self._events[ch] if e.visible_at <= now]
+        if predicate is not None:
+            items = [e for e in items if predicate(e)]
+        if reverse:
+            items.reverse()
+        return items[:count] if count is not None else items
+
+    def query(
+        self, channel: str, *, after_record_id: int = 0, xpath: str | None = None, reverse: bool = False
+    ) -> list[str]:
+        """XML of visible events with EventRecordID > ``after_record_id`` (tests and tools use it)."""
+        pred = compile_xpath(xpath) if xpath else None
+        out = self.events(channel, predicate=pred, reverse=reverse)
+        return [e.xml for e in out if e.record_id > after_record_id]
+
+    def record_count(self, channel: str) -> int:
+        ch = self.resolve_channel(channel)
+        with self._lock:
+            return len(self._events[ch])
+
+    def last_record_id(self, channel: str) -> int:
+        ch = self.resolve_channel(channel)
+        with self._lock:
+            return self._next[ch] - 1
+
+
+# ---------------------------------------------------------------------------------- telemetry writer
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """Version resource of an image, as Sysmon 1 reports it."""
+
+    file_version: str = "-"
+    description: str = "-"
+    product: str = "-"
+    company: str = "-"
+    original_file_name: str = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingPolicy:
+    """What the host's audit configuration logs (derived from HostSettings)."""
+
+    sysmon: bool = True
+    sysmon_network: bool = True
+    sysmon_file: bool = True
+    process_auditing: bool = True
+    command_line_auditing: bool = True
+    script_block_logging: bool = True
+
+
+class TelemetryWriter:
+    """Writes the events a real host would write for each action, per the logging policy."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        policy: LoggingPolicy,
+        hostname: str,
+        domain: str,
+        sysmon_pid: int,
+        clock_ns: Callable[[], int] = time.time_ns,
+        image_info: Callable[[str], ImageInfo],
+        image_hash: Callable[[str], str],
+        thread_id: Callable[[], int],
+    ) -> None:
+        self.log = log
+        self.policy = policy
+        self.hostname = hostname
+        self.domain = domain
+        self.sysmon_pid = sysmon_pid
+        self._clock_ns = clock_ns
+        self._image_info = image_info
+        self._image_hash = image_hash
+        self._thread_id = thread_id
+        self._sysmon_tid = thread_id()
+
+    # -- helpers
+    def _sysmon(self, event_id: int, version: int, data: Sequence[tuple[str, str]], at_ns: int) -> None:
+        if not self.policy.sysmon:
+            return
+        # Sysmon's service writes the record shortly after the action (UtcTime precedes SystemTime).
+        self.log.append(
+            EventRecord(
+                channel=SYSMON, provider=SYSMON_PROVIDER, event_id=event_id, version=version, level=4,
+                task=event_id, opcode=0, keywords="0x8000000000000000", time_ns=max(self._clock_ns(), at_ns),
+                process_id=self.sysmon_pid, thread_id=self._sysmon_tid, user_sid="S-1-5-18", data=tuple(data),
+            )
+        )  # fmt: skip
+
+    def _subject(self, acct: Account) -> list[tuple[str, str]]:
+        if acct.is_system:
+            # The machine account is how Security names SYSTEM as a subject.
+            return [
+                ("SubjectUserSid", "S-1-5-18"), ("SubjectUserName", f"{self.hostname}$"),
+                ("SubjectDomainName", self.domain), ("SubjectLogonId", "0x3e7"),
+            ]  # fmt: skip
+        return [
+            ("SubjectUserSid", acct.sid), ("SubjectUserName", acct.name),
+            ("SubjectDomainName", acct.domain), ("SubjectLogonId", hex(acct.logon_id)),
+        ]  # fmt: skip
+
+    def _security(self, event_id: int, version: int, task: int, data: Sequence[tuple[str, str]]) -> None:
+        self.log.append(
+            EventRecord(
+                channel=SECURITY, provider=SECURITY_PROVIDER, event_id=event_id, version=version, level=0,
+                task=task, opcode=0, keywords="0x8020000000000000", time_ns=self._clock_ns(),
+                process_id=4, thread_id=self._thread_id(), user_sid=None, data=tuple(data),
+            )
+        )  # fmt: skip
+
+    # -- actions
+    def process_created(self, proc: Process) -> None:
+        at = ns_of(proc.started)
+        parent = proc.parent
+        info = self._image_info(proc.image)
+        acct = proc.account
+        self._sysmon(
+            1, 5,
+            [
+                ("RuleName", "-"), ("UtcTime", utc_time(at)), ("ProcessGuid", proc.guid),
+                ("ProcessId", str(proc.pid)), ("Image", proc.image), ("FileVersion", info.file_version),
+                ("Description", info.description), ("Product", info.product), ("Company", info.company),
+                ("OriginalFileName", info.original_file_name), ("CommandLine", proc.command_line),
+                ("CurrentDirectory", proc.cwd), ("User", acct.qualified), ("LogonGuid", acct.logon_guid),
+                ("LogonId", hex(acct.logon_id)), ("TerminalSessionId", "0"),
+                ("IntegrityLevel", acct.integrity),
+                ("Hashes", self._image_hash(proc.image)),
+                ("ParentProcessGuid", parent.guid if parent else "-"),
+                ("ParentProcessId", str(parent.pid) if parent else "-"),
+                ("ParentImage", parent.image if parent else "-"),
+                ("ParentCommandLine", parent.command_line if parent else "-"),
+                ("ParentUser", parent.account.qualified if parent else "-"),
+            ],
+            at,
+        )  # fmt: skip
+        if self.policy.process_auditing:
+            creator = parent.account if parent else acct
+            self._security(
+                4688, 2, 13312,
+                [
+                    *self._subject(creator),
+                    ("NewProcessId", hex(proc.pid)), ("NewProcessName", proc.image),
+                    # UAC is off on the lab boxes: every token is a full (default) token.
+                    ("TokenElevationType", "%%1936"),
+                    ("ProcessId", hex(parent.pid) if parent else "0x0"),
+                    ("CommandLine", proc.command_line if self.policy.command_line_auditing else ""),
+                    ("TargetUserSid", "S-1-0-0"), ("TargetUserName", "-"), ("TargetDomainName", "-"),
+                    ("TargetLogonId", "0x0"), ("ParentProcessName", parent.image if parent else ""),
+                    ("MandatoryLabel", acct.mandatory_label),
+                ],
+            )  # fmt: skip
+
+    def process_terminated(self, proc: Process) -> None:
+        at = ns_of(proc.ended) if proc.ended else self._clock_ns()
+        self._sysmon(
+            5, 3,
+            [
+                ("RuleName", "-"), ("UtcTime", utc_time(at)), ("ProcessGuid", proc.guid),
+                ("ProcessId", str(proc.pid)), ("Image", proc.image), ("User", proc.account.qualified),
+            ],
+            at,
+        )  # fmt: skip
+        if self.policy.process_auditing:
+            code = proc.exit_code if proc.exit_code is not None else 0
+            self._security(
+                4689, 0, 13313,
+                [
+                    *self._subject(proc.account), ("Status", hex(code & 0xFFFFFFFF)),
+                    ("ProcessId", hex(proc.pid)), ("ProcessName", proc.image),
+                ],
+            )  # fmt: skip
+
+    def network_connect(
+        self, proc: Process, *, protocol: str, src_ip: str, src_port: int, dst_ip: str, dst_port: int
+    ) -> None:
+        if not self.policy.sysmon_network:
+            return
+        at = self._clock_ns()
+        self._sysmon(
+            3, 5,
+            [
+                ("RuleName", "-"), ("UtcTime", utc_time(at)), ("ProcessGuid", proc.guid),
+                ("ProcessId", str(proc.pid)), ("Image", proc.image), ("User", proc.account.qualified),
+                ("Protocol", protocol), ("Initiated", "true"), ("SourceIsIpv6", str(":" in src_ip).lower()),
+                ("SourceIp", src_ip), ("SourceHostname", "-"), ("SourcePort", str(src_port)),
+                ("SourcePortName", "-"), ("DestinationIsIpv6", str(":" in dst_ip).lower()),
+                ("DestinationIp", dst_ip), ("DestinationHostname", "-"), ("DestinationPort", str(dst_port)),
+                ("DestinationPortName", "-"),
+            ],
+            at,
+        )  # fmt: skip
+
+    def file_created(self, proc: Process, path: str, created: datetime) -> None:
+        if not self.policy.sysmon_file:
+            return
+        at = self._clock_ns()
+        self._sysmon(
+            11, 2,
+            [
+                ("RuleName", "-"), ("UtcTime", utc_time(at)), ("ProcessGuid", proc.guid),
+                ("ProcessId", str(proc.pid)), ("Image", proc.image), ("TargetFilename", path),
+                ("CreationUtcTime", utc_time(ns_of(created))), ("User", proc.account.qualified),
+            ],
+            at,
+        )  # fmt: skip
+
+    def script_block(self, proc: Process, text: str) -> None:
+        """4104 for one script block; long text is split into parts sharing one ScriptBlockId."""
+        if not self.policy.script_block_logging:
+            return
+        parts = [text[i : i + SCRIPT_BLOCK_PART_CHARS] for i in range(0, len(text), SCRIPT_BLOCK_PART_CHARS)]
+        parts = parts or [""]
+        block_id = str(uuid.uuid4())
+        activity = "{" + str(uuid.uuid4()).upper() + "}"
+        tid = self._thread_id()
+        for n, part in enumerate(parts, 1):
+            self.log.append(
+                EventRecord(
+                    channel=POWERSHELL_OPERATIONAL, provider=POWERSHELL_PROVIDER, event_id=4104, version=1,
+                    level=5, task=2, opcode=15, keywords="0x0", time_ns=self._clock_ns(), process_id=proc.pid,
+                    thread_id=tid, user_sid=proc.account.sid, activity_id=activity,
+                    data=(
+                        ("MessageNumber", str(n)), ("MessageTotal", str(len(parts))),
+                        ("ScriptBlockText", part),
+                        ("ScriptBlockId", block_id), ("Path", ""),
+                    ),
+                )
+            )  # fmt: skip

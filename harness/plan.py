@@ -1,0 +1,172 @@
+"""The run plan: which atomic tests run on which targets, judged with which rules.
+
+A ``RunPlan`` is plain data built before anything runs, so a bad selection or a missing rule is a
+``ContentError`` up front rather than a surprise mid-run. Content hashes (SHA-256 of every atomic,
+expectation, rule and lab file, and the content's git commit) are computed here too, because the
+plan is what knows which files the run depends on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.content.labconfig import TargetConfig
+from harness.errors import ContentError
+from harness.model import AtomicFile, AtomicTest
+from harness.results import ContentFile
+from harness.verdicts import TestExpectationsLike, detection_checks
+
+#: Default telemetry budget when a test has no expectations (seconds after the command started).
+DEFAULT_BUDGET_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTest:
+    """One atomic test with its expectations (None when the expectations do not cover it)."""
+
+    test: AtomicTest
+    expectations: TestExpectationsLike | None = None
+
+    @property
+    def benign(self) -> bool:
+        """Benign look-alikes live under an ``atomics/benign`` folder."""
+        return "benign" in Path(self.test.source).parts
+
+    def budget_s(self, default: float = DEFAULT_BUDGET_S) -> float:
+        return float(self.expectations.time_budget_s) if self.expectations is not None else default
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """targets x tests, and the rules to judge.
+
+    ``rule_paths`` maps every rule name used in verdicts (as the expectations spell it: a path
+    relative to the content root; or as given with ``--rule``) to the file. ``extra_rules`` are the
+    ``--rule`` ones, judged against the same expectations as the named rules of their engine.
+    """
+
+    targets: tuple[TargetConfig, ...]
+    tests: tuple[PlannedTest, ...]
+    rule_paths: Mapping[str, Path] = field(default_factory=dict)
+    extra_rules: tuple[str, ...] = ()
+    get_prereqs: bool = False
+    command_timeout_s: float = 300.0
+    default_budget_s: float = DEFAULT_BUDGET_S
+    #: Input argument overrides: ``"*"`` or GUID -> name -> value.
+    arguments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    channels: Mapping[str, str] = field(default_factory=dict)
+
+    def arguments_for(self, guid: str) -> dict[str, str]:
+        out = dict(self.arguments.get("*", {}))
+        out.update(self.arguments.get(guid, {}))
+        return out
+
+    @property
+    def size(self) -> int:
+        return len(self.targets) * len(self.tests)
+
+
+def select_tests(files: Sequence[AtomicFile], selectors: Sequence[str] = ()) -> list[AtomicTest]:
+    """The tests named by GUID or name (in the order given), or every test of ``files``."""
+    if not selectors:
+        return [t for f in files for t in f.tests]
+    from harness.content.atomics import find_test  # content loader: only needed when selecting
+
+    out: list[AtomicTest] = []
+    for s in selectors:
+        t = find_test(files, s)
+        if t not in out:
+            out.append(t)
+    return out
+
+
+def rules_of(
+    tests: Sequence[PlannedTest], root: Path, extra: Sequence[Path] = ()
+) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """Every rule the expectations name (resolved under ``root``) plus the extras, by verdict name."""
+    paths: dict[str, Path] = {}
+    for pt in tests:
+        for check in detection_checks(pt.expectations):
+            p = root / check.rule
+            if not p.is_file():
+                raise ContentError(
+                    f"expectations of {pt.test.guid} name rule {check.rule!r}, which does not exist",
+                    file=str(p),
+                    hint="fix the rule path in the expectations file",
+                )
+            paths.setdefault(check.rule, p)
+    names: list[str] = []
+    for e in extra:
+        if not e.is_file():
+            raise ContentError("rule file not found", file=str(e), hint="check the --rule path")
+        name = _display(e, root)
+        paths.setdefault(name, e)
+        names.append(name)
+    return paths, tuple(names)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_files(
+    root: Path,
+    *,
+    atomics: Sequence[Path] = (),
+    expectations: Sequence[Path] = (),
+    rules: Sequence[Path] = (),
+    lab: Path | None = None,
+) -> tuple[ContentFile, ...]:
+    """SHA-256 of every content file the run used, paths relative to ``root`` where possible."""
+    out: list[ContentFile] = []
+    seen: set[Path] = set()
+    groups: list[tuple[str, Sequence[Path]]] = [
+        ("atomic", atomics),
+        ("expectation", expectations),
+        ("rule", rules),
+        ("lab", [lab] if lab else []),
+    ]
+    for kind, paths in groups:
+        for p in paths:
+            rp = p.resolve()
+            if rp in seen or not rp.is_file():
+                continue
+            seen.add(rp)
+            out.append(ContentFile(path=_display(p, root), kind=kind, sha256=sha256_file(rp)))
+    return tuple(out)
+
+
+def git_commit(root: Path) -> str | None:
+    """The content's git commit (with ``+dirty`` when the tree has changes), or None outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip()
+    return commit + ("+dirty" if dirty.stdout.strip() else "")

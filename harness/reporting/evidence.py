@@ -1,0 +1,152 @@
+"""The auditor's evidence bundle: normalized events, command transcripts, and a SHA-256 manifest.
+
+* ``evidence/events.jsonl``: one line per event a test was judged on, in the telemetry module's
+  normalized JSONL form (``Event.to_dict``) plus ``test`` (GUID) and ``result`` (target::GUID).
+  Verdicts reference events by their line in this file. It is append-only during a run; each test's
+  block is written and flushed in one go.
+* ``evidence/transcripts/<target>/<guid>-<role>.txt``: each remote command, its exit code, times,
+  stdout and stderr.
+* ``manifest.json``: ``{"algorithm": "sha256", "files": {relative path: hex digest}}`` over every
+  other file in the folder. ``verify_manifest`` recomputes it and names changed, missing and
+  unlisted files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ReportError
+from harness.model import CommandResult
+from harness.results import EVENTS_FILE
+from harness.telemetry.event import Event
+
+MANIFEST = "manifest.json"
+TRANSCRIPTS = "evidence/transcripts"
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _safe(part: str) -> str:
+    return _SAFE.sub("_", part)[:100] or "_"
+
+
+class EvidenceStore:
+    """Appends events and transcripts under ``out``; thread-safe."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._lock = threading.Lock()
+        self._events = out / EVENTS_FILE
+        self._lines = 0
+        if self._events.exists():  # continuing into an existing folder: keep line numbers true
+            with self._events.open("rb") as fh:
+                self._lines = sum(1 for _ in fh)
+
+    def add_events(self, result_key: str, guid: str, events: Sequence[Event]) -> int:
+        """Append ``events``; returns the 1-based line number of the first (of the next, if none)."""
+        block = "".join(
+            json.dumps(e.to_dict() | {"test": guid, "result": result_key}, ensure_ascii=False, separators=(",", ":"))
+            + "\n"
+            for e in events
+        )
+        with self._lock:
+            first = self._lines + 1
+            try:
+                self._events.parent.mkdir(parents=True, exist_ok=True)
+                with self._events.open("a", encoding="utf-8") as fh:
+                    fh.write(block)
+                    fh.flush()
+            except OSError as exc:
+                raise ReportError(f"{self._events}: cannot write evidence: {exc.strerror or exc}") from exc
+            self._lines += len(events)
+        return first
+
+    def add_transcript(self, target: str, guid: str, role: str, result: CommandResult) -> str:
+        """Write one command's transcript; returns its path relative to ``out``."""
+        from harness.reporting.base import atomic_write_text
+
+        rel = f"{TRANSCRIPTS}/{_safe(target)}/{_safe(guid)}-{_safe(role)}.txt"
+        text = (
+            f"role: {role}\n"
+            f"started: {result.started.isoformat()}\n"
+            f"ended: {result.ended.isoformat()}\n"
+            f"exit_code: {result.exit_code}\n"
+            f"timed_out: {str(result.timed_out).lower()}\n"
+            f"command:\n{result.command}\n"
+            f"--- stdout ---\n{result.stdout}\n"
+            f"--- stderr ---\n{result.stderr}\n"
+        )
+        atomic_write_text(self.out / rel, text)
+        return rel
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _files(out: Path) -> dict[str, Path]:
+    return {
+        p.relative_to(out).as_posix(): p
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != MANIFEST and not p.name.endswith(".tmp")
+    }
+
+
+def build_manifest(out: Path) -> dict[str, object]:
+    return {"algorithm": "sha256", "files": {rel: sha256_of(p) for rel, p in _files(out).items()}}
+
+
+def write_manifest(out: Path) -> Path:
+    from harness.reporting.base import atomic_write_text
+
+    path = out / MANIFEST
+    atomic_write_text(path, json.dumps(build_manifest(out), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of ``verify_manifest``: empty lists mean the folder is exactly as written."""
+
+    checked: int
+    changed: tuple[str, ...]
+    missing: tuple[str, ...]
+    unlisted: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.changed or self.missing or self.unlisted)
+
+
+def verify_manifest(out: Path) -> VerifyReport:
+    """Recompute every digest of ``out/manifest.json``. ReportError when the manifest is unusable."""
+    path = out / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ReportError(f"{path}: no manifest", hint="point verify at a report folder written by atomiclab") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: manifest is not readable JSON: {exc}") from exc
+    files = data.get("files") if isinstance(data, dict) else None
+    if data.get("algorithm") != "sha256" or not isinstance(files, dict):
+        raise ReportError(f"{path}: not an atomiclab manifest (expected algorithm sha256 and files)")
+    present = _files(out)
+    changed: list[str] = []
+    missing: list[str] = []
+    for rel, digest in sorted(files.items()):
+        p = present.get(rel)
+        if p is None:
+            missing.append(rel)
+        elif sha256_of(p) != digest:
+            changed.append(rel)
+    unlisted = sorted(set(present) - set(files))
+    return VerifyReport(len(files), tuple(changed), tuple(missing), tuple(unlisted))

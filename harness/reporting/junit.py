@@ -1,0 +1,66 @@
+"""``junit.xml``: one testcase per target x atomic test, for CI systems that read JUnit.
+
+``<testsuite>`` per target; ``<testcase classname="atomiclab.<target>.<technique>" name="<test
+name> [<guid>]">``; a failed test carries ``<failure type="<failure kind>" message="<reason>">`` with
+every missed verdict in the body, an errored one ``<error>``, a skipped one ``<skipped>``.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+from harness.results import RunResult, TestResult, TestStatus
+
+FILENAME = "junit.xml"
+
+
+def _case(t: TestResult) -> ET.Element:
+    case = ET.Element(
+        "testcase",
+        classname=f"atomiclab.{t.target}.{t.technique}",
+        name=f"{t.name} [{t.guid}]",
+        time=f"{max(0.0, (t.ended - t.started).total_seconds()):.3f}",
+    )
+    kind = t.failure.value if t.failure is not None else ""
+    if t.status is TestStatus.FAILED:
+        el = ET.SubElement(case, "failure", type=kind, message=t.reason)
+        el.text = "\n".join(t.missed_reasons())
+    elif t.status is TestStatus.ERROR:
+        ET.SubElement(case, "error", type=kind, message=t.reason)
+    elif t.status is TestStatus.SKIPPED:
+        ET.SubElement(case, "skipped", message=t.reason)
+    out = [f"{s.role}: exit {s.exit_code}: {s.command}" for s in t.steps]
+    out += [f"finding: {f.message}" for f in t.findings]
+    if out:
+        ET.SubElement(case, "system-out").text = "\n".join(out)
+    return case
+
+
+class JUnitReporter:
+    filename = FILENAME
+
+    def render(self, run: RunResult) -> str:
+        root = ET.Element("testsuites", name=f"atomiclab {run.run_id}")
+        by_target: dict[str, list[TestResult]] = defaultdict(list)
+        for t in run.tests:
+            by_target[t.target].append(t)
+        totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for target, tests in sorted(by_target.items()):
+            counts = {
+                "tests": len(tests),
+                "failures": sum(t.status is TestStatus.FAILED for t in tests),
+                "errors": sum(t.status is TestStatus.ERROR for t in tests),
+                "skipped": sum(t.status is TestStatus.SKIPPED for t in tests),
+            }
+            for k, v in counts.items():
+                totals[k] += v
+            attrs = {"name": f"atomiclab.{target}", "timestamp": run.started.isoformat()}
+            attrs.update({k: str(v) for k, v in counts.items()})
+            suite = ET.SubElement(root, "testsuite", attrs)
+            for t in tests:
+                suite.append(_case(t))
+        for k, v in totals.items():
+            root.set(k, str(v))
+        ET.indent(root)
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,659 @@
+"""The runner: plan -> (per host, in sequence) preflight, execute, collect, attribute, judge -> results.
+
+For each target the runner opens the target once, asks the preflight once, then for each planned
+test: checks the platform, bookmarks the telemetry, executes the atomic (prerequisites, command with
+its run marker, cleanup: all inside ``ExecuteFn``), then polls the telemetry after the bookmark with
+adaptive back-off until every positive expectation is met or the test's time budget passes, keeps
+the events attributed to the run marker, evaluates every rule over them and judges
+(``harness.verdicts.judge``). Each finished result is handed to the ``ReportSink`` at once (reports
+are rewritten as the run goes) and to the ``RunObserver`` (the console).
+
+Hosts run in parallel on a bounded thread pool; tests on one host run in sequence (they share the
+host's logs and state). Every collaborator is passed in: the runner never knows whether a target is
+a real lab host or the emulated one, nor how reports look.
+
+Ctrl-C: the first interrupt stops scheduling; a test whose command is running finishes it and its
+cleanup (cleanup is never skipped), the results so far are published with ``interrupted: true``,
+and ``KeyboardInterrupt`` propagates to the CLI (exit 130).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.content.labconfig import TargetConfig
+from harness.detect.base import Detector, TimeWindow
+from harness.errors import DetectionError, HarnessError
+from harness.execution.transport import Transport
+from harness.model import AtomicTest, CommandResult, utcnow
+from harness.plan import PlannedTest, RunPlan
+from harness.results import (
+    FailureKind,
+    LintRecord,
+    RunResult,
+    StepRecord,
+    TargetInfo,
+    TestResult,
+    TestStatus,
+)
+from harness.telemetry.event import Event
+from harness.verdicts import RuleOutcome, feature_name, judge
+
+#: Telemetry polling: first wait, growth factor and cap (adaptive; no fixed sleeps).
+POLL_FIRST_S = 0.05
+POLL_FACTOR = 2.0
+POLL_MAX_S = 2.0
+#: After the budget, one more look this long later tells "too slow" from "missing".
+GRACE_FRACTION = 0.25
+GRACE_MAX_S = 3.0
+#: Hosts run at most this many at once unless the caller says otherwise.
+DEFAULT_MAX_HOSTS = 8
+#: Events up to this long before the command started still count (host clock skew).
+WINDOW_SLACK_S = 60.0
+
+
+# ---------------------------------------------------------------------------------------- seams
+
+
+class ExecStatus(enum.StrEnum):
+    EXECUTED = "executed"
+    SKIPPED_MANUAL = "skipped_manual"
+    SKIPPED_PREREQ = "skipped_prereq"
+    SKIPPED_PLATFORM = "skipped_platform"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOutcome:
+    """What executing one atomic did (the runner's view of the execution lifecycle's record).
+
+    ``steps`` are the remote commands in order with their role (prereq, get_prereq, command,
+    cleanup). ``reason`` explains a skip or an error; ``cleanup_error`` is reported beside the
+    test's own result and never replaces it.
+    """
+
+    status: ExecStatus
+    reason: str = ""
+    steps: tuple[tuple[str, CommandResult], ...] = ()
+    cleanup_error: str | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+
+    @property
+    def command(self) -> CommandResult | None:
+        for role, res in self.steps:
+            if role == "command":
+                return res
+        return None
+
+
+class ExecuteFn(Protocol):
+    """Runs one atomic test on a transport: prerequisites, command (with ``marker``), cleanup."""
+
+    def __call__(
+        self,
+        transport: Transport,
+        test: AtomicTest,
+        *,
+        args: Mapping[str, str],
+        marker: str,
+        get_prereqs: bool,
+        timeout: float,
+    ) -> ExecutionOutcome: ...
+
+
+class TelemetrySource(Protocol):
+    """Events of one host after a bookmark (e.g. ``wevtutil qe`` over the host's transport)."""
+
+    def bookmark(self) -> Any: ...
+
+    def events_after(self, bookmark: Any) -> Iterable[Event]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AttributedEvents:
+    """The events that belong to one test run, in time order."""
+
+    events: tuple[Event, ...]
+    root_found: bool
+    excluded: int = 0
+
+
+class AttributeFn(Protocol):
+    def __call__(self, events: Sequence[Event], *, marker: str, window: TimeWindow) -> AttributedEvents: ...
+
+
+class PreflightLike(Protocol):
+    """``harness.lab.preflight.PreflightReport`` as the runner uses it."""
+
+    @property
+    def features(self) -> Mapping[Any, bool]: ...
+    @property
+    def facts(self) -> Mapping[str, str]: ...
+    @property
+    def problems(self) -> list[str]: ...
+
+
+@dataclass
+class OpenTarget:
+    """A connected target: its transport, telemetry source, and how to release it."""
+
+    config: TargetConfig
+    transport: Transport
+    source: TelemetrySource
+    emulated: bool = False
+    preflight: Callable[[], PreflightLike] | None = None
+    close: Callable[[], None] = field(default=lambda: None)
+
+
+class TargetFactory(Protocol):
+    def open(self, target: TargetConfig) -> OpenTarget:
+        """Connect to ``target``. Raises TransportError/CredentialError when it cannot."""
+        ...
+
+
+class ReportSink(Protocol):
+    """Where results and evidence go as the run proceeds (see ``harness.reporting.base``)."""
+
+    def add_events(self, result_key: str, guid: str, events: Sequence[Event]) -> int:
+        """Append a test's events to the evidence; returns the 1-based line of the first one."""
+        ...
+
+    def add_transcript(self, target: str, guid: str, role: str, result: CommandResult) -> str:
+        """Write one command's transcript; returns its path relative to the report directory."""
+        ...
+
+    def publish(self, run: RunResult) -> None:
+        """(Re)write every report for ``run`` atomically."""
+        ...
+
+
+class RunObserver(Protocol):
+    """Progress callbacks (the console). Called from worker threads; must be thread-safe."""
+
+    def host_started(self, target: str, total: int) -> None: ...
+    def test_started(self, target: str, test: AtomicTest) -> None: ...
+    def test_finished(self, result: TestResult) -> None: ...
+    def host_finished(self, target: str) -> None: ...
+
+
+class NullObserver:
+    """An observer that shows nothing."""
+
+    def host_started(self, target: str, total: int) -> None:
+        return None
+
+    def test_started(self, target: str, test: AtomicTest) -> None:
+        return None
+
+    def test_finished(self, result: TestResult) -> None:
+        return None
+
+    def host_finished(self, target: str) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules a run judges: loaded detectors, why the others cannot run, and lint findings."""
+
+    detectors: Mapping[str, Detector] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+    lint: Mapping[str, tuple[LintRecord, ...]] = field(default_factory=dict)
+
+    def evaluate(self, events: Sequence[Event], window: TimeWindow | None = None) -> dict[str, RuleOutcome]:
+        """Every rule over ``events``; a rule failing at run time becomes an outcome with the error."""
+        out: dict[str, RuleOutcome] = {name: RuleOutcome(name, error=err) for name, err in self.errors.items()}
+        for name, det in self.detectors.items():
+            try:
+                out[name] = RuleOutcome(name, result=det.evaluate(events, window))
+            except DetectionError as exc:
+                out[name] = RuleOutcome(name, error=str(exc))
+        return out
+
+
+def load_rules(
+    rule_paths: Mapping[str, Path],
+    *,
+    load: Callable[[Path], Detector],
+    lint: Callable[[Path], Sequence[Any]] | None = None,
+) -> RuleSet:
+    """Load (and lint) every rule. A rule that fails to load is kept with its error, so every
+    verdict naming it fails and says why instead of the run stopping."""
+    detectors: dict[str, Detector] = {}
+    errors: dict[str, str] = {}
+    lints: dict[str, tuple[LintRecord, ...]] = {}
+    for name, path in rule_paths.items():
+        try:
+            detectors[name] = load(path)
+        except HarnessError as exc:
+            errors[name] = str(exc)
+        if lint is not None:
+            try:
+                found = lint(path)
+            except HarnessError as exc:
+                errors.setdefault(name, str(exc))
+                found = []
+            lints[name] = tuple(
+                LintRecord(
+                    file=str(f.file),
+                    line=int(f.line),
+                    column=int(f.column),
+                    severity=str(f.severity),
+                    code=str(f.code),
+                    message=str(f.message),
+                )
+                for f in found
+            )
+    return RuleSet(detectors, errors, lints)
+
+
+# ---------------------------------------------------------------------------------------- runner
+
+
+class CountingTransport:
+    """Wraps a Transport and counts its round trips (commands run), for results and the bench."""
+
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
+        self.count = 0
+
+    @property
+    def host(self) -> str:
+        return self._inner.host
+
+    def run(self, command_line: str, *, timeout: float) -> CommandResult:
+        self.count += 1
+        return self._inner.run(command_line, timeout=timeout)
+
+    def put_file(self, local: Path, remote: str) -> None:
+        self.count += 1
+        self._inner.put_file(local, remote)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@dataclass
+class _Shared:
+    """The run result being built, guarded by a lock (hosts finish tests concurrently)."""
+
+    run: RunResult
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Runner:
+    """Runs a ``RunPlan``. One instance per run; ``run()`` returns the finished ``RunResult``."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        *,
+        targets: TargetFactory,
+        execute: ExecuteFn,
+        attribute: AttributeFn,
+        rules: RuleSet,
+        sink: ReportSink,
+        observer: RunObserver | None = None,
+        new_marker: Callable[[], str],
+        max_hosts: int = DEFAULT_MAX_HOSTS,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plan = plan
+        self.targets = targets
+        self.execute = execute
+        self.attribute = attribute
+        self.rules = rules
+        self.sink = sink
+        self.observer: RunObserver = observer or NullObserver()
+        self.new_marker = new_marker
+        self.max_hosts = max(1, max_hosts)
+        self.clock = clock
+        self.monotonic = monotonic
+        self.stop = threading.Event()
+
+    # -- whole run
+
+    def run(self, initial: RunResult) -> RunResult:
+        """Run every target (in parallel, bounded) and return the run, finished or interrupted."""
+        shared = _Shared(replace(initial, lint=dict(self.rules.lint), rule_errors=dict(self.rules.errors)))
+        self._publish(shared)
+        pool = ThreadPoolExecutor(
+            max_workers=min(self.max_hosts, max(1, len(self.plan.targets))), thread_name_prefix="atomiclab-host"
+        )
+        futures: list[Future[None]] = [pool.submit(self._host, t, shared) for t in self.plan.targets]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # a bug in the runner itself surfaces, after the hosts stopped
+            wait(futures)
+        except KeyboardInterrupt:
+            self.stop.set()
+            # Let running tests finish their command and cleanup; nothing new is started.
+            wait(futures)
+            pool.shutdown(wait=True)
+            with shared.lock:
+                shared.run = shared.run.finished(interrupted=True, ended=self.clock())
+            self._publish(shared)
+            raise
+        finally:
+            self.stop.set()
+            pool.shutdown(wait=True)
+        for f in futures:
+            f.result()
+        with shared.lock:
+            shared.run = shared.run.finished(interrupted=False, ended=self.clock())
+        self._publish(shared)
+        return shared.run
+
+    def _publish(self, shared: _Shared) -> None:
+        with shared.lock:
+            self.sink.publish(shared.run)
+
+    def _record(self, shared: _Shared, result: TestResult) -> None:
+        with shared.lock:
+            shared.run = shared.run.with_test(result)
+            self.sink.publish(shared.run)
+        self.observer.test_finished(result)
+
+    # -- one host
+
+    def _host(self, target: TargetConfig, shared: _Shared) -> None:
+        tests = self.plan.tests
+        self.observer.host_started(target.name, len(tests))
+        try:
+            try:
+                opened = self.targets.open(target)
+            except HarnessError as exc:
+                self._host_failed(target, shared, f"cannot open target: {exc}")
+                return
+            try:
+                self._host_tests(opened, shared)
+            finally:
+                opened.close()
+        finally:
+            self.observer.host_finished(target.name)
+
+    def _host_failed(self, target: TargetConfig, shared: _Shared, reason: str) -> None:
+        info = TargetInfo(
+            name=target.name,
+            transport=target.transport,
+            address=target.address,
+            emulated=target.emulated,
+            platform=target.platform,
+            problems=(reason,),
+        )
+        with shared.lock:
+            shared.run = shared.run.with_target(info)
+        for pt in self.plan.tests:
+            if self.stop.is_set():
+                return
+            now = self.clock()
+            self._record(
+                shared, _result(pt, target.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, reason, now, now)
+            )
+
+    def _host_tests(self, opened: OpenTarget, shared: _Shared) -> None:
+        cfg = opened.config
+        counting = CountingTransport(opened.transport)
+        features: Mapping[str, bool] | None = None
+        info = TargetInfo(
+            name=cfg.name, transport=cfg.transport, address=cfg.address, emulated=opened.emulated, platform=cfg.platform
+        )
+        if opened.preflight is not None:
+            try:
+                report = opened.preflight()
+            except HarnessError as exc:
+                self._host_failed(cfg, shared, f"preflight failed: {exc}")
+                return
+            features = {feature_name(k): bool(v) for k, v in report.features.items()}
+            facts = dict(report.facts)
+            info = replace(
+                info,
+                os_build=facts.get("os_build") or None,
+                sysmon_version=facts.get("sysmon_version") or None,
+                sysmon_config_hash=facts.get("sysmon_config_hash") or None,
+                audit={k: v for k, v in facts.items() if k not in ("os_build", "sysmon_version", "sysmon_config_hash")},
+                features=features,
+                problems=tuple(report.problems),
+            )
+        with shared.lock:
+            shared.run = shared.run.with_target(info)
+            self.sink.publish(shared.run)
+        for pt in self.plan.tests:
+            if self.stop.is_set():
+                return
+            self.observer.test_started(cfg.name, pt.test)
+            before = counting.count
+            try:
+                result = self._one(opened, counting, pt, features)
+            except HarnessError as exc:
+                now = self.clock()
+                result = _result(pt, cfg.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, str(exc), now, now)
+            self._record(shared, replace(result, round_trips=counting.count - before))
+
+    # -- one test
+
+    def _one(
+        self, opened: OpenTarget, transport: CountingTransport, pt: PlannedTest, features: Mapping[str, bool] | None
+    ) -> TestResult:
+        cfg, test = opened.config, pt.test
+        started = self.clock()
+        if cfg.platform not in test.platforms:
+            return _result(
+                pt,
+                cfg.name,
+                TestStatus.SKIPPED,
+                FailureKind.SKIPPED_PLATFORM,
+                f"test supports {', '.join(test.platforms)}; target {cfg.name} is {cfg.platform}",
+                started,
+                self.clock(),
+            )
+        marker = self.new_marker()
+        # Count the bookmark and every telemetry query as round trips too: they are harness overhead.
+        bookmark = opened.source.bookmark()
+        outcome = self.execute(
+            transport,
+            test,
+            args=self.plan.arguments_for(test.guid),
+            marker=marker,
+            get_prereqs=self.plan.get_prereqs,
+            timeout=self.plan.command_timeout_s,
+        )
+        steps = tuple(
+            StepRecord(
+                role=role,
+                command=res.command,
+                exit_code=res.exit_code,
+                started=res.started,
+                ended=res.ended,
+                timed_out=res.timed_out,
+                transcript=self.sink.add_transcript(cfg.name, test.guid, role, res),
+            )
+            for role, res in outcome.steps
+        )
+        base = _result(pt, cfg.name, TestStatus.ERROR, None, "", started, started)
+        base = replace(base, steps=steps, marker=marker)
+        if outcome.status is not ExecStatus.EXECUTED:
+            status, kind = _SKIPS.get(outcome.status, (TestStatus.ERROR, FailureKind.HARNESS_ERROR))
+            return replace(
+                base, status=status, failure=kind, reason=outcome.reason or str(outcome.status), ended=self.clock()
+            )
+        command = outcome.command
+        cmd_start = command.started if command is not None else started
+        cmd_end = command.ended if command is not None else self.clock()
+        execution_failure = _execution_failure(command)
+        budget = pt.budget_s(self.plan.default_budget_s)
+        # Generous slack for clock skew: the run marker, not the window, is what selects the events.
+        window = TimeWindow(start=cmd_start - timedelta(seconds=WINDOW_SLACK_S), end=None)
+        collected, attributed, on_time, wait_s, interrupted = self._collect(
+            opened.source, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end
+        )
+        if interrupted:
+            return replace(
+                base,
+                status=TestStatus.ERROR,
+                failure=FailureKind.INTERRUPTED,
+                reason="interrupted while collecting telemetry (cleanup done)",
+                events_collected=collected,
+                ended=self.clock(),
+            )
+        first_line = self.sink.add_events(base.key, test.guid, attributed.events)
+        rule_outcomes = self.rules.evaluate(attributed.events, None)
+        verdict = judge(
+            pt.expectations,
+            attributed.events,
+            rule_outcomes,
+            first_line=first_line,
+            on_time=on_time,
+            features=features,
+            extra_rules=self.plan.extra_rules,
+            execution_failure=execution_failure,
+        )
+        reason = verdict.reason
+        if not attributed.root_found:
+            reason += "; the run marker's process was not found in the telemetry"
+        if outcome.cleanup_error:
+            reason += f"; cleanup failed: {outcome.cleanup_error}"
+        return replace(
+            base,
+            status=verdict.status,
+            failure=verdict.failure,
+            reason=reason,
+            event_verdicts=verdict.event_verdicts,
+            detection_verdicts=verdict.detection_verdicts,
+            findings=verdict.findings,
+            events_collected=collected,
+            events_attributed=len(attributed.events),
+            telemetry_wait_s=wait_s,
+            ended=self.clock(),
+        )
+
+    def _collect(
+        self,
+        source: TelemetrySource,
+        bookmark: Any,
+        pt: PlannedTest,
+        marker: str,
+        window: TimeWindow,
+        *,
+        budget_s: float,
+        since_command_end: datetime,
+    ) -> tuple[int, AttributedEvents, int, float | None, bool]:
+        """Poll until every positive expectation is met or the budget passes.
+
+        Returns (events collected, attributed events ordered on-time first, how many arrived in
+        time, seconds from command end until everything was met or None, interrupted).
+        """
+        start = self.monotonic()
+        lag = max(0.0, (self.clock() - since_command_end).total_seconds())
+        deadline = start + max(0.0, budget_s - lag)
+        delay = POLL_FIRST_S
+        collected: list[Event] = []
+        attributed = AttributedEvents((), False)
+        while True:
+            collected = list(source.events_after(bookmark))
+            attributed = self.attribute(collected, marker=marker, window=window)
+            if _satisfied(pt, attributed):
+                return len(collected), attributed, len(attributed.events), lag + self.monotonic() - start, False
+            now = self.monotonic()
+            if now >= deadline:
+                break
+            if self.stop.wait(min(delay, deadline - now)):
+                return len(collected), attributed, len(attributed.events), None, True
+            delay = min(delay * POLL_FACTOR, POLL_MAX_S)
+        # One late look: events that only arrive after the budget make the test "too slow", not "missing".
+        on_time_keys = {_key(e) for e in attributed.events}
+        if self.stop.wait(min(GRACE_MAX_S, budget_s * GRACE_FRACTION)):
+            return len(collected), attributed, len(attributed.events), None, True
+        late_all = list(source.events_after(bookmark))
+        late = self.attribute(late_all, marker=marker, window=window)
+        first = [e for e in late.events if _key(e) in on_time_keys]
+        rest = [e for e in late.events if _key(e) not in on_time_keys]
+        ordered = AttributedEvents((*first, *rest), late.root_found, late.excluded)
+        return len(late_all), ordered, len(first), None, False
+
+
+_SKIPS: dict[ExecStatus, tuple[TestStatus, FailureKind]] = {
+    ExecStatus.SKIPPED_MANUAL: (TestStatus.SKIPPED, FailureKind.SKIPPED_MANUAL),
+    ExecStatus.SKIPPED_PREREQ: (TestStatus.SKIPPED, FailureKind.SKIPPED_PREREQ),
+    ExecStatus.SKIPPED_PLATFORM: (TestStatus.SKIPPED, FailureKind.SKIPPED_PLATFORM),
+    ExecStatus.ERROR: (TestStatus.ERROR, FailureKind.HARNESS_ERROR),
+}
+
+
+def _key(e: Event) -> tuple[str, int, int | None, datetime]:
+    return (e.channel, e.event_id, e.record_id, e.time)
+
+
+def _satisfied(pt: PlannedTest, attributed: AttributedEvents) -> bool:
+    """True when the test's own process was seen and every positive event expectation is met.
+
+    Negative expectations (``max_count`` limits, rules that must stay silent) cannot be "met early",
+    so waiting only for the positive ones and the root process is what lets polling stop.
+    """
+    if not attributed.root_found:
+        return False
+    if pt.expectations is None:
+        return True
+    for exp in pt.expectations.events:
+        if exp.min_count <= 0:
+            continue
+        n = sum(
+            1
+            for e in attributed.events
+            if e.channel == exp.channel and e.event_id == exp.event_id and exp.where.matches(e.fields)
+        )
+        if n < exp.min_count:
+            return False
+    return True
+
+
+def _execution_failure(command: CommandResult | None) -> str | None:
+    if command is None:
+        return "the command did not run"
+    if command.timed_out:
+        return f"command timed out after {command.duration_s:.1f}s and was terminated"
+    if command.exit_code not in (0, None):
+        tail = (command.stderr or command.stdout).strip().splitlines()
+        why = f": {tail[-1][:200]}" if tail else ""
+        return f"exit code {command.exit_code}{why}"
+    return None
+
+
+def _result(
+    pt: PlannedTest,
+    target: str,
+    status: TestStatus,
+    failure: FailureKind | None,
+    reason: str,
+    started: datetime,
+    ended: datetime,
+) -> TestResult:
+    t = pt.test
+    return TestResult(
+        guid=t.guid,
+        name=t.name,
+        technique=t.technique,
+        target=target,
+        status=status,
+        failure=failure,
+        reason=reason,
+        started=started,
+        ended=ended,
+        executor=str(t.executor.name),
+        benign=pt.benign,
+        source=t.source,
+    )

@@ -1,0 +1,140 @@
+"""Small pieces every reader shares: read statistics, limits, time and channel normalization.
+
+Everything here is pure (no I/O) and fast, because it runs once per event on hot paths.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+
+from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, SYSTEM, WINDOWS_POWERSHELL
+
+#: Largest accepted event (sum of its field values, in characters). Real events stay far below:
+#: a 4104 script block part is at most ~32 K characters, a Sysmon command line at most 32 K.
+MAX_EVENT_CHARS = 4 * 1024 * 1024
+
+#: How many problem descriptions a ReadStats keeps (the counters keep counting past it).
+MAX_PROBLEMS = 100
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """Counters a caller passes to a reader to learn what was read and what was not.
+
+    Readers only ever add to these; one instance may be shared across several files.
+    ``damaged_chunks`` counts EVTX chunks that could not be parsed (their records are lost),
+    ``skipped_records`` counts single records/lines/objects that could not be turned into an Event.
+    ``problems`` keeps the first MAX_PROBLEMS reasons as ``"<origin>: <reason>"`` lines.
+    """
+
+    events: int = 0
+    damaged_chunks: int = 0
+    skipped_records: int = 0
+    files: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, origin: str, reason: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(f"{origin}: {reason}")
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.damaged_chunks or self.skipped_records)
+
+
+# Windows channel names are case-insensitive; some exporters lower-case them (OTRF smbexec has both
+# "Security" and "security"). Known channels are mapped to their canonical spelling so that
+# consumers can compare with ``==``.
+_CANONICAL_CHANNELS = {
+    name.lower(): name
+    for name in (
+        SYSMON,
+        SECURITY,
+        SYSTEM,
+        POWERSHELL_OPERATIONAL,
+        WINDOWS_POWERSHELL,
+        "Application",
+        "Microsoft-Windows-WMI-Activity/Operational",
+        "Microsoft-Windows-TaskScheduler/Operational",
+        "Microsoft-Windows-Windows Defender/Operational",
+        "Microsoft-Windows-WinRM/Operational",
+        "Microsoft-Windows-Bits-Client/Operational",
+        "Microsoft-Windows-DNS-Client/Operational",
+    )
+}
+
+
+def canonical_channel(name: str) -> str:
+    """The canonical spelling of a known channel name; unknown names are returned unchanged."""
+    return _CANONICAL_CHANNELS.get(name.lower(), name)
+
+
+_TIME_RE = re.compile(
+    r"\s*(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?\s*(Z|z|[+-]\d\d:?\d\d)?\s*$"
+)
+_TZ_CACHE: dict[str, timezone] = {}
+
+
+def parse_time(text: str) -> datetime:
+    """Parse the timestamp shapes Windows exporters write, as a UTC-aware datetime.
+
+    Accepts ``2024-10-22T14:46:21.9615373Z`` (7 fractional digits, as Windows writes them: extra
+    digits are truncated to microseconds), ``2024-10-22 14:46:21.961`` (no zone: taken as UTC, which
+    is what Sysmon UtcTime and evtx exports mean) and explicit offsets. Raises ValueError otherwise.
+    """
+    m = _TIME_RE.match(text)
+    if m is None:
+        raise ValueError(f"unrecognized timestamp {text[:40]!r}")
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    micro = int((frac + "000000")[:6]) if frac else 0
+    tz: timezone = UTC
+    if zone and zone not in ("Z", "z"):
+        tz_cached = _TZ_CACHE.get(zone)
+        if tz_cached is None:
+            sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            tz_cached = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+            _TZ_CACHE[zone] = tz_cached
+        tz = tz_cached
+    t = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz)
+    return t if tz is UTC else t.astimezone(UTC)
+
+
+def parse_epoch_or_time(value: object) -> datetime:
+    """Like parse_time, but also accepts epoch seconds/milliseconds as numbers."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a timestamp")
+    if isinstance(value, int | float):
+        seconds = value / 1000.0 if value > 10_000_000_000 else float(value)
+        return datetime.fromtimestamp(seconds, UTC)
+    return parse_time(str(value))
+
+
+def scalar_text(value: object) -> str:
+    """A field value as Windows XML would render it: booleans lower-case, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "\n".join(scalar_text(v) for v in value)
+    return str(value)
+
+
+def optional_int(value: object) -> int | None:
+    """An int from a number or decimal/hex string; None when absent or unparseable."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return int(text, 16) if text[:2] in ("0x", "0X") else int(text)
+    except ValueError:
+        return None

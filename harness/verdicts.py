@@ -1,0 +1,406 @@
+"""Judging one test: its expected events and detections against the evidence, as data.
+
+``judge`` is a pure function: given the test's expectations, the events attributed to it, what each
+rule returned (or why it could not run) and what the lab preflight reported, it returns one
+``Judgement`` with a verdict per expectation. It does no I/O and never raises for a failed test.
+
+Rules of judgement (issue 7):
+
+* an expected event is met when the number of attributed events with its channel, event id and
+  field conditions lies in ``[min_count, max_count]``; a shortfall is ``telemetry_missing`` unless
+  the expectation ``requires`` a lab feature the preflight reports off, then ``lab_misconfigured``;
+  more than ``max_count`` (``max_count: 0`` is a forbidden event) is ``telemetry_unexpected``;
+  every expectation met only by events that arrived after the time budget is ``too_slow``;
+* a detection with ``fires: true`` is met when the rule returned a row matching ``where``;
+  ``fires: false`` is met when it returned none; a row that should not be there is a
+  ``false_positive`` unless the expectation declares it a known false positive (then a finding);
+* a rule that cannot run (syntax error, unsupported feature) fails every verdict that names it with
+  ``rule_invalid`` and the reason, because it can neither fire nor be shown to stay silent;
+* rules added with ``--rule`` are judged against the same expectations as the rules of their engine
+  (by file suffix) that the test names.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import PurePath
+from typing import Any, Protocol
+
+from harness.detect.base import DetectionResult
+from harness.results import (
+    DetectionVerdict,
+    EventVerdict,
+    EvidenceRef,
+    FailureKind,
+    Finding,
+    Outcome,
+    TestStatus,
+    primary_failure,
+)
+from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, WINDOWS_POWERSHELL, Event
+
+#: Evidence references kept per verdict; the count is always exact, the list is for humans.
+MAX_EVIDENCE = 50
+#: Candidate events explained for a miss.
+MAX_NEAR_MISSES = 3
+
+
+class ConditionsLike(Protocol):
+    """``harness.matching.Conditions`` as the judge uses it."""
+
+    def matches(self, fields: Mapping[str, str]) -> bool: ...
+
+    def explain(self, fields: Mapping[str, str]) -> list[str]: ...
+
+    def describe(self) -> str: ...
+
+
+class EventExpectationLike(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def event_id(self) -> int: ...
+    @property
+    def where(self) -> ConditionsLike: ...
+    @property
+    def min_count(self) -> int: ...
+    @property
+    def max_count(self) -> int | None: ...
+    @property
+    def requires(self) -> Sequence[Any]: ...
+
+
+class DetectionExpectationLike(Protocol):
+    @property
+    def rule(self) -> str: ...
+    @property
+    def fires(self) -> bool: ...
+    @property
+    def where(self) -> ConditionsLike: ...
+    @property
+    def known_false_positive(self) -> str | None: ...
+
+
+class TestExpectationsLike(Protocol):
+    """``harness.content.expectations.TestExpectations`` as the judge uses it."""
+
+    @property
+    def guid(self) -> str: ...
+    @property
+    def time_budget_s(self) -> float: ...
+    @property
+    def events(self) -> Sequence[EventExpectationLike]: ...
+    @property
+    def detections(self) -> Sequence[DetectionExpectationLike]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """What one rule did over a test's events: a result, or the reason it could not run."""
+
+    rule: str
+    result: DetectionResult | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionCheck:
+    """One detection expectation bound to the rule it is judged with (named or ``--rule`` extra)."""
+
+    rule: str
+    fires: bool
+    where: ConditionsLike | None
+    known_false_positive: str | None
+    extra: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    status: TestStatus
+    failure: FailureKind | None
+    reason: str
+    event_verdicts: tuple[EventVerdict, ...]
+    detection_verdicts: tuple[DetectionVerdict, ...]
+    findings: tuple[Finding, ...]
+
+
+def feature_name(feature: object) -> str:
+    """``LabFeature.SYSMON_NETWORK`` (or its value) -> ``"sysmon_network"``."""
+    value = feature.value if isinstance(feature, enum.Enum) else feature
+    return str(value)
+
+
+def channel_label(channel: str, event_id: int) -> str:
+    """Short human name used in reasons: ``Sysmon EID 3``, ``Security EID 4688``."""
+    short = {
+        SYSMON: "Sysmon",
+        SECURITY: "Security",
+        POWERSHELL_OPERATIONAL: "PowerShell",
+        WINDOWS_POWERSHELL: "Windows PowerShell",
+    }.get(channel, channel)
+    return f"{short} EID {event_id}"
+
+
+def condition_text(where: ConditionsLike | None) -> str:
+    """A condition rendered for reports; ``""`` for none or an empty condition set."""
+    if where is None:
+        return ""
+    text = where.describe()
+    return "" if text == "(any)" else text
+
+
+def detection_checks(
+    expectations: TestExpectationsLike | None, extra_rules: Sequence[str] = ()
+) -> list[DetectionCheck]:
+    """The detection expectations of a test, plus each ``--rule`` extra judged the same way.
+
+    An extra rule copies the expectations of the named rules with the same file suffix (same
+    engine: ``.sumo`` or ``.yml``); when none share it, it copies all of them. Duplicate copies
+    (same fires/where/known-FP) collapse into one.
+    """
+    named = [
+        DetectionCheck(d.rule, d.fires, d.where, d.known_false_positive)
+        for d in (expectations.detections if expectations is not None else ())
+    ]
+    out = list(named)
+    named_rules = {c.rule for c in named}
+    for extra in extra_rules:
+        if extra in named_rules:
+            continue
+        suffix = PurePath(extra).suffix.lower()
+        same = [c for c in named if PurePath(c.rule).suffix.lower() == suffix] or named
+        seen: set[tuple[bool, str, str | None]] = set()
+        for c in same:
+            key = (c.fires, condition_text(c.where), c.known_false_positive)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(DetectionCheck(extra, c.fires, c.where, c.known_false_positive, extra=True))
+    return out
+
+
+def _ref(events: Sequence[Event], i: int, first_line: int) -> EvidenceRef:
+    e = events[i]
+    return EvidenceRef(line=first_line + i, channel=e.channel, event_id=e.event_id, record_id=e.record_id, time=e.time)
+
+
+def judge_event(
+    exp: EventExpectationLike,
+    events: Sequence[Event],
+    *,
+    first_line: int,
+    on_time: int,
+    features: Mapping[str, bool] | None,
+) -> EventVerdict:
+    """Verdict on one expected event. ``events[:on_time]`` arrived within the time budget."""
+    candidates = [i for i, e in enumerate(events) if e.channel == exp.channel and e.event_id == exp.event_id]
+    matched = [i for i in candidates if exp.where.matches(e_fields(events[i]))]
+    n = len(matched)
+    n_on_time = sum(1 for i in matched if i < on_time)
+    label = channel_label(exp.channel, exp.event_id)
+    hi = exp.max_count
+    evidence = tuple(_ref(events, i, first_line) for i in matched[:MAX_EVIDENCE])
+    base = EventVerdict(
+        expectation_id=exp.id,
+        description=exp.description,
+        channel=exp.channel,
+        event_id=exp.event_id,
+        min_count=exp.min_count,
+        max_count=hi,
+        count=n,
+        evidence=evidence,
+        outcome=Outcome.MET,
+        reason="",
+    )
+    if hi is not None and n > hi:
+        what = "forbidden event appeared" if hi == 0 else f"more events than allowed (max {hi})"
+        return replace(
+            base,
+            outcome=Outcome.MISSED,
+            failure=FailureKind.TELEMETRY_UNEXPECTED,
+            reason=f"{label} ({exp.description}): {what}: {n} matching",
+        )
+    if n >= exp.min_count:
+        if n_on_time < exp.min_count:
+            return replace(
+                base,
+                outcome=Outcome.MISSED,
+                failure=FailureKind.TOO_SLOW,
+                reason=f"{label} ({exp.description}): only {n_on_time} of {exp.min_count} within the time "
+                f"budget ({n} after it)",
+            )
+        return replace(
+            base,
+            outcome=Outcome.MET,
+            reason=f"{label}: {n} matching event(s)",
+        )
+    near = []
+    for i in candidates[:MAX_NEAR_MISSES]:
+        why = "; ".join(exp.where.explain(e_fields(events[i]))) or "matched"
+        near.append(f"record {events[i].record_id}: {why}")
+    missing = f"missing {label} ({exp.description}): {n} of at least {exp.min_count} in {exp.channel}"
+    off = [feature_name(f) for f in exp.requires if features is not None and not features.get(feature_name(f), True)]
+    if off:
+        return replace(
+            base,
+            outcome=Outcome.MISSED,
+            failure=FailureKind.LAB_MISCONFIGURED,
+            reason=f"lab misconfigured: {', '.join(off)} off (preflight); {missing}",
+            near_misses=tuple(near),
+        )
+    return replace(
+        base,
+        outcome=Outcome.MISSED,
+        failure=FailureKind.TELEMETRY_MISSING,
+        reason=missing,
+        near_misses=tuple(near),
+    )
+
+
+def e_fields(e: Event) -> Mapping[str, str]:
+    return e.fields
+
+
+def _row_fields(row: Mapping[str, object]) -> dict[str, str]:
+    return {str(k): "" if v is None else str(v) for k, v in row.items()}
+
+
+def judge_detection(
+    check: DetectionCheck, outcome: RuleOutcome | None, *, first_line: int, events: Sequence[Event]
+) -> DetectionVerdict:
+    """Verdict on one rule for one test."""
+    cond = condition_text(check.where)
+    want = "fire" if check.fires else "stay silent"
+    cond_txt = f" with {cond}" if cond else ""
+    common = DetectionVerdict(
+        rule=check.rule,
+        rule_id=check.rule,
+        engine="",
+        fires=check.fires,
+        condition=cond,
+        known_false_positive=check.known_false_positive,
+        extra=check.extra,
+        outcome=Outcome.MISSED,
+        reason="",
+    )
+    if outcome is None or outcome.result is None:
+        why = outcome.error if outcome is not None and outcome.error else "rule was not evaluated"
+        return replace(
+            common,
+            outcome=Outcome.MISSED,
+            failure=FailureKind.RULE_INVALID,
+            reason=f"{check.rule} must {want} but cannot run: {why}",
+        )
+    res = outcome.result
+    rows = list(res.rows)
+    idx = [i for i, r in enumerate(rows) if check.where is None or check.where.matches(_row_fields(r))]
+    kept = tuple(rows[i] for i in idx)
+    row_evidence = {
+        j: tuple(_ref(events, k, first_line) for k in res.source_events.get(i, ()) if 0 <= k < len(events))
+        for j, i in enumerate(idx)
+    }
+    shown = replace(
+        common,
+        rule_id=res.rule_id,
+        engine=str(res.engine),
+        rows=kept if kept else tuple(rows),
+        row_evidence=row_evidence if kept else {},
+        events_in=res.events_in,
+    )
+    if check.fires:
+        if kept:
+            return replace(
+                shown,
+                outcome=Outcome.MET,
+                reason=f"{check.rule} fired{cond_txt}: {len(kept)} row(s)",
+            )
+        detail = f"{len(rows)} row(s), none{cond_txt}" if rows else f"no rows over {res.events_in} event(s)"
+        return replace(
+            shown,
+            outcome=Outcome.MISSED,
+            failure=FailureKind.DETECTION_MISSED,
+            reason=f"detection missed: {check.rule} returned {detail}",
+        )
+    if not kept:
+        return replace(
+            shown,
+            outcome=Outcome.MET,
+            reason=f"{check.rule} stayed silent{cond_txt} over {res.events_in} event(s)",
+        )
+    if check.known_false_positive:
+        return replace(
+            shown,
+            outcome=Outcome.KNOWN_FALSE_POSITIVE,
+            reason=f"known false positive: {check.rule} fired ({len(kept)} row(s)): {check.known_false_positive}",
+        )
+    return replace(
+        shown,
+        outcome=Outcome.MISSED,
+        failure=FailureKind.FALSE_POSITIVE,
+        reason=f"false positive: {check.rule} fired on benign activity ({len(kept)} row(s))",
+    )
+
+
+def judge(
+    expectations: TestExpectationsLike | None,
+    events: Sequence[Event],
+    rule_outcomes: Mapping[str, RuleOutcome],
+    *,
+    first_line: int = 1,
+    on_time: int | None = None,
+    features: Mapping[str, bool] | None = None,
+    extra_rules: Sequence[str] = (),
+    execution_failure: str | None = None,
+) -> Judgement:
+    """Judge one executed test (or one recorded capture).
+
+    ``events`` are the events attributed to the test, in the order they were written to the
+    evidence file starting at line ``first_line``; ``events[:on_time]`` arrived within the time
+    budget (default: all). ``features`` is the preflight's lab feature map (None: unknown, so no
+    miss is blamed on the lab). ``execution_failure`` is the reason the command itself failed, if it
+    did: the test then fails with ``execution_failed`` whatever the telemetry shows.
+    """
+    cutoff = len(events) if on_time is None else on_time
+    ev = tuple(
+        judge_event(e, events, first_line=first_line, on_time=cutoff, features=features)
+        for e in (expectations.events if expectations is not None else ())
+    )
+    dv = tuple(
+        judge_detection(c, rule_outcomes.get(c.rule), first_line=first_line, events=events)
+        for c in detection_checks(expectations, extra_rules)
+    )
+    findings = tuple(Finding(rule=v.rule, message=v.reason) for v in dv if v.outcome is Outcome.KNOWN_FALSE_POSITIVE)
+    failed: list[EventVerdict | DetectionVerdict] = [v for v in ev if not v.ok]
+    failed += [v for v in dv if not v.ok]
+    kinds = [v.failure for v in failed if v.failure is not None]
+    if execution_failure is not None:
+        kinds.insert(0, FailureKind.EXECUTION_FAILED)
+    kind = primary_failure(kinds)
+    if kind is None:
+        n = len(ev) + len(dv)
+        reason = f"all {n} expectation(s) met" if n else "executed; no expectations declared for this test"
+        if findings:
+            reason += f"; {len(findings)} known false positive finding(s)"
+        return Judgement(TestStatus.PASSED, None, reason, ev, dv, findings)
+    reasons = _reasons(kind, failed, execution_failure)
+    return Judgement(TestStatus.FAILED, kind, reasons, ev, dv, findings)
+
+
+def _reasons(
+    kind: FailureKind, failed: Iterable[EventVerdict | DetectionVerdict], execution_failure: str | None
+) -> str:
+    """One line: the primary failure first, then the others, each once."""
+    parts: list[str] = []
+    if execution_failure is not None:
+        parts.append(f"execution failed: {execution_failure}")
+    ordered = sorted(failed, key=lambda v: 0 if v.failure is kind else 1)
+    for v in ordered:
+        if v.reason not in parts:
+            parts.append(v.reason)
+    return "; ".join(parts)
