@@ -28,7 +28,8 @@ import enum
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from harness.errors import ContentError
 
@@ -87,7 +88,7 @@ class Condition:
     values: tuple[Scalar, ...]  # the non-null values, as written
     absent_ok: bool  # a null value was given: an absent field satisfies the condition
     key: str  # the key as written, for messages
-    _tests: tuple[_Test, ...] = field(repr=False, compare=False, default=())
+    _tests: tuple[_Test, ...] = dc_field(repr=False, compare=False, default=())
 
     @property
     def expects_absent_only(self) -> bool:
@@ -122,24 +123,39 @@ class Condition:
         found, value = self.lookup(fields)
         if not found:
             return f"{self.key}: field {self.field} is absent"
-        if not self._tests:
-            return f"{self.key}: field {self.field} should be absent but is {_clip(_field_text(value))!r}"
         text = _field_text(value)
-        wanted = [v for v, t in zip(self.values, self._tests, strict=True) if not t(text)]
-        op = self.operator.value if self.operator else "equal"
+        if not self._tests:
+            return f"{self.key}: field {self.field} should be absent but is {_quote(text)}"
         if self.operator in _NUMERIC and _as_number(text) is None:
-            return f"{self.key}: {self.field}={_clip(text)!r} is not a number"
+            return f"{self.key}: {self.field}={_quote(text)} is not a number"
+        failing = [v for v, t in zip(self.values, self._tests, strict=True) if not t(text)]
         quant = "every one of" if self.match_all else "any of"
-        shown = ", ".join(repr(_scalar_text(v)) for v in (wanted if self.match_all else self.values))
-        return f"{self.key}: {self.field}={_clip(text)!r} does not {op} {quant} [{shown}]"
+        shown = ", ".join(_quote(_scalar_text(v)) for v in (failing if self.match_all else self.values))
+        verb = _VERBS[self.operator]
+        return f"{self.key}: {self.field}={_quote(text)} does not {verb} {quant} [{shown}]"
 
     def describe(self) -> str:
         vals = [_scalar_text(v) for v in self.values] + (["null"] if self.absent_ok else [])
         return f"{self.key}: {vals[0] if len(vals) == 1 else vals}"
 
 
-def _clip(text: str, n: int = 120) -> str:
-    return text if len(text) <= n else text[: n - 3] + "..."
+def _quote(text: str, n: int = 120) -> str:
+    """'text' for messages: backslashes as written (Windows paths stay readable), newlines shown."""
+    clipped = text if len(text) <= n else text[: n - 3] + "..."
+    return "'" + clipped.replace("\r", "\\r").replace("\n", "\\n") + "'"
+
+
+_VERBS: dict[Modifier | None, str] = {
+    None: "equal",
+    Modifier.CONTAINS: "contain",
+    Modifier.STARTSWITH: "start with",
+    Modifier.ENDSWITH: "end with",
+    Modifier.RE: "match",
+    Modifier.GT: "exceed",
+    Modifier.GTE: "reach",
+    Modifier.LT: "stay below",
+    Modifier.LTE: "stay at or below",
+}
 
 
 def _compile_test(op: Modifier | None, value: Scalar, *, where: str, file: object, line: int | None,
@@ -169,7 +185,7 @@ def _compile_test(op: Modifier | None, value: Scalar, *, where: str, file: objec
     if op is Modifier.RE:
         if not isinstance(value, str):
             raise bad(f"{where}: |re needs a string pattern, got {value!r}")
-        flags = re.IGNORECASE
+        flags: int = re.IGNORECASE
         pattern = value
         if pattern.startswith(_CASE_SENSITIVE_PREFIX):
             pattern, flags = pattern[len(_CASE_SENSITIVE_PREFIX):], 0

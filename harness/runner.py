@@ -144,11 +144,15 @@ class PreflightLike(Protocol):
 
 @dataclass
 class OpenTarget:
-    """A connected target: its transport, telemetry source, and how to release it."""
+    """A connected target: its transport, how to read its telemetry, and how to release it.
+
+    ``make_source`` builds the telemetry source over a given transport: the runner passes its
+    round-trip-counting wrapper, so telemetry queries count as harness overhead too.
+    """
 
     config: TargetConfig
     transport: Transport
-    source: TelemetrySource
+    make_source: Callable[[Transport], TelemetrySource]
     emulated: bool = False
     preflight: Callable[[], PreflightLike] | None = None
     close: Callable[[], None] = field(default=lambda: None)
@@ -286,6 +290,17 @@ class CountingTransport:
 
 
 @dataclass
+class HostContext:
+    """A connected target with its preflight facts, ready to run tests in sequence."""
+
+    opened: OpenTarget
+    transport: CountingTransport
+    source: TelemetrySource
+    info: TargetInfo
+    features: Mapping[str, bool] | None
+
+
+@dataclass
 class _Shared:
     """The run result being built, guarded by a lock (hosts finish tests concurrently)."""
 
@@ -371,18 +386,24 @@ class Runner:
     # -- one host
 
     def _host(self, target: TargetConfig, shared: _Shared) -> None:
-        tests = self.plan.tests
-        self.observer.host_started(target.name, len(tests))
+        self.observer.host_started(target.name, len(self.plan.tests))
         try:
             try:
-                opened = self.targets.open(target)
+                host = self.connect(target)
             except HarnessError as exc:
-                self._host_failed(target, shared, f"cannot open target: {exc}")
+                self._host_failed(target, shared, f"target unusable: {exc}")
                 return
             try:
-                self._host_tests(opened, shared)
+                with shared.lock:
+                    shared.run = shared.run.with_target(host.info)
+                    self.sink.publish(shared.run)
+                for pt in self.plan.tests:
+                    if self.stop.is_set():
+                        return
+                    self.observer.test_started(target.name, pt.test)
+                    self._record(shared, self.run_test(host, pt))
             finally:
-                opened.close()
+                host.opened.close()
         finally:
             self.observer.host_finished(target.name)
 
@@ -405,19 +426,20 @@ class Runner:
                 shared, _result(pt, target.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, reason, now, now)
             )
 
-    def _host_tests(self, opened: OpenTarget, shared: _Shared) -> None:
+    def connect(self, target: TargetConfig) -> HostContext:
+        """Open ``target`` and run its preflight once. Raises HarnessError (the target is closed)."""
+        opened = self.targets.open(target)
         cfg = opened.config
-        counting = CountingTransport(opened.transport)
-        features: Mapping[str, bool] | None = None
         info = TargetInfo(
             name=cfg.name, transport=cfg.transport, address=cfg.address, emulated=opened.emulated, platform=cfg.platform
         )
+        features: Mapping[str, bool] | None = None
         if opened.preflight is not None:
             try:
                 report = opened.preflight()
-            except HarnessError as exc:
-                self._host_failed(cfg, shared, f"preflight failed: {exc}")
-                return
+            except BaseException:
+                opened.close()
+                raise
             features = {feature_name(k): bool(v) for k, v in report.features.items()}
             facts = dict(report.facts)
             info = replace(
@@ -429,27 +451,23 @@ class Runner:
                 features=features,
                 problems=tuple(report.problems),
             )
-        with shared.lock:
-            shared.run = shared.run.with_target(info)
-            self.sink.publish(shared.run)
-        for pt in self.plan.tests:
-            if self.stop.is_set():
-                return
-            self.observer.test_started(cfg.name, pt.test)
-            before = counting.count
-            try:
-                result = self._one(opened, counting, pt, features)
-            except HarnessError as exc:
-                now = self.clock()
-                result = _result(pt, cfg.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, str(exc), now, now)
-            self._record(shared, replace(result, round_trips=counting.count - before))
+        counting = CountingTransport(opened.transport)
+        return HostContext(opened, counting, opened.make_source(counting), info, features)
+
+    def run_test(self, host: HostContext, pt: PlannedTest) -> TestResult:
+        """Run one planned test on a connected host; a harness failure becomes an ERROR result."""
+        before = host.transport.count
+        try:
+            result = self._one(host, pt)
+        except HarnessError as exc:
+            now = self.clock()
+            result = _result(pt, host.info.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, str(exc), now, now)
+        return replace(result, round_trips=host.transport.count - before)
 
     # -- one test
 
-    def _one(
-        self, opened: OpenTarget, transport: CountingTransport, pt: PlannedTest, features: Mapping[str, bool] | None
-    ) -> TestResult:
-        cfg, test = opened.config, pt.test
+    def _one(self, host: HostContext, pt: PlannedTest) -> TestResult:
+        cfg, test, transport, features = host.opened.config, pt.test, host.transport, host.features
         started = self.clock()
         if cfg.platform not in test.platforms:
             return _result(
@@ -462,8 +480,7 @@ class Runner:
                 self.clock(),
             )
         marker = self.new_marker()
-        # Count the bookmark and every telemetry query as round trips too: they are harness overhead.
-        bookmark = opened.source.bookmark()
+        bookmark = host.source.bookmark()
         outcome = self.execute(
             transport,
             test,
@@ -499,7 +516,7 @@ class Runner:
         # Generous slack for clock skew: the run marker, not the window, is what selects the events.
         window = TimeWindow(start=cmd_start - timedelta(seconds=WINDOW_SLACK_S), end=None)
         collected, attributed, on_time, wait_s, interrupted = self._collect(
-            opened.source, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end
+            host.source, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end
         )
         if interrupted:
             return replace(
@@ -657,3 +674,89 @@ def _result(
         benign=pt.benign,
         source=t.source,
     )
+
+
+# ------------------------------------------------------------------------------------ evaluate
+
+
+def find_markers(events: Sequence[Event], pattern: Callable[[str], str | None]) -> list[str]:
+    """Run markers carried by process-creation command lines (Sysmon 1, Security 4688), in order."""
+    out: list[str] = []
+    for e in events:
+        if e.event_id in (1, 4688):
+            m = pattern(e.get("CommandLine") or "")
+            if m is not None and m not in out:
+                out.append(m)
+    return out
+
+
+def evaluate_capture(
+    initial: RunResult,
+    tests: Sequence[PlannedTest],
+    events: Sequence[Event],
+    *,
+    capture: TargetInfo,
+    rules: RuleSet,
+    sink: ReportSink,
+    attribute: AttributeFn,
+    markers: Sequence[str] = (),
+    extra_rules: Sequence[str] = (),
+    observer: RunObserver | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> RunResult:
+    """The same judgement as a run, over recorded telemetry, executing nothing.
+
+    Attribution: when the capture carries run markers, the events of each marker's process tree
+    are judged (one result per test x marker); otherwise the whole capture is the test's evidence.
+    No time budget applies (the capture's timing is history).
+    """
+    obs: RunObserver = observer or NullObserver()
+    shared = _Shared(replace(initial, targets=(capture,), lint=dict(rules.lint), rule_errors=dict(rules.errors)))
+    obs.host_started(capture.name, len(tests))
+    groups: list[tuple[str | None, AttributedEvents]] = []
+    if markers:
+        for m in markers:
+            groups.append((m, attribute(events, marker=m, window=TimeWindow())))
+    else:
+        groups.append((None, AttributedEvents(tuple(events), True, 0)))
+    cache: dict[int, tuple[int, dict[str, RuleOutcome]]] = {}
+    try:
+        for pt in tests:
+            for n, (marker, group) in enumerate(groups):
+                obs.test_started(capture.name, pt.test)
+                started = clock()
+                target = capture.name if len(groups) == 1 else f"{capture.name}#{n + 1}"
+                base = replace(_result(pt, target, TestStatus.ERROR, None, "", started, started), marker=marker)
+                if n not in cache:
+                    # one evidence block per capture group, shared by every test judged on it ("*")
+                    first = sink.add_events(f"{target}::capture", "*", group.events)
+                    cache[n] = (first, rules.evaluate(group.events, None))
+                first_line, outcomes = cache[n]
+                v = judge(pt.expectations, group.events, outcomes, first_line=first_line, extra_rules=extra_rules)
+                result = replace(
+                    base,
+                    status=v.status,
+                    failure=v.failure,
+                    reason=v.reason,
+                    event_verdicts=v.event_verdicts,
+                    detection_verdicts=v.detection_verdicts,
+                    findings=v.findings,
+                    events_collected=len(events),
+                    events_attributed=len(group.events),
+                    ended=clock(),
+                )
+                with shared.lock:
+                    shared.run = shared.run.with_test(result)
+                    sink.publish(shared.run)
+                obs.test_finished(result)
+    except KeyboardInterrupt:
+        with shared.lock:
+            shared.run = shared.run.finished(interrupted=True, ended=clock())
+            sink.publish(shared.run)
+        raise
+    finally:
+        obs.host_finished(capture.name)
+    with shared.lock:
+        shared.run = shared.run.finished(ended=clock())
+        sink.publish(shared.run)
+    return shared.run

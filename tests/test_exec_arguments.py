@@ -249,9 +249,7 @@ def _cmd_skeleton(line: str) -> list[tuple[int, str]]:
         if ch == '"':
             quoted = not quoted
             found.append('"')
-        elif ch in "%!":
-            found.append(ch)
-        elif not quoted and ch in "&|<>^()":
+        elif ch in "%!" or (not quoted and ch in "&|<>^()"):
             found.append(ch)
     return list(enumerate(found))
 
@@ -275,7 +273,7 @@ def test_cmd_allowed_values_never_add_metacharacters(template: str, value: str) 
 @given(value=values.filter(lambda v: re.fullmatch(r"[A-Za-z0-9 ._\-:\\/,@=+]*", v) is None))
 def test_cmd_refuses_everything_outside_the_allow_list(value: str) -> None:
     template = "nbtscan.exe #{v}"
-    with pytest.raises(ContentError, match=r"atomics/T0000/T0000.yaml:7: input_arguments.v: override"):
+    with pytest.raises(ContentError, match=r"atomics/T0000/T0000\.yaml:7: input_arguments\.v: override"):
         substitute(template, _test(ExecutorName.COMMAND_PROMPT, template), ExecutorName.COMMAND_PROMPT, {"v": value})
 
 
@@ -316,7 +314,7 @@ def test_integer_overrides_are_bare_and_wrong_types_name_file_and_argument() -> 
 
 def test_unknown_override_and_unknown_placeholder() -> None:
     test = _test(ExecutorName.SH, "echo #{v}")
-    with pytest.raises(ContentError, match="unknown input argument 'nope'.*declared: v"):
+    with pytest.raises(ContentError, match=r"unknown input argument 'nope'.*declared: v"):
         substitute("echo #{v}", test, ExecutorName.SH, {"nope": "1"})
     with pytest.raises(ContentError, match=r"placeholder #\{other\} names no input argument"):
         substitute("echo #{other}", test, ExecutorName.SH, {})

@@ -368,3 +368,71 @@ def test_missing_file_and_not_a_rule(tmp_path: Path) -> None:
     p.write_text("title: x\nlogsource: {product: windows, category: process_creation}\ndetection: {}\n")
     with pytest.raises(RuleSyntaxError, match="invalid Sigma rule"):
         SigmaDetector.from_file(p)
+
+
+def test_windash_cidr_and_other_sysmon_categories() -> None:
+    rule = r"""
+title: Certutil Windash
+status: test
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    selection:
+        CommandLine|windash|contains: ' -urlcache '
+    condition: selection
+level: low
+---
+title: Internal Connection
+status: test
+logsource:
+    category: network_connection
+    product: windows
+detection:
+    selection:
+        DestinationIp|cidr: '10.0.0.0/8'
+    condition: selection
+level: low
+---
+title: DNS For Scanner Site
+status: test
+logsource:
+    category: dns_query
+    product: windows
+detection:
+    selection:
+        QueryName|endswith: '.nmap.org'
+    condition: selection
+level: low
+---
+title: Dbghelp Load
+status: test
+logsource:
+    category: image_load
+    product: windows
+detection:
+    selection:
+        ImageLoaded|endswith: '\dbghelp.dll'
+    condition: selection
+level: low
+"""
+    det = SigmaDetector.from_text(rule, source="multi.yml")
+    assert det.rule_id == "multi" and len(det.rules) == 4
+    events = [
+        proc("C:\\w\\certutil.exe", "certutil /urlcache -f x"),     # 0 windash
+        sysmon(3, DestinationIp="10.1.2.3"),                        # 1 cidr
+        sysmon(3, DestinationIp="11.1.2.3"),                        # 2
+        sysmon(22, QueryName="scanme.nmap.org"),                    # 3 dns
+        sysmon(7, ImageLoaded="C:\\Windows\\System32\\dbghelp.dll"),  # 4 image load
+        sysmon(11, QueryName="scanme.nmap.org"),                    # 5 wrong category
+    ]
+    res = det.evaluate(events)
+    got = [(r["rule_title"], res.source_events[i][0]) for i, r in enumerate(res.rows)]
+    assert got == [("Certutil Windash", 0), ("Internal Connection", 1), ("DNS For Scanner Site", 3),
+                   ("Dbghelp Load", 4)]
+
+
+def test_regex_rejected_by_re2_is_unsupported() -> None:
+    rule = CONTAINS_ALL_RULE.replace(r"'https?://\d{1,3}(\.\d{1,3}){3}/'", "'split(?!x)'")
+    with pytest.raises(UnsupportedRuleError, match=r"rule\.yml:\d+: regular expression not accepted by RE2"):
+        SigmaDetector.from_text(rule, source="rule.yml")

@@ -152,7 +152,7 @@ def test_single_probe_of_uncommon_port_fires(detector: SigmaDetector) -> None:
 
 # --- real recordings ------------------------------------------------------------------------------
 
-def _evtx_events(path: Path) -> Iterator[Event]:
+def evtx_events(path: Path) -> Iterator[Event]:
     """Events of an EVTX file: the project's reader when present, else a minimal PyEvtxParser mapping."""
     try:
         from harness.telemetry.readers import read_events  # type: ignore[attr-defined]
@@ -186,7 +186,7 @@ def _recording(*parts: str) -> Path:
 def test_fires_on_real_t1046_10_tcpclient_loop(detector: SigmaDetector) -> None:
     path = _recording("discovery", "Port-Scanning -24 Subnet with PowerShell",
                       "T1046-10_Microsoft-Windows-Sysmon_Operational.evtx")
-    events = list(_evtx_events(path))
+    events = list(evtx_events(path))
     res = detector.evaluate(events)
     assert len(res.rows) == 1
     row = res.rows[0]
@@ -200,7 +200,7 @@ def test_fires_on_real_t1046_10_tcpclient_loop(detector: SigmaDetector) -> None:
 def test_fires_on_real_t1571_1_test_netconnection(detector: SigmaDetector) -> None:
     path = _recording("command-and-control", "Testing usage of uncommonly used port with PowerShell",
                       "T1571-1_Microsoft-Windows-Sysmon_Operational.evtx")
-    res = detector.evaluate(list(_evtx_events(path)))
+    res = detector.evaluate(list(evtx_events(path)))
     assert len(res.rows) == 1
     assert str(res.rows[0]["Image"]).lower().endswith("\\powershell.exe")
     assert res.rows[0]["CommandLine"] == '"powershell.exe" & {Test-NetConnection -ComputerName google.com -port 8081}'
@@ -219,6 +219,6 @@ def test_silent_on_real_helpdesk_like_recon(detector: SigmaDetector, parts: tupl
     files = sorted(folder.glob("*Sysmon_Operational.evtx")) if folder.exists() else []
     if not files:
         pytest.skip(f"public recording not present: {folder}")
-    events = [ev for f in files for ev in _evtx_events(f)]
+    events = [ev for f in files for ev in evtx_events(f)]
     assert any(e.event_id == 1 and "netstat" in e.fields.get("CommandLine", "").lower() for e in events)
     assert detector.evaluate(events).rows == ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import os
 import shutil
 import sys
@@ -80,11 +81,11 @@ def _settings_overrides(args: argparse.Namespace, default_tools: frozenset[str])
 
 def _build_host(args: argparse.Namespace) -> Any:
     try:
-        from harness.emulated.host import EmulatedHost, HostSettings
-    except ImportError as exc:
-        raise EmulationError(
-            "the emulated host model (harness.emulated.host) is not available", hint=str(exc)
-        ) from exc
+        # Imported by name: the host model is a sibling package that may be absent in a partial install.
+        host_module = importlib.import_module("harness.emulated.host")
+        EmulatedHost, HostSettings = host_module.EmulatedHost, host_module.HostSettings
+    except (ImportError, AttributeError) as exc:
+        raise EmulationError("the emulated host model (harness.emulated.host) is not available", hint=str(exc)) from exc
     defaults = HostSettings()
     overrides = _settings_overrides(args, frozenset(getattr(defaults, "tools", _KNOWN_TOOLS)))
     fields = {f.name for f in dataclasses.fields(defaults)}

@@ -180,6 +180,12 @@ def lint_atomic_file(checked: CheckedAtomics) -> list[ContentError]:
                 arg_path = (*base, "input_arguments", name)
                 problems.append(doc.error(arg_path, f"input argument {name!r} is declared but never used",
                                           key=True, hint="use #{" + name + "} in a command or remove it"))
+    for path, where, placeholder in doc.comment_placeholders:
+        if path and path[0] == "atomic_tests":
+            problems.append(ContentError(
+                f"{placeholder} is read as a YAML comment: the value ends before it",
+                file=doc.file, line=where, path=format_path(path),
+                hint="quote the value or use a block scalar (|)"))
     problems.sort(key=lambda p: p.line or 0)
     return problems
 
@@ -194,17 +200,21 @@ def _line_in_block(doc: YamlDoc, path: YamlPath, offset: int) -> int:
     return start + offset + (1 if block else 0)
 
 
-def duplicate_guids(files: Sequence[AtomicFile]) -> list[ContentError]:
-    """A problem for each test whose GUID already appeared (in any of ``files``)."""
+def duplicate_guids(files: Sequence[AtomicFile], docs: Sequence[YamlDoc] = ()) -> list[ContentError]:
+    """A problem for each test whose GUID already appeared (in any of ``files``). With the files'
+    ``docs`` the problem points at the ``auto_generated_guid`` line, else at the test's first line."""
+    by_source = {d.file: d for d in docs}
     first: dict[str, AtomicTest] = {}
     problems: list[ContentError] = []
     for f in files:
         for index, test in enumerate(f.tests):
             if test.guid in first:
                 prior = first[test.guid]
+                doc = by_source.get(test.source)
+                guid_path: YamlPath = ("atomic_tests", index, "auto_generated_guid")
                 problems.append(ContentError(
                     f"duplicate GUID {test.guid} (also {prior.name!r} at {prior.source}:{prior.line})",
-                    file=test.source, line=test.line,
+                    file=test.source, line=doc.line_of(guid_path) if doc else test.line,
                     path=format_path(("atomic_tests", index, "auto_generated_guid")),
                     hint="give each test its own UUID (python -c 'import uuid; print(uuid.uuid4())')"))
             else:

@@ -70,7 +70,8 @@ def _describe(err: ValidationError) -> list[tuple[YamlPath, str, bool]]:
         known = ", ".join(sorted(allowed))
         return [((*path, k), f"unknown key {k!r} (allowed here: {known})", True) for k in extras]
     if err.validator == "required" and isinstance(instance, dict):
-        missing = [k for k in err.validator_value if k not in instance]
+        required = err.validator_value if isinstance(err.validator_value, list) else []
+        missing = [k for k in required if k not in instance]
         text = custom or f"missing required key {missing[0]!r}" if missing else err.message
         return [(path, str(text), False)]
     if "propertyNames" in err.schema_path and isinstance(instance, str):

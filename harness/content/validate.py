@@ -164,7 +164,7 @@ def _check_rule(path: Path, load: RuleLoader | None) -> tuple[list[ContentError]
 
 
 def validate_paths(paths: Sequence[Path] | None = None, *, root: Path | None = None,
-                   rule_loader: RuleLoader | None | bool = True) -> ValidationReport:
+                   rule_loader: RuleLoader | bool | None = True) -> ValidationReport:
     """Validate ``paths`` (files or folders; default: the content root's atomics/, expectations/,
     detections/). ``rule_loader``: True = use harness.detect.loader when present, None/False = skip
     loading rules, or a callable ``load(path)`` raising HarnessError on a bad rule."""
@@ -204,7 +204,7 @@ def validate_paths(paths: Sequence[Path] | None = None, *, root: Path | None = N
             problems.extend(rule_problems)
             n_loaded += loaded
     loaded_files = [c.file for c in checked_atomics if c.file is not None]
-    problems.extend(duplicate_guids(loaded_files))
+    problems.extend(duplicate_guids(loaded_files, [c.doc for c in checked_atomics if c.doc is not None]))
     ordered = sorted(problems, key=lambda e: (str(e.file or ""), e.line or 0, e.path or "", e.message))
     unique = list({str(e): e for e in ordered}.values())
     return ValidationReport(

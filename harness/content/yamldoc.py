@@ -18,6 +18,7 @@ Choices (and why):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,9 @@ class YamlDoc:
     lines: dict[YamlPath, int]
     key_lines: dict[YamlPath, int]
     scalars: dict[YamlPath, str]
+    #: (path, line, text) of ``#{...}`` that YAML read as a comment after a plain scalar
+    #: (``command: del #{file}`` is the command ``del``): a classic atomics authoring slip.
+    comment_placeholders: tuple[tuple[YamlPath, int, str], ...] = ()
 
     def line_of(self, path: YamlPath, *, key: bool = False) -> int:
         """Line of the value at ``path`` (or of its key when ``key``); the nearest ancestor otherwise."""
@@ -108,10 +112,15 @@ def read_text(path: Path, *, display: str | None = None) -> str:
 
 def load_yaml(text: str, *, file: str) -> YamlDoc:
     """Parse one YAML document. An empty document yields ``data=None``."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text, file) from exc
     try:
         try:
             node = loader.get_single_node()
+        except yaml.reader.ReaderError as exc:
+            raise _reader_error(exc, text, file) from exc
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
@@ -124,9 +133,17 @@ def load_yaml(text: str, *, file: str) -> YamlDoc:
             raise ContentError("YAML nesting is too deep", file=file) from exc
         builder = _Builder(loader, file)
         data = None if node is None else builder.build(node, ())
-        return YamlDoc(file, data, builder.lines, builder.key_lines, builder.scalars)
+        return YamlDoc(file, data, builder.lines, builder.key_lines, builder.scalars,
+                       _comment_placeholders(text, builder.plain_ends))
     finally:
         loader.dispose()
+
+
+def _reader_error(exc: yaml.reader.ReaderError, text: str, file: str) -> ContentError:
+    line = text[: exc.position].count("\n") + 1
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return ContentError(f"character {char!r} is not allowed in YAML", file=file, line=line,
+                        hint="remove control characters from the file")
 
 
 class _Builder:
@@ -136,6 +153,7 @@ class _Builder:
         self.lines: dict[YamlPath, int] = {}
         self.key_lines: dict[YamlPath, int] = {}
         self.scalars: dict[YamlPath, str] = {}
+        self.plain_ends: list[tuple[YamlPath, int, int]] = []  # (path, line0, column) of plain scalars
         self.count = 0
         self.active: set[int] = set()  # node ids on the current path (self-referencing aliases)
 
@@ -174,6 +192,8 @@ class _Builder:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise self._err(node, path, f"invalid YAML value {node.value[:60]!r}: {detail}") from exc
         self.scalars[path] = node.value
+        if node.style is None:
+            self.plain_ends.append((path, node.end_mark.line, node.end_mark.column))
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: YamlPath) -> dict[str, Any]:
@@ -208,3 +228,19 @@ class _Builder:
             self.lines[child] = value_node.start_mark.line + 1
             out[key] = self.build(value_node, child)
         return out
+
+
+_COMMENTED_PLACEHOLDER = re.compile(r"\s#(\{[^{}\r\n]*\})")
+
+
+def _comment_placeholders(text: str, ends: list[tuple[YamlPath, int, int]]) -> tuple[
+        tuple[YamlPath, int, str], ...]:
+    lines = text.splitlines()
+    found: list[tuple[YamlPath, int, str]] = []
+    for path, line0, column in ends:
+        if line0 >= len(lines):
+            continue
+        match = _COMMENTED_PLACEHOLDER.match(lines[line0], column)
+        if match:
+            found.append((path, line0 + 1, "#" + match.group(1)))
+    return tuple(found)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from sigma.backends.sqlite import sqliteBackend
+from sigma.backends.sqlite.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
 from sigma.exceptions import (
@@ -41,6 +41,7 @@ from sigma.exceptions import (
     SigmaError,
     SigmaFeatureNotSupportedByBackendError,
     SigmaPlaceholderError,
+    SigmaRegularExpressionError,
 )
 from sigma.rule import SigmaRule
 
@@ -172,6 +173,12 @@ def _map_sigma_error(exc: SigmaError, source: str, lines: _Lines, title: str | N
             f"{_where(source, line)}: `|expand` placeholders are not supported ({msg})",
             hint="replace the %placeholder% with the concrete values",
         )
+    if isinstance(exc, SigmaRegularExpressionError):
+        # pySigma's default policy checks |re with RE2, as SigmaHQ requires of its rules.
+        return UnsupportedRuleError(
+            f"{_where(source, line)}: regular expression not accepted by RE2 ({msg})",
+            hint="lookarounds and backreferences are not portable Sigma; rewrite the pattern",
+        )
     if isinstance(exc, SigmaFeatureNotSupportedByBackendError):
         return UnsupportedRuleError(f"{_where(source, line)}: unsupported Sigma feature: {msg}")
     return RuleSyntaxError(f"invalid Sigma rule: {msg}", file=source, line=line)
@@ -225,7 +232,9 @@ def compile_rules(text: str, source: str) -> list[CompiledSigmaRule]:
     if not rules:
         raise RuleSyntaxError("no Sigma detection rule in the file", file=source, line=1)
 
-    backend = _AtomiclabSqliteBackend(build_pipeline(), table=TABLE, fulltext_field=TEXT_COLUMN)
+    # The backend's methods are untyped; keep it as Any at this one edge.
+    backend_class: Any = _AtomiclabSqliteBackend
+    backend = backend_class(build_pipeline(), table=TABLE, fulltext_field=TEXT_COLUMN)
     compiled: list[CompiledSigmaRule] = []
     for rule in rules:
         ls = rule.logsource

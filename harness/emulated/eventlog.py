@@ -548,7 +548,7 @@ class TelemetryWriter:
                 ("ProcessId", str(proc.pid)), ("Image", proc.image), ("FileVersion", info.file_version),
                 ("Description", info.description), ("Product", info.product), ("Company", info.company),
                 ("OriginalFileName", info.original_file_name), ("CommandLine", proc.command_line),
-                ("CurrentDirectory", proc.cwd), ("User", acct.qualified), ("LogonGuid", acct.logon_guid),
+                ("CurrentDirectory", proc.cwd if proc.cwd.endswith("\\") else proc.cwd + "\\"), ("User", acct.qualified), ("LogonGuid", acct.logon_guid),
                 ("LogonId", hex(acct.logon_id)), ("TerminalSessionId", "0"),
                 ("IntegrityLevel", acct.integrity),
                 ("Hashes", self._image_hash(proc.image)),

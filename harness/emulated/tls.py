@@ -105,9 +105,7 @@ def generate_tls_material(directory: Path, *, hostname: str = "localhost") -> Tl
     )
 
     key = ec.generate_private_key(ec.SECP256R1())
-    san = x509.SubjectAlternativeName(
-        [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName(hostname)]
-    )
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName(hostname)])
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(hostname))
@@ -119,9 +117,7 @@ def generate_tls_material(directory: Path, *, hostname: str = "localhost") -> Tl
         .add_extension(san, critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
 

@@ -24,6 +24,7 @@ import base64
 import contextlib
 import http.server
 import logging
+import re
 import secrets
 import shutil
 import socket
@@ -67,7 +68,7 @@ log = logging.getLogger(__name__)
 #: Environment variables :meth:`EmulatedHostServer.credentials_env` fills for the harness.
 URL_ENV = "ATOMICLAB_EMULATED_URL"
 USERNAME_ENV = "ATOMICLAB_EMULATED_USERNAME"
-PASSWORD_ENV = "ATOMICLAB_EMULATED_PASSWORD"
+PASSWORD_ENV = "ATOMICLAB_EMULATED_PASSWORD"  # noqa: S105 - the variable NAME, not a secret
 CA_ENV = "ATOMICLAB_EMULATED_CA"
 
 EMULATED_HEADER = "X-Atomiclab-Emulated"
@@ -117,6 +118,16 @@ class ServerConfig:
     handshake_timeout_s: float = 10.0
     work_dir: Path | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        # A local Windows account name: at most 20 characters, none of the NTLM user file's ':'.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,19}", self.username):
+            raise EmulationError(
+                f"username {self.username[:40]!r} is not a valid local account name",
+                hint="use 1-20 letters, digits, '.', '_' or '-'",
+            )
+        if not 0 <= self.port <= 65535:
+            raise EmulationError(f"port {self.port} is out of range", hint="use 0 (any free port) to 65535")
 
     @property
     def max_request_bytes(self) -> int:
@@ -199,7 +210,7 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
         with self.sockets_lock:
             self.open_sockets.add(sock)
         try:
-            self.RequestHandlerClass(sock, client_address, self)
+            _Handler(sock, client_address, self)
         finally:
             with self.sockets_lock:
                 self.open_sockets.discard(sock)
@@ -222,14 +233,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ""
 
     def setup(self) -> None:
-        self.timeout = self.server.app.config.idle_connection_timeout_s
         super().setup()
+        # Idle keep-alive connections end after this, so a silent client cannot pin a thread.
+        self.connection.settimeout(self.server.app.config.idle_connection_timeout_s)
         self.auth = self.server.app._new_connection_auth()
 
     def version_string(self) -> str:
         return _SERVER_HEADER
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         # Request lines only; bodies and Authorization headers are never logged.
         log.debug("%s %s", self.client_address[0], format % args)
 
@@ -582,8 +594,8 @@ class EmulatedHostServer:
         if drop_now:
             raise _Drop
         if action in faults.http_500_actions:
-            fault = WsmanFault(FaultKind.INTERNAL_ERROR, f"atomiclab injected fault for {action.short}.")
-            return 500, fault_envelope(fault, req.message_id, machine=self.machine)
+            injected = WsmanFault(FaultKind.INTERNAL_ERROR, f"atomiclab injected fault for {action.short}.")
+            return 500, fault_envelope(injected, req.message_id, machine=self.machine)
         try:
             if action is Action.RECEIVE and faults.receive_delay_s > 0:
                 self._stopping.wait(faults.receive_delay_s)
@@ -593,6 +605,13 @@ class EmulatedHostServer:
             return 200, service.handle(req, user=user, client_ip=client_ip, force_timeout=force_timeout)
         except WsmanFault as fault:
             return 500, fault_envelope(fault, req.message_id, machine=self.machine)
+        except _Drop:
+            raise
+        except Exception as exc:
+            # A bug in the host model must reach the client as a fault, not as a dropped connection.
+            log.exception("the emulated host failed serving %s", action.short)
+            failure = WsmanFault(FaultKind.INTERNAL_ERROR, f"The emulated host failed: {type(exc).__name__}.")
+            return 500, fault_envelope(failure, req.message_id, machine=self.machine)
 
     def _effective_timeout(self, req: Request) -> float:
         requested = req.operation_timeout_s if req.operation_timeout_s is not None else 60.0

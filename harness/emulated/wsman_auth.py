@@ -182,11 +182,7 @@ class ConnectionAuth:
             with _user_file_env(self.user_file.path):
                 if starting:
                     self.user = None
-                    cbt = (
-                        GssChannelBindings(application_data=self.channel_bindings)
-                        if self.channel_bindings
-                        else None
-                    )
+                    cbt = GssChannelBindings(application_data=self.channel_bindings) if self.channel_bindings else None
                     self._context = spnego.server(
                         hostname="localhost",
                         service="HTTP",
@@ -245,14 +241,16 @@ class ConnectionAuth:
     def seal(self, message: bytes) -> bytes:
         """Encrypt and frame a response body (pair with :data:`ENCRYPTED_CONTENT_TYPE`)."""
         result = self._context.wrap_winrm(message)
+        length = len(message) + int(result.padding_length)
         framed = (
             f"--{_BOUNDARY}\r\n"
             f"\tContent-Type: {SPNEGO_ENCRYPTED}\r\n"
-            f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={len(message) + result.padding_length}\r\n"
+            f"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={length}\r\n"
             f"--{_BOUNDARY}\r\n"
             "\tContent-Type: application/octet-stream\r\n"
         ).encode("ascii")
-        return framed + struct.pack("<I", len(result.header)) + result.header + result.data + f"--{_BOUNDARY}--\r\n".encode()
+        header, data = bytes(result.header), bytes(result.data)
+        return framed + struct.pack("<I", len(header)) + header + data + f"--{_BOUNDARY}--\r\n".encode()
 
 
 __all__ = [

@@ -18,6 +18,7 @@ import enum
 import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from lxml import etree
 
@@ -83,8 +84,7 @@ class FaultKind(enum.Enum):
         "s:Receiver",
         "w:TimedOut",
         2150858793,
-        "The WS-Management service cannot complete the operation within the time specified in "
-        "OperationTimeout.",
+        "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.",
     )
     SHELL_NOT_FOUND = (
         "s:Sender",
@@ -164,9 +164,7 @@ def _parser() -> etree.XMLParser:
     )
 
 
-_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
+_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
 
 
 def parse_duration(text: str) -> float:
@@ -206,12 +204,14 @@ def peek_message_id(data: bytes) -> str | None:
 
 def parse_request(data: bytes) -> Request:
     """Parse and validate a SOAP envelope; raise :class:`WsmanFault` (SchemaValidation) if malformed."""
+    if re.search(rb"<!DOCTYPE", data[:4096], re.IGNORECASE):
+        raise WsmanFault(FaultKind.SCHEMA_VALIDATION, "A DOCTYPE is not allowed.")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
         raise WsmanFault(FaultKind.SCHEMA_VALIDATION, f"XML syntax error: {exc.msg}.") from None
-    tree = root.getroottree()
-    if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise WsmanFault(FaultKind.SCHEMA_VALIDATION, "A DOCTYPE is not allowed.")
     if root.tag != _q("s", "Envelope"):
         raise WsmanFault(FaultKind.SCHEMA_VALIDATION, "The root element is not a SOAP 1.2 Envelope.")

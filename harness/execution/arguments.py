@@ -332,9 +332,7 @@ def quote_value(executor: ExecutorName, context: Context, value: str) -> str:
 
 
 def _error(test: AtomicTest, name: str, message: str, hint: str | None = None) -> ContentError:
-    return ContentError(
-        message, file=test.source or None, line=test.line, path=f"input_arguments.{name}", hint=hint
-    )
+    return ContentError(message, file=test.source or None, line=test.line, path=f"input_arguments.{name}", hint=hint)
 
 
 def check_overrides(test: AtomicTest, overrides: Mapping[str, str]) -> None:
@@ -346,14 +344,10 @@ def check_overrides(test: AtomicTest, overrides: Mapping[str, str]) -> None:
             raise _error(test, name, f"unknown input argument {name!r}", hint=f"declared: {known}")
         problem = check_type(declared.type, value)
         if problem is not None:
-            raise _error(
-                test, name, f"override for {declared.type.value} argument {name!r} refused: {problem}"
-            )
+            raise _error(test, name, f"override for {declared.type.value} argument {name!r} refused: {problem}")
 
 
-def substitute(
-    template: str, test: AtomicTest, executor: ExecutorName, overrides: Mapping[str, str]
-) -> str:
+def substitute(template: str, test: AtomicTest, executor: ExecutorName, overrides: Mapping[str, str]) -> str:
     """``template`` with every ``#{name}`` replaced: defaults as written, overrides checked and quoted.
 
     ``executor`` is the language ``template`` is written in (the test's executor for its command
@@ -367,9 +361,7 @@ def substitute(
         name = m.group(1)
         declared = test.input_arguments.get(name)
         if declared is None:
-            raise _error(
-                test, name, f"placeholder #{{{name}}} names no input argument", hint="declare it or fix it"
-            )
+            raise _error(test, name, f"placeholder #{{{name}}} names no input argument", hint="declare it or fix it")
         out.append(template[last : m.start()])
         if name in overrides:
             value = overrides[name]

@@ -32,7 +32,7 @@ from harness.telemetry.event import Event
 class Msg:
     """One message flowing through the pipeline: its event, the values stages computed, its index."""
 
-    __slots__ = ("d", "ev", "idx", "names", "raw")
+    __slots__ = ("d", "ev", "idx", "members", "names", "raw")
 
     def __init__(self, ev: Event | None, idx: int, d: dict[str, Value] | None = None) -> None:
         self.ev = ev
@@ -40,6 +40,7 @@ class Msg:
         self.d: dict[str, Value] = {} if d is None else d
         self.names: dict[str, str] | None = None  # lower-case EventData name -> real name
         self.raw: str | None = None
+        self.members: tuple[int, ...] | None = None  # aggregate rows: the events folded into them
 
 
 Reader = Callable[[Msg], Value]
@@ -77,20 +78,28 @@ class CompiledQuery:
         self._header = {h.lower(): h for h in self.config.header_fields}
         self.scope: Pred | None = self._compile_scope(query.scope) if query.scope is not None else None
         self.stream: list[StageFn] = []
-        self.tail: list[tuple[str, StageFn | ListOp]] = []  # ("row", fn) or ("list", op)
+        self.tail: list[ListOp] = []  # everything from the first sort/limit/aggregation on
         self.aggregate = False
         state = _State()
         barrier = False
-        for stage in query.stages:
+        # Cheap per-event prefilters, decided without building a message: a scope that depends only on
+        # the channel (memoized per channel) and leading 'where EventID in (...)' stages (an int set).
+        self._channel_scope = query.scope is not None and _channel_only(query.scope)
+        self._event_ids: frozenset[int] | None = None
+        stages = list(query.stages)
+        while stages and isinstance(stages[0], ast.Where) and (ids := _event_id_set(stages[0].expr)) is not None:
+            self._event_ids = ids if self._event_ids is None else self._event_ids & ids
+            stages.pop(0)
+        for stage in stages:
             if isinstance(stage, ast.Sort | ast.Limit | ast.Aggregate):
                 barrier = True
-                self.tail.append(("list", self._compile_list_stage(stage, state)))
+                self.tail.append(self._compile_list_stage(stage, state))
                 continue
             fn = self._compile_stage(stage, state)
             if fn is None:
                 continue
             if barrier:
-                self.tail.append(("row", fn))
+                self.tail.append(_filter_rows(fn))
             else:
                 self.stream.append(fn)
         self.aggregate = state.aggregated
@@ -279,7 +288,10 @@ class CompiledQuery:
             return lambda m: equals(a(m), b(m)) is True
         if op == "!=":
             return lambda m: equals(a(m), b(m)) is False
-        test = {"<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0}[op]
+        tests: dict[str, Callable[[int], bool]] = {
+            "<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0
+        }
+        test = tests[op]
         if isinstance(e.right, ast.Lit) and isinstance(e.right.value, int | float) and not isinstance(
             e.right.value, bool
         ):
@@ -288,15 +300,15 @@ class CompiledQuery:
             def vs_number(m: Msg) -> bool:
                 x = a(m)
                 if x.__class__ is int or x.__class__ is float:
-                    return bool(test((x > lit) - (x < lit)))  # type: ignore[operator]
+                    return test((x > lit) - (x < lit))  # type: ignore[operator]
                 c = compare(x, lit)
-                return c is not None and bool(test(c))
+                return c is not None and test(c)
 
             return vs_number
 
         def general(m: Msg) -> bool:
             c = compare(a(m), b(m))
-            return c is not None and bool(test(c))
+            return c is not None and test(c)
 
         return general
 
@@ -567,14 +579,11 @@ class CompiledQuery:
                     d[a.alias.lower()] = _fold(a.func, [] if read is None else [read(r) for r in members],
                                                len(members), read is None)
                 row = Msg(None, members[0].idx, d)
-                row.names = None
+                row.members = tuple(i for r in members for i in (r.members or (r.idx,)))
                 out.append(row)
-                self._members[id(row)] = tuple(r.idx for r in members)
             return out
 
         return aggregate
-
-    _members: dict[int, tuple[int, ...]]
 
     # ---- output ---------------------------------------------------------------------------------
     def _output_columns(self, state: _State) -> list[tuple[str, Reader]] | None:
@@ -594,46 +603,48 @@ class CompiledQuery:
             for key, name in self._header.items():
                 if key not in st.hidden:
                     row[name] = self.config.header_value(ev, name)
-            for name, value in ev.fields.items():
-                key = name.lower()
-                if key in self._header or key in st.hidden or not self.config.extracts(name):
+            for name, text in ev.fields.items():
+                low = name.lower()
+                if low in self._header or low in st.hidden or not self.config.extracts(name):
                     continue
-                row[name] = value
+                row[name] = text
         lower_to_name = {k.lower(): k for k in row}
-        for key, value in m.d.items():
-            if key in METADATA:
+        for dkey, value in m.d.items():
+            if dkey in METADATA:
                 continue
-            disp = st.defined.get(key, key)
-            if key in lower_to_name:
-                row[lower_to_name[key]] = value
-            else:
-                row[disp] = value
+            row[lower_to_name.get(dkey) or st.defined.get(dkey, dkey)] = value
         return row
 
     def run(self, events: Iterable[Event], window: TimeWindow | None = None
             ) -> tuple[list[dict[str, object]], dict[int, tuple[int, ...]], int]:
         """Evaluate; returns (rows, row index -> source event indexes, events evaluated)."""
-        self._members = {}
-        scope, stream = self.scope, self.stream
+        scope, stream, ids = self.scope, self.stream, self._event_ids
+        by_channel: dict[str, bool] | None = {} if self._channel_scope else None
         kept: list[Msg] = []
         n = 0
         for idx, ev in enumerate(events):
             if window is not None and not window.contains(ev.time):
                 continue
             n += 1
+            if by_channel is not None:
+                ok = by_channel.get(ev.channel)
+                if ok is None:
+                    assert scope is not None
+                    ok = by_channel[ev.channel] = scope(Msg(ev, idx))
+                if not ok:
+                    continue
+            if ids is not None and ev.event_id not in ids:
+                continue
             m = Msg(ev, idx)
-            if scope is not None and not scope(m):
+            if by_channel is None and scope is not None and not scope(m):
                 continue
             for fn in stream:
                 if not fn(m):
                     break
             else:
                 kept.append(m)
-        for kind, op in self.tail:
-            if kind == "list":
-                kept = op(kept)  # type: ignore[assignment,arg-type]
-            else:
-                kept = [m for m in kept if op(m)]  # type: ignore[misc]
+        for op in self.tail:
+            kept = op(kept)
         rows: list[dict[str, object]] = []
         sources: dict[int, tuple[int, ...]] = {}
         for i, m in enumerate(kept):
@@ -641,11 +652,50 @@ class CompiledQuery:
                 rows.append({name: read(m) for name, read in self.columns})
             else:
                 rows.append(self._all_fields(m))
-            sources[i] = self._members.get(id(m), (m.idx,)) if m.ev is None else (m.idx,)
+            sources[i] = m.members if m.members is not None else (m.idx,)
         return rows, sources, n
 
 
 _MISSING = object()
+_CHANNEL_METADATA = frozenset({"_sourcecategory", "_sourcename", "_collector", "_source"})
+
+
+def _channel_only(expr: ast.ScopeExpr) -> bool:
+    """True when the scope's outcome depends on nothing but the event's channel."""
+    if isinstance(expr, ast.ScopeMeta):
+        return expr.name.lower() in _CHANNEL_METADATA
+    if isinstance(expr, ast.ScopeNot):
+        return _channel_only(expr.operand)
+    if isinstance(expr, ast.ScopeBool):
+        return all(_channel_only(p) for p in expr.operands)
+    return False
+
+
+def _event_id_set(expr: ast.Expr) -> frozenset[int] | None:
+    """``EventID in ("1", "4688")`` / ``EventID = "1"`` as a set of ints, when that is exact.
+
+    EventID is ``str(event_id)``, so string equality with a canonical decimal literal is the same as
+    integer membership; anything else (other fields, numbers, odd literals) returns None.
+    """
+    if isinstance(expr, ast.InList):
+        subject, values = expr.subject, expr.values
+    elif isinstance(expr, ast.Binary) and expr.op == "=":
+        subject, values = expr.left, (expr.right,)
+    else:
+        return None
+    if not (isinstance(subject, ast.FieldRef) and subject.key == "eventid"):
+        return None
+    ids: set[int] = set()
+    for v in values:
+        if not (isinstance(v, ast.Lit) and isinstance(v.value, str) and v.value.isdigit()
+                and str(int(v.value)) == v.value):
+            return None
+        ids.add(int(v.value))
+    return frozenset(ids)
+
+
+def _filter_rows(fn: StageFn) -> ListOp:
+    return lambda rows: [m for m in rows if fn(m)]
 
 
 def _load_json(text: str | None) -> Any:

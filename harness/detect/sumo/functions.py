@@ -75,7 +75,7 @@ def _round(x: float, digits: float | None = None) -> Value:
     if digits is None:
         return math.floor(x + 0.5)  # Sumo rounds half up, not to even
     scale = 10 ** int(digits)
-    return math.floor(x * scale + 0.5) / scale
+    return float(math.floor(x * scale + 0.5) / scale)
 
 
 def _num(v: Value) -> Value:

@@ -138,11 +138,16 @@ def _read_regex(text: str, i: int, src: _Source) -> tuple[str, int]:
     raise src.error(i, "unterminated /regex/", "close the regular expression with / on the same line")
 
 
+def _token_start(text: str, i: int) -> bool:
+    """In the scope line a comment starts only where a token could: ``prod/*`` is a wildcard value."""
+    return i == 0 or text[i - 1].isspace() or text[i - 1] in "()"
+
+
 def _scope_end(text: str, src: _Source) -> int:
     """Offset of the first ``|`` outside strings and comments (or len(text))."""
     i, n = 0, len(text)
     while i < n:
-        j = _skip_comment(text, i, src)
+        j = _skip_comment(text, i, src) if _token_start(text, i) else i
         if j != i:
             i = j
             continue
@@ -160,7 +165,7 @@ def _lex_scope(text: str, end: int, src: _Source) -> list[Token]:
     toks: list[Token] = []
     i = 0
     while i < end:
-        j = _skip_comment(text, i, src)
+        j = _skip_comment(text, i, src) if _token_start(text, i) else i
         if j != i:
             i = j
             continue
@@ -180,8 +185,6 @@ def _lex_scope(text: str, end: int, src: _Source) -> list[Token]:
         else:
             k = i
             while k < end and not text[k].isspace() and text[k] not in '()="':
-                if text.startswith("//", k) or text.startswith("/*", k):
-                    break
                 k += 1
             toks.append(src.token(Tok.WORD, text[i:k], i))
             i = k
@@ -227,7 +230,7 @@ def _lex_pipeline(text: str, start: int, src: _Source) -> list[Token]:
             else:
                 toks.append(src.token(Tok.NUMBER, text[i:k], i))
                 i = k
-        elif ch.isalpha() or ch == "_" or ch == "%":
+        elif ch.isalpha() or ch == "_":
             k = i + 1
             while k < n and (text[k].isalnum() or text[k] == "_"):
                 k += 1

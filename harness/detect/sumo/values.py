@@ -5,8 +5,8 @@ parse). Choices where Sumo's docs are silent are listed in docs/sumo-semantics.m
 
 * ``=``/``!=`` with a null side are false (both of them). Two strings compare as strings,
   case-sensitively; a number against a string that reads as a number compares numerically.
-* ``<``, ``<=``, ``>``, ``>=`` compare numerically when both sides read as numbers, otherwise as
-  strings; null on either side is false.
+* ``<``, ``<=``, ``>``, ``>=`` compare numerically when both sides read as numbers, two other
+  strings as strings; a number against non-numeric text, or null on either side, is false.
 * Arithmetic reads both sides as numbers; null or a non-number gives null; division by zero is null.
 * Truth: booleans as is; numbers are true when non-zero; the strings "true"/"false" (any case);
   null and any other string are false.
@@ -76,5 +76,7 @@ def compare(a: Value, b: Value) -> int | None:
     na, nb = to_number(a), to_number(b)
     if na is not None and nb is not None:
         return (na > nb) - (na < nb)
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return None  # a number against text that is not a number: not comparable, so not true
     sa, sb = to_text(a) or "", to_text(b) or ""
     return (sa > sb) - (sa < sb)

@@ -33,7 +33,6 @@ import enum
 import logging
 import re
 import select
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ _LAUNCHER_TIMEOUT_EXIT = 124
 
 class SSHAuth(enum.StrEnum):
     KEY = "key"
-    PASSWORD = "password"
+    PASSWORD = "password"  # noqa: S105 - the auth method name, not a secret
 
 
 class RemoteShell(enum.StrEnum):
@@ -112,19 +111,34 @@ class SSHTransport:
     def _load_key(self) -> paramiko.PKey:
         cfg = self._config
         if cfg.key_file is None:
-            raise AuthError("auth is 'key' but no key_file is configured", host=self._where(),
-                            hint="set key_file in the lab config")
+            raise AuthError(
+                "auth is 'key' but no key_file is configured", host=self._where(), hint="set key_file in the lab config"
+            )
         passphrase = self._secrets(cfg.key_passphrase_env) if cfg.key_passphrase_env else None
         try:
-            return paramiko.PKey.from_path(cfg.key_file, passphrase=passphrase)
-        except paramiko.PasswordRequiredException as exc:
-            raise AuthError(f"key {cfg.key_file} is encrypted", host=self._where(),
-                            hint="set key_passphrase_env to the variable holding its passphrase") from None \
-                if passphrase is None else exc
+            # paramiko hands the passphrase to cryptography, which wants bytes (its stub says str).
+            secret = passphrase.encode("utf-8") if passphrase is not None else None
+            return paramiko.PKey.from_path(cfg.key_file, secret)  # type: ignore[arg-type]
+        except (paramiko.PasswordRequiredException, TypeError) as exc:
+            if passphrase is not None and isinstance(exc, TypeError):
+                raise AuthError(
+                    f"cannot load key {cfg.key_file}: {type(exc).__name__}",
+                    host=self._where(),
+                    hint="check the key format and its passphrase",
+                ) from None
+            # cryptography raises TypeError("Key is password-protected ...") for a missing passphrase.
+            raise AuthError(
+                f"key {cfg.key_file} is encrypted",
+                host=self._where(),
+                hint="set key_passphrase_env to the variable holding its passphrase",
+            ) from None
         except (OSError, paramiko.SSHException, ValueError) as exc:
             # The message may quote key material decoding problems but never the passphrase.
-            raise AuthError(f"cannot load key {cfg.key_file}: {type(exc).__name__}", host=self._where(),
-                            hint="check the path, the key format and its passphrase") from None
+            raise AuthError(
+                f"cannot load key {cfg.key_file}: {type(exc).__name__}",
+                host=self._where(),
+                hint="check the path, the key format and its passphrase",
+            ) from None
 
     def _connect(self) -> paramiko.SSHClient:
         if self._client is not None:
@@ -134,48 +148,67 @@ class SSHTransport:
         try:
             client.load_host_keys(str(cfg.known_hosts))
         except OSError as exc:
-            raise ConnectError(f"cannot read known_hosts file {cfg.known_hosts}: {exc.strerror}",
-                               host=self._where(), hint="point known_hosts at the lab's file") from None
+            raise ConnectError(
+                f"cannot read known_hosts file {cfg.known_hosts}: {exc.strerror}",
+                host=self._where(),
+                hint="point known_hosts at the lab's file",
+            ) from None
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         pkey = self._load_key() if cfg.auth is SSHAuth.KEY else None
         password = None
         if cfg.auth is SSHAuth.PASSWORD:
             if not cfg.password_env:
-                raise AuthError("auth is 'password' but no password_env is configured", host=self._where(),
-                                hint="name the environment variable / keyring entry holding it")
+                raise AuthError(
+                    "auth is 'password' but no password_env is configured",
+                    host=self._where(),
+                    hint="name the environment variable / keyring entry holding it",
+                )
             password = self._secrets(cfg.password_env)
         try:
             client.connect(
-                cfg.host, port=cfg.port, username=cfg.username, pkey=pkey, password=password,
-                timeout=cfg.connect_timeout, banner_timeout=cfg.connect_timeout,
-                auth_timeout=cfg.connect_timeout, allow_agent=False, look_for_keys=False,
+                cfg.host,
+                port=cfg.port,
+                username=cfg.username,
+                pkey=pkey,
+                password=password,
+                timeout=cfg.connect_timeout,
+                banner_timeout=cfg.connect_timeout,
+                auth_timeout=cfg.connect_timeout,
+                allow_agent=False,
+                look_for_keys=False,
             )
         except paramiko.BadHostKeyException:
             client.close()
             raise ConnectError(
-                f"host key does not match the entry in {cfg.known_hosts}", host=self._where(),
+                f"host key does not match the entry in {cfg.known_hosts}",
+                host=self._where(),
                 hint="the host was rebuilt or this is not the lab host: verify its fingerprint, then "
                 "update that known_hosts entry",
             ) from None
         except paramiko.AuthenticationException as exc:
             client.close()
-            raise AuthError(f"authentication as {cfg.username!r} with {cfg.auth.value} refused",
-                            host=self._where(),
-                            hint="check the username, the key/password and authorized_keys") from exc
+            raise AuthError(
+                f"authentication as {cfg.username!r} with {cfg.auth.value} refused",
+                host=self._where(),
+                hint="check the username, the key/password and authorized_keys",
+            ) from exc
         except paramiko.SSHException as exc:
             client.close()
             if "known_hosts" in str(exc):
                 raise ConnectError(
-                    f"host key is not in {cfg.known_hosts}", host=self._where(),
+                    f"host key is not in {cfg.known_hosts}",
+                    host=self._where(),
                     hint=f"verify the fingerprint, then add it: ssh-keyscan -p {cfg.port} {cfg.host} >> "
                     f"{cfg.known_hosts}",
                 ) from None
-            raise ProtocolError(f"SSH negotiation failed: {exc}", host=self._where(),
-                                hint="check that the port speaks SSH") from exc
+            raise ProtocolError(
+                f"SSH negotiation failed: {exc}", host=self._where(), hint="check that the port speaks SSH"
+            ) from exc
         except (OSError, EOFError) as exc:
             client.close()
-            raise ConnectError(f"cannot connect: {exc}", host=self._where(),
-                               hint="check that sshd runs and the port is reachable") from exc
+            raise ConnectError(
+                f"cannot connect: {exc}", host=self._where(), hint="check that sshd runs and the port is reachable"
+            ) from exc
         self._client = client
         return client
 
@@ -188,8 +221,11 @@ class SSHTransport:
             return transport.open_session(timeout=self._config.connect_timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise ConnectError(f"connection lost: {exc}", host=self._where(),
-                               hint="the host closed the SSH connection; check sshd and the network") from exc
+            raise ConnectError(
+                f"connection lost: {exc}",
+                host=self._where(),
+                hint="the host closed the SSH connection; check sshd and the network",
+            ) from exc
 
     # --- commands ---------------------------------------------------------------------------------
 
@@ -239,8 +275,11 @@ class SSHTransport:
                     timed_out, exit_code = True, None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
-            raise ConnectError(f"connection lost during a command: {exc}", host=self._where(),
-                               hint="the host or network dropped the SSH session") from exc
+            raise ConnectError(
+                f"connection lost during a command: {exc}",
+                host=self._where(),
+                hint="the host or network dropped the SSH session",
+            ) from exc
         finally:
             channel.close()
         if posix and pgid is None:
@@ -248,8 +287,13 @@ class SSHTransport:
             if m:
                 del stderr[: m.end()]
         return CommandResult(
-            command=command_line, exit_code=exit_code, stdout=stdout.decode("utf-8", "replace"),
-            stderr=stderr.decode("utf-8", "replace"), started=started, ended=utcnow(), timed_out=timed_out,
+            command=command_line,
+            exit_code=exit_code,
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=stderr.decode("utf-8", "replace"),
+            started=started,
+            ended=utcnow(),
+            timed_out=timed_out,
         )
 
     def _kill_group(self, pgid: int) -> None:
@@ -262,7 +306,7 @@ class SSHTransport:
                 channel.recv_exit_status()
             finally:
                 channel.close()
-        except (HarnessError, paramiko.SSHException, OSError, socket.timeout) as exc:
+        except (HarnessError, paramiko.SSHException, OSError) as exc:
             log.warning("%s: could not kill process group %d after the deadline: %s", self.host, pgid, exc)
 
     def put_file(self, local: Path, remote: str) -> None:
@@ -272,11 +316,17 @@ class SSHTransport:
             with client.open_sftp() as sftp:
                 sftp.put(str(local), remote)
         except FileNotFoundError as exc:
-            raise ProtocolError(f"cannot copy {local} to {remote}: {exc.strerror or exc}", host=self._where(),
-                                hint="check that the local file and the remote directory exist") from exc
+            raise ProtocolError(
+                f"cannot copy {local} to {remote}: {exc.strerror or exc}",
+                host=self._where(),
+                hint="check that the local file and the remote directory exist",
+            ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ProtocolError(f"SFTP copy of {local} to {remote} failed: {exc}", host=self._where(),
-                                hint="check that the SFTP subsystem is enabled and the path writable") from exc
+            raise ProtocolError(
+                f"SFTP copy of {local} to {remote} failed: {exc}",
+                host=self._where(),
+                hint="check that the SFTP subsystem is enabled and the path writable",
+            ) from exc
 
     def close(self) -> None:
         """Close the SSH connection. Idempotent."""

@@ -71,9 +71,7 @@ def canonical_channel(name: str) -> str:
     return _CANONICAL_CHANNELS.get(name.lower(), name)
 
 
-_TIME_RE = re.compile(
-    r"\s*(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?\s*(Z|z|[+-]\d\d:?\d\d)?\s*$"
-)
+_TIME_RE = re.compile(r"\s*(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?\s*(Z|z|[+-]\d\d:?\d\d)?\s*$")
 _TZ_CACHE: dict[str, timezone] = {}
 
 
@@ -84,6 +82,15 @@ def parse_time(text: str) -> datetime:
     digits are truncated to microseconds), ``2024-10-22 14:46:21.961`` (no zone: taken as UTC, which
     is what Sysmon UtcTime and evtx exports mean) and explicit offsets. Raises ValueError otherwise.
     """
+    try:
+        # The C parser handles every shape above (and truncates a 7th fractional digit) in ~0.2 us.
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        t = None
+    if t is not None:
+        if t.tzinfo is None:
+            return t.replace(tzinfo=UTC)
+        return t if t.tzinfo is UTC else t.astimezone(UTC)
     m = _TIME_RE.match(text)
     if m is None:
         raise ValueError(f"unrecognized timestamp {text[:40]!r}")

@@ -177,34 +177,58 @@ def event_from_element(ev: etree._Element, *, origin: str | None, keep_raw: bool
 # ---------------------------------------------------------------------------------------------------
 
 # Characters XML forbids are excluded from every value class, so text holding them goes to lxml,
-# which rejects it exactly as it would have without the fast path.
-_V = "[^<\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]"
-_QV = '"[^"<\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]*"'
+# which rejects it exactly as it would have without the fast path. wevtutil and .ToXml() quote
+# attributes with ', the evtx renderer and lxml with ": both are accepted.
+_BAD = "\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff"
+_V = "[^<" + _BAD + "]"
+_QV = '(?:"[^"<' + _BAD + "]*\"|'[^'<" + _BAD + "]*')"
 _A = r"(?:\s+[\w:.-]+\s*=\s*" + _QV + ")*"  # attributes
+
+
+def _qattr(name: str, group: str, value: str = _V) -> str:
+    body = value.replace("[^<", '[^<"', 1)
+    body1 = value.replace("[^<", "[^<'", 1)
+    return rf"\s+{name}=(?:\"(?P<{group}>{body}*)\"|'(?P<{group}_>{body1}*)')"
+
+
 _SYSTEM_RE = re.compile(
-    r"\s*<Provider(?P<prov>" + _A + r")\s*(?:/>|>\s*</Provider>)"
+    r"\s*<Provider(?:" + _qattr("Name", "pn") + r")?(?P<prov>" + _A + r")\s*(?:/>|>\s*</Provider>)"
     r"\s*<EventID(?:\s+Qualifiers=" + _QV + r")?\s*>\s*(?P<eid>\d+)\s*</EventID>"
     r"(?:\s*<Version>\s*(?P<ver>\d*)\s*</Version>|\s*<Version\s*/>)?"
     r"(?:\s*<Level>" + _V + r"*</Level>|\s*<Level\s*/>)?"
     r"(?:\s*<Task>" + _V + r"*</Task>|\s*<Task\s*/>)?"
     r"(?:\s*<Opcode>" + _V + r"*</Opcode>|\s*<Opcode\s*/>)?"
     r"(?:\s*<Keywords>" + _V + r"*</Keywords>|\s*<Keywords\s*/>)?"
-    r"\s*<TimeCreated\s+SystemTime=\"(?P<time>[^\"<&]*)\"\s*(?:/>|>\s*</TimeCreated>)"
+    r"\s*<TimeCreated" + _qattr("SystemTime", "time", "[^<&]") + r"\s*(?:/>|>\s*</TimeCreated>)"
     r"(?:\s*<EventRecordID>\s*(?P<rid>\d*)\s*</EventRecordID>|\s*<EventRecordID\s*/>)?"
     r"(?:\s*<Correlation" + _A + r"\s*(?:/>|>\s*</Correlation>))?"
-    r"(?:\s*<Execution(?P<exe>" + _A + r")\s*(?:/>|>\s*</Execution>))?"
+    r"(?:\s*<Execution(?:"
+    + _qattr("ProcessID", "pid", "[0-9]")
+    + ")?(?:"
+    + _qattr("ThreadID", "tid", "[0-9]")
+    + r")?(?P<exe>"
+    + _A
+    + r")\s*(?:/>|>\s*</Execution>))?"
     r"(?:\s*<Channel>(?P<chan>" + _V + r"*)</Channel>|\s*<Channel\s*/>)?"
     r"\s*<Computer>(?P<comp>" + _V + r"*)</Computer>"
     r"(?:\s*<Container>" + _V + r"*</Container>)?"
-    r"(?:\s*<Security(?P<sec>" + _A + r")\s*(?:/>|>\s*</Security>))?\s*"
+    r"(?:\s*<Security(?:" + _qattr("UserID", "sid") + r")?(?P<sec>" + _A + r")\s*(?:/>|>\s*</Security>))?\s*"
 )
-_EVENT_OPEN = '<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event">'
+_NAMED_FULL = {
+    q: re.compile(r"(?:\s*<Data Name=" + q + "[^" + q + "<" + _BAD + "]*" + q + ">" + _V + r"*</Data>)*\s*")
+    for q in "'\""
+}
+_NAMED_PAIRS = {q: re.compile(r"<Data Name=" + q + "([^" + q + "<]*)" + q + ">([^<]*)</Data>") for q in "'\""}
+_EVENT_OPENS = (
+    '<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event">',
+    "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'>",
+)
 _DATA_FULL_RE = re.compile(
     r"(?:\s*<Data(?:\s+Name=" + _QV + r")?\s*(?:/>|>" + _V + r"*</Data>)"
     r"|\s*<Binary\s*(?:/>|>" + _V + r"*</Binary>))*\s*"
 )
-_DATA_ITEM_RE = re.compile(r"<(Data|Binary)(\s+Name=\"([^\"<]*)\")?\s*(?:/>|>([^<]*)</(?:Data|Binary)>)")
-_ATTR_RE = re.compile(r'([\w:.-]+)\s*=\s*"([^"<]*)"')
+_DATA_ITEM_RE = re.compile(r"<(Data|Binary)(\s+Name=(?:\"([^\"<]*)\"|'([^'<]*)'))?\s*(?:/>|>([^<]*)</(?:Data|Binary)>)")
+_ATTR_RE = re.compile(r"([\w:.-]+)\s*=\s*(?:\"([^\"<]*)\"|'([^'<]*)')")
 _GAP_RE = re.compile(r"\s*(?:<(/?)Events(?:\s+[\w:.-]+\s*=\s*\"[^\"<]*\")*\s*(/?)>\s*)?")
 _ENTITY_RE = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));|&")
 _PREDEFINED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
@@ -239,7 +263,8 @@ def _attrs(text: str | None) -> dict[str, str]:
     if not text:
         return {}
     out = {}
-    for name, value in _ATTR_RE.findall(text):
+    for name, dq, sq in _ATTR_RE.findall(text):
+        value = dq or sq
         if "&" in value or "\t" in value or "\n" in value or "\r" in value:
             value = _text(value.replace("\r\n", " ").replace("\t", " ").replace("\n", " ").replace("\r", " "))
         out[name] = value
@@ -248,59 +273,78 @@ def _attrs(text: str | None) -> dict[str, str]:
 
 def _fast_event(text: str, *, origin: str | None, keep_raw: bool) -> Event:
     """One event's XML text through the fast path; raises _NotFast when lxml must decide."""
-    if not text.startswith(_EVENT_OPEN) or "]]>" in text:
+    if not text.startswith(_EVENT_OPENS) or "]]>" in text:
         raise _NotFast("not the common event shape")
     i = text.find("<System>")
     j = text.find("</System>", i)
-    if i < 0 or j < 0 or text[len(_EVENT_OPEN) : i].strip():
+    if i < 0 or j < 0 or text[69:i].strip() or not text.endswith("</Event>"):
         raise _NotFast("not the common event shape")
     s = _SYSTEM_RE.fullmatch(text, i + 8, j)
     if s is None:
         raise _NotFast("not the common System shape")
     rest = text[j + 9 : -8].strip()  # after </System>, before </Event>
-    if not text.endswith("</Event>"):
-        raise _NotFast("not the common event shape")
     data = ""
     if rest:
         if rest.startswith("<EventData>") and rest.endswith("</EventData>"):
             data = rest[11:-12]
         elif not (rest.startswith("<EventData") and rest.endswith("/>") and "<" not in rest[1:]):
             raise _NotFast("not the common EventData shape")
-    prov, eid, ver, time_text, rid, exe, chan, comp, sec = s.group(
-        "prov", "eid", "ver", "time", "rid", "exe", "chan", "comp", "sec"
-    )
-    fields: dict[str, str] = {}
-    if data:
-        if "<" in data:
+    fields: dict[str, str]
+    if not data:
+        fields = {}
+    else:
+        if len(data) > MAX_EVENT_CHARS:
+            raise ValueError(f"event larger than {MAX_EVENT_CHARS} characters of data")
+        quote = "'" if "<Data Name='" in data else '"'
+        escaped = "&" in data or "\r" in data
+        if _NAMED_FULL[quote].fullmatch(data) is not None:
+            # The common case: only named <Data>, one quote style; built in C by dict().
+            fields = dict(_NAMED_PAIRS[quote].findall(data))
+            if escaped:
+                fields = {_text(k): _text(v) for k, v in fields.items()}
+        elif "<" in data:
             if _DATA_FULL_RE.fullmatch(data) is None:
                 raise _NotFast("not the common EventData shape")
-            size = 0
+            fields = {}
             position = 0
-            for tag, has_name, name, value in _DATA_ITEM_RE.findall(data):
+            for tag, has_name, dq, sq, value in _DATA_ITEM_RE.findall(data):
                 value = _text(value)
-                size += len(value)
                 if tag == "Data":
                     position += 1
+                    name = dq or sq
                     fields[_text(name) if has_name and name else f"param{position}"] = value
                 elif value:
                     fields["Binary"] = value
-            if size > MAX_EVENT_CHARS:
-                raise ValueError(f"event larger than {MAX_EVENT_CHARS} characters of data")
         elif data.strip():
             raise _NotFast("text directly in EventData")
-    execution = _attrs(exe)
+        else:
+            fields = {}
+    pn, pn_, _prov_attrs, eid, ver, time_dq, time_sq, rid, pid_dq, pid_sq, tid_dq, tid_sq, _exe, chan, comp = s.group(
+        "pn", "pn_", "prov", "eid", "ver", "time", "time_", "rid", "pid", "pid_", "tid", "tid_", "exe", "chan", "comp"
+    )
+    provider = pn or pn_
+    if provider is None:
+        provider = _attrs(_prov_attrs).get("Name", "")
+    elif "&" in provider:
+        provider = _text(provider)
+    pid_text = pid_dq or pid_sq
+    tid_text = tid_dq or tid_sq
+    sid = s.group("sid") or s.group("sid_")
+    if escaped or (comp and "&" in comp):
+        chan = _text(chan) if chan else chan
+        comp = _text(comp) if comp else comp
     return Event(
-        channel=canonical_channel(_text(chan)) if chan else "",
-        provider=_attrs(prov).get("Name", ""),
+        channel=canonical_channel(chan) if chan else "",
+        provider=provider,
         event_id=int(eid),
-        time=parse_time(time_text),
-        computer=_text(comp) if comp else "",
+        time=parse_time(time_dq or time_sq),
+        computer=comp or "",
         fields=fields,
         version=int(ver) if ver else 0,
         record_id=int(rid) if rid else None,
-        user_sid=_attrs(sec).get("UserID") if sec else None,
-        pid=optional_int(execution.get("ProcessID")),
-        tid=optional_int(execution.get("ThreadID")),
+        user_sid=sid,
+        pid=int(pid_text) if pid_text else None,
+        tid=int(tid_text) if tid_text else None,
         raw=text if keep_raw else None,
         origin=origin,
     )
@@ -458,7 +502,10 @@ class _XmlStream:
             raise _syntax_error(exc, self.origin, self.slow_line_offset) from exc
 
     def _drain_slow(self, parser: etree.XMLPullParser) -> Iterator[Event]:
-        for _action, ev in parser.read_events():
+        for _action, item in parser.read_events():
+            if not isinstance(item, etree._Element):
+                continue
+            ev = item
             self.index += 1
             try:
                 event = event_from_element(ev, origin=self.origin, keep_raw=self.keep_raw)
@@ -469,7 +516,7 @@ class _XmlStream:
                 self.stats.events += 1
                 yield event
             # Prune what has been read so memory stays flat on long streams.
-            ev.clear(keep_tail=False)
+            ev.clear()
             parent = ev.getparent()
             if parent is not None:
                 while ev.getprevious() is not None:

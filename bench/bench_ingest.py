@@ -1,0 +1,154 @@
+"""Ingest benchmark: ``python bench/bench_ingest.py [--events N] [--evtx FILE]``.
+
+Prints, in one run on the same file:
+ (a) events/s of the raw ``evtx`` parser iterating JSON records (nothing decoded),
+ (b) events/s of EVTX -> normalized Event (``read_events``), and the ratio b/a (target >= 0.5);
+ events/s of event XML -> Event (``parse_event_xml``; target >= 50k/s on one core);
+ peak RSS while streaming an N-event XML file (default 1M) built in a temp dir by repeating real
+ events, next to the peak for N/10 events: equal peaks mean memory is flat.
+Needs ../shared/telemetry/public (the real recordings); prints ratios, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import evtx  # noqa: E402
+
+from harness.telemetry.readers import parse_event_xml, read_events  # noqa: E402
+
+PUBLIC = ROOT / ".." / "shared" / "telemetry" / "public"
+DEFAULT_EVTX = (
+    PUBLIC
+    / "atomic-evtx/attacks_by_category_unfiltered/discovery/Remote System Discovery - ping sweep"
+    / "T1018-4_Microsoft-Windows-Sysmon_Operational.evtx"
+)
+MIN_SECONDS = 2.0
+
+
+def rate(label: str, run: object) -> float:
+    """Repeat ``run()`` (returns an event count) for at least MIN_SECONDS; print and return events/s."""
+    assert callable(run)
+    run()  # warm-up (imports, page cache)
+    events = 0
+    start = time.perf_counter()
+    while True:
+        events += run()
+        elapsed = time.perf_counter() - start
+        if elapsed >= MIN_SECONDS:
+            break
+    per_s = events / elapsed
+    print(f"  {label:<52} {per_s:>12,.0f} events/s")
+    return per_s
+
+
+def raw_evtx(path: Path) -> int:
+    n = 0
+    for _record in evtx.PyEvtxParser(str(path), separate_json_attributes=True).records_json():
+        n += 1
+    return n
+
+
+def wevtutil_xml(path: Path) -> str:
+    """The file's events as ``wevtutil qe /f:xml`` prints them (compact, single-quoted attributes)."""
+    from lxml import etree
+
+    parser = etree.XMLParser(remove_blank_text=True)
+    parts = []
+    for record in evtx.PyEvtxParser(str(path)).records():
+        element = etree.fromstring(record["data"].encode("utf-8"), parser)
+        text = etree.tostring(element, encoding="unicode")
+        parts.append(text.replace('"', "'") if "'" not in text else text)
+    return "".join(parts)
+
+
+_CHILD = """
+import resource, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from harness.telemetry.readers import read_events
+n = 0
+for _ in read_events(Path({path!r}), keep_raw=True):
+    n += 1
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def stream_peak_rss(path: Path) -> tuple[int, int]:
+    """(events, peak RSS KiB) of a fresh interpreter streaming ``path``."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(root=str(ROOT), path=str(path))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return int(out[0]), int(out[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the streaming input")
+    parser.add_argument("--evtx", type=Path, default=DEFAULT_EVTX)
+    args = parser.parse_args(argv)
+    if not args.evtx.is_file():
+        print(f"bench_ingest: {args.evtx} not found (needs ../shared/telemetry/public)", file=sys.stderr)
+        return 2
+
+    print(f"EVTX file: {args.evtx.name} ({args.evtx.stat().st_size:,} bytes)")
+    a = rate("(a) raw evtx records_json() iteration", lambda: raw_evtx(args.evtx))
+    b = rate("(b) read_events -> Event (keep_raw=False)", lambda: sum(1 for _ in read_events(args.evtx, keep_raw=False)))
+    b_raw = rate("(b') read_events -> Event (keep_raw=True)", lambda: sum(1 for _ in read_events(args.evtx)))
+    print(f"  ratio b/a = {b / a:.2f}   b'/a = {b_raw / a:.2f}   (target >= 0.50)")
+
+    xml = wevtutil_xml(args.evtx)
+    count = sum(1 for _ in parse_event_xml(xml, keep_raw=False))
+    print(f"XML: {count} events, {len(xml) / count:,.0f} chars/event (wevtutil /f:xml shape)")
+    x = rate("XML -> Event (keep_raw=False)", lambda: sum(1 for _ in parse_event_xml(xml, keep_raw=False)))
+    rate("XML -> Event (keep_raw=True)", lambda: sum(1 for _ in parse_event_xml(xml)))
+    print(f"  XML target 50,000 events/s: {'met' if x >= 50_000 else 'NOT met'} ({x / 50_000:.2f}x)")
+
+    with tempfile.TemporaryDirectory(prefix="atomiclab-bench-") as tmp:
+        repeats = max(1, args.events // count)
+        small_repeats = max(1, repeats // 10)
+        big = Path(tmp) / "events.xml"
+        small = Path(tmp) / "events-small.xml"
+        started = time.perf_counter()
+        block = xml.encode("utf-8")
+        with big.open("wb") as fh:
+            fh.write(b"<Events>")
+            for _ in range(repeats):
+                fh.write(block)
+            fh.write(b"</Events>")
+        with small.open("wb") as fh:
+            for _ in range(small_repeats):
+                fh.write(block)
+        print(
+            f"streaming input: {repeats * count:,} events, {big.stat().st_size / 1e9:.2f} GB "
+            f"(written in {time.perf_counter() - started:.1f}s)"
+        )
+        n_small, rss_small = stream_peak_rss(small)
+        started = time.perf_counter()
+        n_big, rss_big = stream_peak_rss(big)
+        elapsed = time.perf_counter() - started
+        print(f"  peak RSS streaming {n_small:>9,} events: {rss_small / 1024:8.1f} MiB")
+        print(
+            f"  peak RSS streaming {n_big:>9,} events: {rss_big / 1024:8.1f} MiB "
+            f"({n_big / elapsed:,.0f} events/s incl. interpreter start, keep_raw=True)"
+        )
+        print(f"  RSS growth for 10x the events: {(rss_big - rss_small) / 1024:+.1f} MiB")
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"(bench process peak RSS {self_rss / 1024:.1f} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""``atomiclab lint RULE...`` and ``atomiclab detect --rule RULE FILE...``: printing only.
+
+lint: one ``FILE:LINE:COL: severity CODE: message`` line per finding; exit 1 with findings, 0
+without, 2 when a rule file cannot be read. detect: result rows as JSON lines (the rule's output
+field names) or a table; an invalid rule prints its lint-style error line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.detect.base import DetectionResult
+from harness.detect.lint import lint_rule
+from harness.detect.loader import load_detector
+from harness.errors import DetectionError, HarnessError, TelemetryError
+from harness.telemetry.event import Event
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "lint",
+        help="check detection rules for what the real engine would reject or read differently",
+        description="Lint .sumo (Sumo Logic Log Search) and .yml (Sigma) rules. One line per finding: "
+        "FILE:LINE:COL: severity CODE: message. Exit 0 clean, 1 findings, 2 unreadable rule.",
+    )
+    p.add_argument("rules", nargs="+", type=Path, metavar="RULE", help="rule files")
+    p.set_defaults(handler=run_lint)
+
+    p = sub.add_parser(
+        "detect",
+        help="run one detection rule over telemetry files",
+        description="Evaluate a .sumo or .yml rule over event files (EVTX, XML, JSON, JSONL) and print "
+        "the result rows. Exit 0 (whether or not the rule fired), 2 for an invalid rule or input.",
+    )
+    p.add_argument("--rule", required=True, type=Path, help="the rule file (.sumo or .yml)")
+    p.add_argument("--format", choices=("jsonl", "table"), default="jsonl", help="output format")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="telemetry files")
+    p.set_defaults(handler=run_detect)
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    worst = 0
+    for rule in args.rules:
+        try:
+            findings = lint_rule(rule)
+        except HarnessError as exc:
+            print(f"atomiclab: error: {exc}", file=sys.stderr)
+            worst = 2
+            continue
+        for f in findings:
+            print(f)
+        if findings and worst == 0:
+            worst = 1
+    return worst
+
+
+def _read(path: Path) -> Iterator[Event]:
+    """Events of one file through the project's readers (JSONL only while they are unavailable)."""
+    try:
+        readers = importlib.import_module("harness.telemetry.readers")
+        read_events = readers.read_events
+    except (ModuleNotFoundError, ImportError, AttributeError):
+        read_events = None
+    if read_events is not None:
+        yield from read_events(path)
+        return
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        yield Event.from_json(line)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise TelemetryError(f"line {n}: not an atomiclab JSONL event ({exc})",
+                                             source=path) from exc
+    except OSError as exc:
+        raise TelemetryError(f"cannot read: {exc.strerror or exc}", source=path) from exc
+
+
+def _events(files: list[Path]) -> Iterator[Event]:
+    for path in files:
+        yield from _read(path)
+
+
+def _cell(v: object) -> str:
+    text = "" if v is None else str(v)
+    text = text.replace("\r", "").replace("\n", "⏎")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _print_table(result: DetectionResult) -> None:
+    if not result.rows:
+        print(f"{result.rule_id}: no results ({result.events_in} events)")
+        return
+    cols = list(result.rows[0].keys())
+    table = [[_cell(r.get(c)) for c in cols] for r in result.rows]
+    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    print(f"{result.rule_id}: {len(result.rows)} row(s) from {result.events_in} events", file=sys.stderr)
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    try:
+        detector = load_detector(args.rule)
+    except DetectionError as exc:
+        print(exc, file=sys.stderr)  # the lint-style line: FILE:LINE:COL: message
+        return 2
+    result = detector.evaluate(_events(args.files))
+    if args.format == "table":
+        _print_table(result)
+    else:
+        for row in result.rows:
+            print(json.dumps(row, ensure_ascii=False, default=str))
+    return 0

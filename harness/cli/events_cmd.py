@@ -1,0 +1,119 @@
+"""``atomiclab events FILE... [--channel C] [--event-id N] [--format table|jsonl] [--limit N]``.
+
+Prints normalized events from any supported event file. Unreadable input raises TelemetryError,
+which the dispatcher prints as one line naming the file and the reason (exit 2). Skipped damage
+(EVTX chunks, bad records) is summarized on stderr after the events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.telemetry.channels import classic_powershell_of, process_of
+from harness.telemetry.event import Event
+from harness.telemetry.readers import ReadStats, read_events
+from harness.telemetry.readers.common import canonical_channel
+
+#: Short names accepted by --channel, as detection engineers say them.
+CHANNEL_ALIASES = {
+    "sysmon": "Microsoft-Windows-Sysmon/Operational",
+    "ps-op": "Microsoft-Windows-PowerShell/Operational",
+    "powershell": "Microsoft-Windows-PowerShell/Operational",
+    "winps": "Windows PowerShell",
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "events",
+        help="print normalized events from EVTX, event XML, JSON/JSONL, gzip or zip files",
+        description="Read event files of any supported format and print normalized events.",
+    )
+    parser.add_argument("files", metavar="FILE", nargs="+", type=Path)
+    parser.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="C",
+        help="only this channel (repeatable; aliases: " + ", ".join(sorted(CHANNEL_ALIASES)) + ")",
+    )
+    parser.add_argument(
+        "--event-id", action="append", type=int, default=[], metavar="N", help="only this id (repeatable)"
+    )
+    parser.add_argument("--format", choices=("table", "jsonl"), default="table")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N events")
+    parser.add_argument("--no-raw", action="store_true", help="jsonl: omit the raw source text")
+    parser.set_defaults(handler=run)
+
+
+def _wanted_channels(names: Sequence[str]) -> set[str]:
+    return {canonical_channel(CHANNEL_ALIASES.get(n.lower(), n)).lower() for n in names}
+
+
+def select(
+    files: Sequence[Path], *, channels: Sequence[str], event_ids: Sequence[int], keep_raw: bool, stats: ReadStats
+) -> Iterator[Event]:
+    """The events of ``files`` in file order, filtered by channel and event id."""
+    wanted = _wanted_channels(channels)
+    ids = set(event_ids)
+    for path in files:
+        for event in read_events(path, keep_raw=keep_raw, stats=stats):
+            if wanted and event.channel.lower() not in wanted:
+                continue
+            if ids and event.event_id not in ids:
+                continue
+            yield event
+
+
+def summary(event: Event) -> str:
+    """One line saying what the event is about."""
+    ref = process_of(event)
+    if ref is not None:
+        return f"{ref.image} | {ref.command_line}"
+    classic = classic_powershell_of(event)
+    if classic is not None and classic.host_application:
+        return f"HostApplication={classic.host_application}"
+    if event.event_id == 4104 and event.get("ScriptBlockText") is not None:
+        return f"ScriptBlock {event.get('MessageNumber')}/{event.get('MessageTotal')}: {event.get('ScriptBlockText')}"
+    parts = [f"{k}={v}" for k, v in event.fields.items() if v and k not in ("RuleName", "UtcTime")]
+    return " ".join(parts)
+
+
+def _one_line(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def write_table(event: Event, out: TextIO) -> None:
+    time = event.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    out.write(
+        f"{time}  {event.computer[:20]:<20}  {event.channel[:40]:<40}  {event.event_id:>5}  "
+        f"{_one_line(summary(event))}\n"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    stats = ReadStats()
+    keep_raw = args.format == "jsonl" and not args.no_raw
+    out = sys.stdout
+    if args.limit is not None and args.limit <= 0:
+        return 0
+    events = select(args.files, channels=args.channel, event_ids=args.event_id, keep_raw=keep_raw, stats=stats)
+    for shown, event in enumerate(events, start=1):
+        if args.format == "jsonl":
+            out.write(event.to_json() + "\n")
+        else:
+            write_table(event, out)
+        if args.limit is not None and shown >= args.limit:
+            break
+    if stats.damaged:
+        print(
+            f"atomiclab: {stats.damaged_chunks} damaged chunk(s), {stats.skipped_records} skipped record(s); "
+            f"first: {stats.problems[0] if stats.problems else '-'}",
+            file=sys.stderr,
+        )
+    return 0

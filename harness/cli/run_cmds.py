@@ -1,0 +1,424 @@
+"""``atomiclab run | evaluate | verify | history``: argument parsing and printing over the runner.
+
+``run`` without ``--lab`` starts the EMULATED Windows host on 127.0.0.1 for the run (results are
+labelled emulated); ``--emulate-setting KEY=VALUE`` (repeatable) changes its lab state, e.g.
+``sysmon_network=false`` (no Sysmon EID 3), ``tools=nbtscan,git`` (nmap not installed),
+``delivery_delay_s=2`` (late events), ``script_block_logging=false``. Exit codes: 0 every test
+passed (or was skipped), 1 a test failed or errored / verify found a difference, 2 usage or
+configuration error, 130 interrupted (reports for what finished are written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import secrets
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness import __version__
+from harness.errors import ContentError, HarnessError
+from harness.plan import PlannedTest, RunPlan, content_files, git_commit, rules_of, select_tests
+from harness.reporting.base import ReportDirectory, Reporter
+from harness.reporting.history import History
+from harness.results import RunMode, RunResult, TargetInfo
+from harness.telemetry.event import Event
+
+DEFAULT_ATOMICS = ("atomics/T1046", "atomics/benign")
+HISTORY_FILE = "history.sqlite"
+
+
+def register(subparsers: Any) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="run atomics on targets (default: the emulated host), judge telemetry and detections",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--lab", type=Path, help="lab.yaml with the targets (default: the EMULATED host)")
+    run.add_argument("--tests", nargs="+", default=[], metavar="GUID-OR-NAME", help="tests to run (default: all)")
+    run.add_argument(
+        "--atomics",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"atomics files or folders (default: {' and '.join(DEFAULT_ATOMICS)})",
+    )
+    _common(run)
+    run.add_argument("--get-prereqs", action="store_true", help="fetch unmet prerequisites, then check again")
+    run.add_argument("--timeout", type=float, default=None, metavar="S", help="deadline of each remote command")
+    run.add_argument(
+        "--emulate-setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="emulated host setting, e.g. sysmon_network=false, tools=nbtscan,git (repeatable)",
+    )
+    run.add_argument("--max-hosts", type=int, default=8, help="hosts run in parallel (default 8)")
+    run.set_defaults(handler=_run)
+
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="judge recorded telemetry against the expectations, executing nothing",
+        description="The same judgement as `run` over telemetry files (EVTX, XML, JSON, JSONL). "
+        "Attribution: by run marker when the capture carries one, else the whole file.",
+    )
+    ev.add_argument("--telemetry", nargs="+", type=Path, required=True, metavar="FILE")
+    ev.add_argument(
+        "--tests",
+        nargs="+",
+        default=[],
+        metavar="GUID-OR-NAME",
+        help="tests to judge (default: every test that has expectations)",
+    )
+    ev.add_argument("--atomics", nargs="+", type=Path, default=None, metavar="PATH")
+    _common(ev)
+    ev.set_defaults(handler=_evaluate)
+
+    ve = subparsers.add_parser("verify", help="check a report folder against its manifest.json")
+    ve.add_argument("dir", type=Path, metavar="DIR")
+    ve.set_defaults(handler=_verify)
+
+    hi = subparsers.add_parser("history", help="list runs; per test regressions, fixes and flaky tests")
+    hi.add_argument("--last", type=int, default=10, metavar="N", help="runs to analyse (default 10)")
+    hi.add_argument("--history", type=Path, default=None, help="history database (default reports/history.sqlite)")
+    hi.set_defaults(handler=_history)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rule",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="also judge this rule against the same expectations (repeatable)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/<run-id>/)")
+    p.add_argument("--history", type=Path, default=None, help="history database (default reports/history.sqlite)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    t = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{t:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def _root() -> Path:
+    from harness.content.project import content_root
+
+    return content_root()
+
+
+def _planned(
+    root: Path, atomics: Sequence[Path] | None, selectors: Sequence[str], *, only_expected: bool = False
+) -> tuple[list[PlannedTest], list[Path], list[Path]]:
+    from harness.content.atomics import discover_atomics, iter_yaml_files
+    from harness.content.expectations import discover_expectations
+
+    paths = list(atomics) if atomics else [root / p for p in DEFAULT_ATOMICS if (root / p).exists()]
+    files = discover_atomics(paths)
+    exp_files = discover_expectations(root)
+    by_guid = {guid: t for f in exp_files for guid, t in f.tests.items()}
+    tests = select_tests(files, selectors)
+    if only_expected and not selectors:
+        tests = [t for t in tests if t.guid in by_guid]
+    if not tests:
+        raise ContentError("no atomic tests selected", hint="check --tests and --atomics")
+    planned = [PlannedTest(t, by_guid.get(t.guid)) for t in tests]
+    return planned, iter_yaml_files(paths), [Path(f.source) for f in exp_files]
+
+
+def _reporters(out: Path, history: History) -> list[Reporter]:
+    from harness.reporting.html import HtmlReporter
+    from harness.reporting.junit import JUnitReporter
+    from harness.reporting.navigator import NavigatorReporter
+    from harness.reporting.results_json import ResultsJsonReporter
+
+    return [
+        ResultsJsonReporter(),
+        JUnitReporter(),
+        NavigatorReporter(),
+        HtmlReporter(out, history=lambda: history.runs(30)),
+    ]
+
+
+def _initial(
+    run_id: str,
+    mode: RunMode,
+    root: Path,
+    *,
+    atomics: Sequence[Path],
+    expectations: Sequence[Path],
+    rules: Sequence[Path],
+    lab: Path | None,
+    extra: Sequence[Path] = (),
+) -> RunResult:
+    files = content_files(root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
+    return RunResult(
+        run_id=run_id,
+        mode=mode,
+        started=datetime.now(UTC),
+        harness_version=__version__,
+        operator=_operator(),
+        command=tuple(["atomiclab", *sys.argv[1:]]),
+        content=files,
+        content_commit=git_commit(root),
+    )
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "unknown"
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def _finish(console: Console, run: RunResult, out: Path, history: History) -> None:
+    from harness.reporting.console import summary_table
+
+    history.record(run, out)
+    console.print(summary_table(run))
+    console.print(f"reports: {out}")
+
+
+# ------------------------------------------------------------------------------------- commands
+
+
+def _run(args: argparse.Namespace) -> int:
+    from harness.content.labconfig import load_lab_config
+    from harness.execution.executors import new_run_marker
+    from harness.reporting.console import ConsoleProgress
+    from harness.runner import NullObserver, Runner, RunObserver, TargetFactory
+    from harness.targets import (
+        EmulatedTargetFactory,
+        LabTargetFactory,
+        attribute,
+        execute,
+        load_rule_set,
+        parse_emulate_settings,
+    )
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise ContentError("--timeout must be a positive number of seconds")
+    root = _root()
+    lab = load_lab_config(args.lab) if args.lab else None
+    if lab is not None and args.emulate_setting:
+        raise ContentError("--emulate-setting applies to the emulated host only; drop it or drop --lab")
+    planned, atomics, expectations = _planned(root, args.atomics, args.tests)
+    rule_paths, extras = rules_of(planned, root, args.rule)
+    factory: TargetFactory
+    if lab is None:
+        emulated = EmulatedTargetFactory(parse_emulate_settings(args.emulate_setting))
+        targets: tuple[Any, ...] = (emulated.target(),)
+        factory = emulated
+    else:
+        targets, factory = lab.targets, LabTargetFactory(lab)
+    plan = RunPlan(
+        targets=tuple(targets),
+        tests=tuple(planned),
+        rule_paths=rule_paths,
+        extra_rules=extras,
+        get_prereqs=args.get_prereqs,
+        command_timeout_s=args.timeout or (lab.timeouts.command_s if lab else 300.0),
+        default_budget_s=lab.timeouts.telemetry_s if lab else 30.0,
+        arguments=lab.input_arguments if lab else {},
+        channels=lab.channels if lab else {},
+    )
+    rules = load_rule_set(rule_paths, plan.channels)
+    run_id = new_run_id()
+    out = args.out or root / "reports" / run_id
+    history = History(args.history or root / "reports" / HISTORY_FILE)
+    sink = ReportDirectory(out, _reporters(out, history))
+    initial = _initial(
+        run_id,
+        RunMode.RUN,
+        root,
+        atomics=atomics,
+        expectations=expectations,
+        rules=list(rule_paths.values()),
+        lab=args.lab,
+    )
+    console = _console()
+    console.print(
+        f"atomiclab run {run_id}: {len(planned)} test(s) x {len(targets)} target(s)"
+        + (" [EMULATED host]" if lab is None else "")
+        + f" -> {out}"
+    )
+    progress = ConsoleProgress(console) if not args.no_progress else None
+    observer: RunObserver = progress if progress is not None else NullObserver()
+    runner = Runner(
+        plan,
+        targets=factory,
+        execute=execute,
+        attribute=attribute,
+        rules=rules,
+        sink=sink,
+        observer=observer,
+        new_marker=new_run_marker,
+        max_hosts=args.max_hosts,
+    )
+    try:
+        if progress is not None:
+            with progress:
+                run = runner.run(initial)
+        else:
+            run = runner.run(initial)
+    except KeyboardInterrupt:
+        from harness.reporting.results_json import load_results
+
+        partial = load_results(out)
+        _finish(console, partial, out, history)
+        console.print("interrupted: cleanup of the running test was done; reports cover the finished tests")
+        return 130
+    _finish(console, run, out, history)
+    return run.exit_code
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from harness.execution.executors import find_run_marker
+    from harness.reporting.console import ConsoleProgress
+    from harness.runner import NullObserver, RunObserver, evaluate_capture, find_markers
+    from harness.targets import attribute, load_rule_set
+    from harness.telemetry.readers import read_events
+
+    root = _root()
+    planned, atomics, expectations = _planned(root, args.atomics, args.tests, only_expected=True)
+    rule_paths, extras = rules_of(planned, root, args.rule)
+    events: list[Event] = []
+    for f in args.telemetry:
+        events.extend(read_events(f))
+    events.sort(key=lambda e: (e.time, e.record_id or 0))
+    rules = load_rule_set(rule_paths)
+    run_id = new_run_id()
+    out = args.out or root / "reports" / run_id
+    history = History(args.history or root / "reports" / HISTORY_FILE)
+    sink = ReportDirectory(out, _reporters(out, history))
+    initial = _initial(
+        run_id,
+        RunMode.EVALUATE,
+        root,
+        atomics=atomics,
+        expectations=expectations,
+        rules=list(rule_paths.values()),
+        lab=None,
+    )
+    name = args.telemetry[0].name if len(args.telemetry) == 1 else f"{len(args.telemetry)} files"
+    computers = sorted({e.computer for e in events if e.computer})
+    capture = TargetInfo(name=name, transport="file", address=", ".join(computers[:5]), emulated=False)
+    markers = find_markers(events, find_run_marker)
+    console = _console()
+    console.print(
+        f"atomiclab evaluate {run_id}: {len(events)} event(s), {len(planned)} test(s), "
+        + (f"{len(markers)} run marker(s)" if markers else "no run marker: the whole capture is judged")
+    )
+    progress = ConsoleProgress(console) if not args.no_progress else None
+    observer: RunObserver = progress if progress is not None else NullObserver()
+    try:
+        if progress is not None:
+            with progress:
+                run = evaluate_capture(
+                    initial,
+                    planned,
+                    events,
+                    capture=capture,
+                    rules=rules,
+                    sink=sink,
+                    attribute=attribute,
+                    markers=markers,
+                    extra_rules=extras,
+                    observer=observer,
+                )
+        else:
+            run = evaluate_capture(
+                initial,
+                planned,
+                events,
+                capture=capture,
+                rules=rules,
+                sink=sink,
+                attribute=attribute,
+                markers=markers,
+                extra_rules=extras,
+            )
+    except KeyboardInterrupt:
+        return 130
+    _finish(console, run, out, history)
+    return run.exit_code
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from harness.reporting.evidence import verify_manifest
+    from harness.reporting.results_json import FILENAME, load_results
+
+    report = verify_manifest(args.dir)
+    for rel in report.changed:
+        print(f"CHANGED  {rel}")
+    for rel in report.missing:
+        print(f"MISSING  {rel}")
+    for rel in report.unlisted:
+        print(f"UNLISTED {rel}")
+    if (args.dir / FILENAME).exists() and FILENAME not in report.changed:
+        try:
+            load_results(args.dir)
+        except HarnessError as exc:
+            print(f"INVALID  {exc}")
+            return 1
+    if report.ok:
+        print(f"OK: {report.checked} file(s) match manifest.json")
+        return 0
+    print(f"{len(report.changed)} changed, {len(report.missing)} missing, {len(report.unlisted)} not in the manifest")
+    return 1
+
+
+def _history(args: argparse.Namespace) -> int:
+    if args.last < 1:
+        raise ContentError("--last must be at least 1")
+    path = args.history or _root() / "reports" / HISTORY_FILE
+    if not path.exists():
+        print(f"no history yet at {path}: it is written by `atomiclab run`")
+        return 0
+    h = History(path)
+    console = _console()
+    runs = h.runs(args.last)
+    table = Table(title=f"last {len(runs)} run(s)")
+    for col in ("Run", "Started", "Mode", "Emulated", "Passed", "Failed", "Error", "Skipped", "Complete"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(
+            r.run_id,
+            r.started,
+            r.mode,
+            "yes" if r.emulated else "no",
+            str(r.passed),
+            str(r.failed),
+            str(r.error),
+            str(r.skipped),
+            "yes" if r.complete else "no",
+        )
+    console.print(table)
+    trends = h.trends(args.last)
+    sections = (
+        ("Regressions (passed before, fail now)", [t for t in trends if t.regression]),
+        ("Fixes (failed before, pass now)", [t for t in trends if t.fix]),
+        ("Flaky (outcome changed twice or more)", [t for t in trends if t.flaky]),
+    )
+    for label, chosen in sections:
+        console.print(f"{label}: {len(chosen) or 'none'}")
+        for t in chosen:
+            console.print(f"  {t.target}  {t.name} [{t.guid}]  {' '.join(t.statuses)}  {t.last_reason}")
+    return 0

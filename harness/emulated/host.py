@@ -1,0 +1,608 @@
+"""The emulated Windows host: one Sysmon-instrumented Windows Server the WS-Man server exposes.
+
+Contract (the interface ``harness/emulated/wsman.py`` codes against):
+- ``EmulatedHost(settings)`` builds the host: hostname/domain, accounts (the harness user created
+  at ``open_shell``, SYSTEM), a file system with ``%TEMP%``, System32 binaries and the lab tools the
+  settings install, environment, listening ports with owning PIDs, running services (WinRM svchost,
+  Sysmon64), the event logs and a UTC wall clock.
+- ``open_shell(user)`` creates ``winrshost.exe`` (child of the WinRM svchost; Sysmon 1 / 4688);
+  ``ShellSession.start(command_line)`` runs the WinRS command line exactly as given, in a worker
+  thread, as a child of that winrshost.exe; ``RunningCommand.read`` streams its output encoded in the
+  shell codepage; ``terminate`` ends the process tree promptly (Sysmon 5 / 4689, exit 0xC000013A).
+- Every process, connection, file and script block is logged per ``HostSettings`` in real-schema XML,
+  readable with ``wevtutil qe`` over the shell or ``host.eventlog.query`` in tests.
+- Everything the host reports is emulated (``EmulatedHost.emulated`` is True); the WS-Man server labels
+  its responses accordingly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ntpath
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from harness.emulated.cmd_shell import run_cmd
+from harness.emulated.eventlog import EventLog, ImageInfo, LoggingPolicy, TelemetryWriter
+from harness.emulated.filesystem import FileSystem, FsError, normalize
+from harness.emulated.powershell import run_powershell
+from harness.emulated.processes import (
+    STATUS_CONTROL_C_EXIT,
+    Account,
+    Process,
+    ProcessTable,
+    logon_guid,
+)
+from harness.emulated.tools import (
+    ANY_ADDR,
+    TOOL_BEHAVIOURS,
+    Behaviour,
+    BufferSink,
+    Ctx,
+    Env,
+    Listener,
+    ProgramProfile,
+    Sink,
+    Terminated,
+    load_profiles,
+    split_command_line,
+)
+from harness.errors import EmulationError
+from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, SYSTEM, WINDOWS_POWERSHELL
+
+PATHEXT = (".COM", ".EXE", ".BAT", ".CMD", ".VBS", ".VBE", ".JS", ".JSE", ".WSF", ".WSH", ".MSC")
+SYSTEM32 = "C:\\Windows\\System32"
+WINRM_SVCHOST_CMD = "C:\\Windows\\system32\\svchost.exe -k NetworkService -p -s WinRM"
+WINRSHOST_CMD = "C:\\Windows\\system32\\WinrsHost.exe -Embedding"
+SYSMON_CONFIG_PATH = "C:\\Windows\\sysmon-config.xml"
+MS_PRODUCT = "Microsoft® Windows® Operating System"
+MS_COMPANY = "Microsoft Corporation"
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """The lab state the host emulates (defaults: a fully instrumented lab box)."""
+
+    hostname: str = "WIN-ATOMICLAB1"
+    domain: str = "ATOMICLAB"
+    os_build: str = "10.0.20348.2700"
+    sysmon_installed: bool = True
+    sysmon_version: str = "15.15"
+    sysmon_network: bool = True  # Sysmon EID 3 logged
+    sysmon_file: bool = True  # Sysmon EID 11 logged
+    process_auditing: bool = True  # Security 4688 / 4689
+    command_line_auditing: bool = True  # 4688 CommandLine filled
+    script_block_logging: bool = True  # PowerShell/Operational 4104
+    tools: frozenset[str] = frozenset({"nmap", "nbtscan", "git"})
+    delivery_delay_s: float = 0.0  # events become visible to queries only after this delay
+    ipv4: str = "10.0.2.15"
+    gateway: str = "10.0.2.2"
+    mac: str = "00-15-5D-01-02-03"
+
+
+@dataclass(frozen=True)
+class OutputChunk:
+    """What one ``RunningCommand.read`` returns: bytes in the shell codepage."""
+
+    stdout: bytes
+    stderr: bytes
+    done: bool
+    exit_code: int | None
+
+
+def _encoding(codepage: int) -> str:
+    return {65001: "utf-8", 437: "cp437", 850: "cp850", 1252: "cp1252"}.get(codepage, "cp437")
+
+
+class EmulatedHost:
+    """One emulated Windows host. Thread-safe: several shells and commands may run at once."""
+
+    emulated = True
+
+    def __init__(self, settings: HostSettings | None = None, *, rng: random.Random | None = None) -> None:
+        self.settings = settings or HostSettings()
+        s = self.settings
+        self.hostname = s.hostname
+        self.domain = s.domain
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        boot = self.now()
+        self.fs = FileSystem()
+        self.processes = ProcessTable(s.hostname, rng=self._rng, boot_unix=int(boot.timestamp()) - 3600)
+        channels = [SYSMON] if s.sysmon_installed else []
+        channels += [SECURITY, POWERSHELL_OPERATIONAL, SYSTEM, "Application", WINDOWS_POWERSHELL]
+        self.eventlog = EventLog(
+            s.hostname,
+            channels=channels,
+            delivery_delay_s=s.delivery_delay_s,
+            first_record_id=self._rng.randrange(1000, 20000),
+        )
+        profiles = load_profiles()
+        self._profiles: dict[str, ProgramProfile] = {
+            p.image.lower(): p for p in profiles if self._installed(p.requires)
+        }
+        self._behaviours: dict[str, Behaviour] = {
+            **TOOL_BEHAVIOURS,
+            "cmd": run_cmd,
+            "powershell": run_powershell,
+        }
+        self._accounts: dict[str, Account] = {}
+        self.system = Account(
+            name="SYSTEM", domain="NT AUTHORITY", sid="S-1-5-18", logon_id=0x3E7,
+            logon_guid=logon_guid(self.processes.machine, int(boot.timestamp()) - 3600, 0x3E7),
+            profile_dir="C:\\Windows\\system32\\config\\systemprofile", integrity="System", is_system=True,
+        )  # fmt: skip
+        self.network_service = Account(
+            name="NETWORK SERVICE", domain="NT AUTHORITY", sid="S-1-5-20", logon_id=0x3E4,
+            logon_guid=logon_guid(self.processes.machine, int(boot.timestamp()) - 3600, 0x3E4),
+            profile_dir="C:\\Windows\\ServiceProfiles\\NetworkService", integrity="System",
+        )  # fmt: skip
+        self._build_filesystem()
+        self._registry = self._build_registry()
+        self._boot_processes(boot)
+        self.telemetry = TelemetryWriter(
+            self.eventlog,
+            policy=LoggingPolicy(
+                sysmon=s.sysmon_installed,
+                sysmon_network=s.sysmon_network,
+                sysmon_file=s.sysmon_file,
+                process_auditing=s.process_auditing,
+                command_line_auditing=s.command_line_auditing,
+                script_block_logging=s.script_block_logging,
+            ),
+            hostname=s.hostname,
+            domain=s.domain,
+            sysmon_pid=self._sysmon_pid,
+            image_info=self.image_info,
+            image_hash=self.image_hash,
+            thread_id=self._thread_id,
+        )
+
+    # ------------------------------------------------------------------------------ construction
+    def _installed(self, requires: str | None) -> bool:
+        if requires is None:
+            return True
+        if requires == "sysmon":
+            return self.settings.sysmon_installed
+        return requires in self.settings.tools
+
+    def _thread_id(self) -> int:
+        return self._rng.randrange(256, 4096) * 4
+
+    def _build_filesystem(self) -> None:
+        now = self.now()
+        for d in (
+            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0", "C:\\Windows\\System32\\Wbem",
+            "C:\\Windows\\Temp", "C:\\Program Files", "C:\\Program Files (x86)", "C:\\ProgramData",
+            "C:\\Users\\Public", "C:\\AtomicRedTeam",
+        ):  # fmt: skip
+            self.fs.mkdir(d)
+        for p in self._profiles.values():
+            self.fs.mkdir(ntpath.dirname(p.image))
+            body = f"MZ atomiclab-emulated image {p.image} {p.version.get('file_version', '')}".encode()
+            self.fs.write(p.image, body, now=now)
+        if self.settings.sysmon_installed:
+            self.fs.write(SYSMON_CONFIG_PATH, self._sysmon_config_xml().encode("utf-8"), now=now)
+
+    def _sysmon_config_xml(self) -> str:
+        s = self.settings
+        # Logging nothing for an event type is an empty include rule, as sysmon-modular does it.
+        net = "exclude" if s.sysmon_network else "include"
+        fil = "exclude" if s.sysmon_file else "include"
+        return (
+            '<Sysmon schemaversion="4.90">\n  <HashAlgorithms>SHA256</HashAlgorithms>\n  <EventFiltering>\n'
+            '    <ProcessCreate onmatch="exclude"/>\n    <ProcessTerminate onmatch="exclude"/>\n'
+            f'    <NetworkConnect onmatch="{net}"/>\n    <FileCreate onmatch="{fil}"/>\n'
+            "  </EventFiltering>\n</Sysmon>\n"
+        )
+
+    def _build_registry(self) -> dict[tuple[str, str], tuple[str, str]]:
+        s = self.settings
+        reg: dict[tuple[str, str], tuple[str, str]] = {}
+        audit = "hklm\\software\\microsoft\\windows\\currentversion\\policies\\system\\audit"
+        reg[(audit, "processcreationincludecmdline_enabled")] = (
+            "REG_DWORD", "0x1" if s.command_line_auditing else "0x0",
+        )  # fmt: skip
+        if s.script_block_logging:
+            sbl = "hklm\\software\\policies\\microsoft\\windows\\powershell\\scriptblocklogging"
+            reg[(sbl, "enablescriptblocklogging")] = ("REG_DWORD", "0x1")
+        return reg
+
+    def _boot_processes(self, boot: datetime) -> None:
+        """Processes running since boot (no creation events: they predate the logs)."""
+        t = self.processes
+        self._system_proc = t.spawn(
+            image="System", command_line="", cwd="C:\\Windows\\system32\\", account=self.system,
+            parent=None, started=boot, pid=4,
+        )  # fmt: skip
+        services = t.spawn(
+            image="C:\\Windows\\System32\\services.exe", command_line="C:\\Windows\\system32\\services.exe",
+            cwd="C:\\Windows\\system32\\", account=self.system, parent=None, started=boot,
+        )  # fmt: skip
+        self._rpcss = t.spawn(
+            image="C:\\Windows\\System32\\svchost.exe",
+            command_line="C:\\Windows\\system32\\svchost.exe -k RPCSS -p", cwd="C:\\Windows\\system32\\",
+            account=self.network_service, parent=services, started=boot,
+        )  # fmt: skip
+        self._termsvc = t.spawn(
+            image="C:\\Windows\\System32\\svchost.exe",
+            command_line="C:\\Windows\\System32\\svchost.exe -k NetworkService -s TermService",
+            cwd="C:\\Windows\\system32\\", account=self.network_service, parent=services, started=boot,
+        )  # fmt: skip
+        self._winrm = t.spawn(
+            image="C:\\Windows\\System32\\svchost.exe", command_line=WINRM_SVCHOST_CMD,
+            cwd="C:\\Windows\\system32\\", account=self.network_service, parent=services, started=boot,
+        )  # fmt: skip
+        self._sysmon_pid = 0
+        if self.settings.sysmon_installed:
+            self._sysmon_pid = t.spawn(
+                image="C:\\Windows\\Sysmon64.exe", command_line="C:\\Windows\\Sysmon64.exe",
+                cwd="C:\\Windows\\system32\\", account=self.system, parent=services, started=boot,
+            ).pid  # fmt: skip
+        self._listeners = [
+            Listener("TCP", ANY_ADDR, 135, self._rpcss.pid),
+            Listener("TCP", ANY_ADDR, 445, 4),
+            Listener("TCP", ANY_ADDR, 3389, self._termsvc.pid),
+            Listener("TCP", ANY_ADDR, 5985, 4),
+            Listener("TCP", ANY_ADDR, 5986, 4),
+            Listener("TCP", self.settings.ipv4, 139, 4),
+            Listener("UDP", ANY_ADDR, 3389, self._termsvc.pid),
+            Listener("UDP", self.settings.ipv4, 137, 4),
+            Listener("UDP", self.settings.ipv4, 138, 4),
+        ]
+
+    # ------------------------------------------------------------------------------- HostApi
+    @property
+    def ipv4(self) -> str:
+        return self.settings.ipv4
+
+    @property
+    def mac(self) -> str:
+        return self.settings.mac
+
+    @property
+    def gateway(self) -> str:
+        return self.settings.gateway
+
+    def now(self) -> datetime:
+        """The host's clock: real UTC time."""
+        return datetime.now(UTC)
+
+    def listeners(self) -> list[Listener]:
+        return list(self._listeners)
+
+    def resolve_host(self, name: str) -> str | None:
+        low = name.lower()
+        if low in ("localhost", "."):
+            return "127.0.0.1"
+        if low in (self.hostname.lower(), f"{self.hostname}.{self.domain}".lower()):
+            return self.ipv4
+        return None
+
+    def connect(self, proc: Process, protocol: str, dst_ip: str, dst_port: int) -> bool:
+        """One connection attempt from ``proc`` (Sysmon 3); True when something listens there."""
+        src = "127.0.0.1" if dst_ip.startswith("127.") else self.ipv4
+        self.telemetry.network_connect(
+            proc, protocol=protocol.lower(), src_ip=src, src_port=self._rng.randrange(49152, 65535),
+            dst_ip=dst_ip, dst_port=dst_port,
+        )  # fmt: skip
+        if not (dst_ip.startswith("127.") or dst_ip == self.ipv4):
+            return False
+        want = protocol.upper()
+        return any(
+            lst.protocol == want and lst.port == dst_port and lst.address in (ANY_ADDR, dst_ip)
+            for lst in self._listeners
+        )
+
+    def write_file(self, proc: Process, path: str, data: bytes, *, append: bool = False) -> None:
+        """Write a file as ``proc`` (Sysmon 11 on create or overwrite). Raises FsError."""
+        full = normalize(path)
+        created, entry = self.fs.write(full, data, now=self.now(), append=append)
+        if created or not append:
+            self.telemetry.file_created(proc, entry.path, entry.created)
+
+    def registry_value(self, key: str, name: str) -> tuple[str, str] | None:
+        k = key.lower().replace("hkey_local_machine", "hklm").rstrip("\\")
+        return self._registry.get((k, name.lower()))
+
+    def service_state(self, name: str) -> str | None:
+        running = {"winrm", "rpcss", "termservice", "eventlog", "schedule"}
+        if self.settings.sysmon_installed:
+            running |= {"sysmon64", "sysmondrv"}
+        return "RUNNING" if name.lower() in running else None
+
+    def sysmon_config(self) -> tuple[str, str]:
+        return SYSMON_CONFIG_PATH, self.fs.read(SYSMON_CONFIG_PATH).decode("utf-8")
+
+    def audit_setting(self, subcategory: str) -> str | None:
+        if subcategory.lower() == "process creation":
+            return "Success and Failure" if self.settings.process_auditing else "No Auditing"
+        if subcategory.lower() == "process termination":
+            return "Success" if self.settings.process_auditing else "No Auditing"
+        return None
+
+    def image_info(self, image: str) -> ImageInfo:
+        p = self._profiles.get(image.lower())
+        if p is None:
+            return ImageInfo()
+        v = p.version
+        ms = image.lower().startswith("c:\\windows\\system32\\")
+        return ImageInfo(
+            file_version=v.get("file_version", "-"),
+            description=v.get("description", "-"),
+            product=v.get("product", MS_PRODUCT if ms else "-"),
+            company=v.get("company", MS_COMPANY if ms else "-"),
+            original_file_name=v.get("original_file_name", "-"),
+        )
+
+    def image_hash(self, image: str) -> str:
+        """``Hashes`` as Sysmon (HashAlgorithms SHA256) computes it from the file's bytes."""
+        try:
+            data = self.fs.read(image)
+        except FsError:
+            data = image.encode("utf-16-le")
+        return "SHA256=" + hashlib.sha256(data).hexdigest().upper()
+
+    def log_script_block(self, proc: Process, text: str) -> None:
+        self.telemetry.script_block(proc, text)
+
+    def resolve_program(self, name: str, cwd: str, env: Env) -> ProgramProfile | None:
+        name = name.strip().strip('"')
+        if not name:
+            return None
+        exts = [e.lower() for e in (env.get("PATHEXT") or ";".join(PATHEXT)).split(";") if e]
+        has_ext = "." in ntpath.basename(name)
+        if any(c in name for c in "\\/:"):
+            bases = [normalize(name, cwd)]
+        else:
+            dirs = [cwd] + [d for d in (env.get("PATH") or "").split(";") if d]
+            bases = [normalize(ntpath.join(d, name)) for d in dirs]
+        for base in bases:
+            candidates = [base] if has_ext else []
+            candidates += [base + e for e in exts]
+            for c in candidates:
+                entry = self.fs.stat(c)
+                if entry is not None:
+                    prof = self._profiles.get(entry.path.lower())
+                    return prof or ProgramProfile(image=entry.path, behaviour="not_modelled")
+        return None
+
+    def run_program(
+        self,
+        parent: Ctx,
+        program: ProgramProfile,
+        command_line: str,
+        *,
+        stdin: str = "",
+        out: Sink | None = None,
+        err: Sink | None = None,
+        cwd: str | None = None,
+        env: Env | None = None,
+    ) -> int:
+        proc = self.processes.spawn(
+            image=program.image, command_line=command_line, cwd=cwd or parent.cwd,
+            account=parent.proc.account, parent=parent.proc, started=self.now(),
+        )  # fmt: skip
+        self.telemetry.process_created(proc)
+        ctx = Ctx(
+            host=self, proc=proc, env=(env or parent.env).copy(), cwd=proc.cwd, stdin=stdin,
+            out=out or parent.out, err=err or parent.err, cancel=parent.cancel, codepage=parent.codepage,
+        )  # fmt: skip
+        return self._run(ctx, program)
+
+    def _run(self, ctx: Ctx, program: ProgramProfile) -> int:
+        behaviour = self._behaviours.get(program.behaviour, TOOL_BEHAVIOURS["not_modelled"])
+        code = STATUS_CONTROL_C_EXIT
+        try:
+            ctx.check()
+            code = behaviour(ctx, split_command_line(ctx.proc.command_line), program) & 0xFFFFFFFF
+        finally:
+            self._finish(ctx.proc, code)
+        return code
+
+    def _finish(self, proc: Process, code: int) -> None:
+        if self.processes.exit(proc, code, self.now()):
+            self.telemetry.process_terminated(proc)
+
+    # ------------------------------------------------------------------------------- shells
+    def account(self, user: str) -> Account:
+        """The account for a WinRM logon name (``user``, ``DOMAIN\\user`` or ``user@domain``)."""
+        name = user.split("\\")[-1].split("@")[0] or "atomiclab"
+        with self._lock:
+            acct = self._accounts.get(name.lower())
+            if acct is None:
+                rid = 1000 + len(self._accounts)
+                logon_id = self._rng.randrange(0x100000, 0x7FFFFF)
+                acct = Account(
+                    name=name, domain=self.hostname.upper(),
+                    sid=f"S-1-5-21-{self._rng.randrange(10**9, 4 * 10**9)}-{self._rng.randrange(10**9, 4 * 10**9)}-"
+                    f"{self._rng.randrange(10**9, 4 * 10**9)}-{rid}",
+                    logon_id=logon_id,
+                    logon_guid=logon_guid(self.processes.machine, int(time.time()), logon_id),
+                    profile_dir=f"C:\\Users\\{name}", integrity="High",
+                )  # fmt: skip
+                self._accounts[name.lower()] = acct
+                for d in ("AppData\\Local\\Temp", "AppData\\Roaming", "Desktop", "Documents"):
+                    self.fs.mkdir(f"{acct.profile_dir}\\{d}")
+            return acct
+
+    def environment(self, acct: Account) -> Env:
+        """The environment a WinRS shell of ``acct`` starts with."""
+        s = self.settings
+        path = [
+            "C:\\Windows\\system32", "C:\\Windows", "C:\\Windows\\System32\\Wbem",
+            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\", "C:\\Windows\\System32\\OpenSSH\\",
+        ]  # fmt: skip
+        for p in self._profiles.values():
+            if p.on_path:
+                path.append(ntpath.dirname(p.image))
+        temp = f"{acct.profile_dir}\\AppData\\Local\\Temp"
+        return Env(
+            {
+                "ALLUSERSPROFILE": "C:\\ProgramData", "APPDATA": f"{acct.profile_dir}\\AppData\\Roaming",
+                "COMPUTERNAME": s.hostname, "ComSpec": "C:\\Windows\\system32\\cmd.exe",
+                "LOCALAPPDATA": f"{acct.profile_dir}\\AppData\\Local", "NUMBER_OF_PROCESSORS": "2",
+                "OS": "Windows_NT", "Path": ";".join(path), "PATHEXT": ";".join(PATHEXT),
+                "PROCESSOR_ARCHITECTURE": "AMD64", "ProgramData": "C:\\ProgramData",
+                "ProgramFiles": "C:\\Program Files", "ProgramFiles(x86)": "C:\\Program Files (x86)",
+                "PROMPT": "$P$G", "PSModulePath": "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules\\",
+                "PUBLIC": "C:\\Users\\Public", "SystemDrive": "C:", "SystemRoot": "C:\\Windows",
+                "TEMP": temp, "TMP": temp, "USERDOMAIN": s.hostname.upper(), "USERNAME": acct.name,
+                "USERPROFILE": acct.profile_dir, "windir": "C:\\Windows",
+            }
+        )  # fmt: skip
+
+    def open_shell(self, user: str, *, codepage: int = 437) -> ShellSession:
+        """A WinRS shell: creates winrshost.exe (Sysmon 1 / 4688) under the WinRM svchost."""
+        acct = self.account(user)
+        proc = self.processes.spawn(
+            image="C:\\Windows\\System32\\winrshost.exe", command_line=WINRSHOST_CMD,
+            cwd="C:\\Windows\\system32\\", account=acct, parent=self._winrm, started=self.now(),
+        )  # fmt: skip
+        self.telemetry.process_created(proc)
+        return ShellSession(self, proc, self.environment(acct), codepage)
+
+
+class _StreamSink:
+    """Output of a running command: encoded on write, handed out by ``RunningCommand.read``."""
+
+    def __init__(self, cond: threading.Condition, buf: bytearray, encoding: str) -> None:
+        self._cond = cond
+        self._buf = buf
+        self._encoding = encoding
+
+    def write(self, text: str) -> None:
+        data = text.encode(self._encoding, errors="replace")
+        with self._cond:
+            self._buf.extend(data)
+            self._cond.notify_all()
+
+
+@dataclass
+class _Streams:
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    stdin: bytearray = field(default_factory=bytearray)
+
+
+class RunningCommand:
+    """One WinRS command running in its own worker thread."""
+
+    def __init__(self, session: ShellSession, command_line: str) -> None:
+        self._session = session
+        self.command_line = command_line
+        self._cond = threading.Condition()
+        self._streams = _Streams()
+        self._cancel = threading.Event()
+        self._done = False
+        self._exit_code: int | None = None
+        enc = _encoding(session.codepage)
+        self._out = _StreamSink(self._cond, self._streams.stdout, enc)
+        self._err = _StreamSink(self._cond, self._streams.stderr, enc)
+        self._thread = threading.Thread(target=self._main, name=f"emulated-cmd-{id(self):x}", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        host = self._session.host
+        code: int = 1
+        try:
+            shell = self._session.proc
+            env = self._session.env
+            parent = Ctx(
+                host=host, proc=shell, env=env, cwd=self._session.cwd, stdin="", out=self._out, err=self._err,
+                cancel=self._cancel, codepage=self._session.codepage,
+            )  # fmt: skip
+            argv = split_command_line(self.command_line)
+            program = host.resolve_program(argv[0], self._session.cwd, env) if argv else None
+            if program is None:
+                # CreateProcess fails: WinRS reports the Win32 error and no process exists.
+                self._err.write("The system cannot find the file specified.\r\n")
+                code = 2
+            else:
+                code = host.run_program(parent, program, self.command_line, stdin="")
+        except Terminated:
+            code = STATUS_CONTROL_C_EXIT
+        except Exception as exc:  # a model bug must not hang the client: report it as the command's failure
+            self._err.write(f"atomiclab-emulated: internal error: {type(exc).__name__}: {exc}\r\n")
+            code = 1
+        finally:
+            with self._cond:
+                self._exit_code = code
+                self._done = True
+                self._cond.notify_all()
+
+    def read(self, timeout: float) -> OutputChunk:
+        """Wait up to ``timeout`` s for output or completion; return what is buffered."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while not self._done and not self._streams.stdout and not self._streams.stderr:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            out = bytes(self._streams.stdout)
+            err = bytes(self._streams.stderr)
+            self._streams.stdout.clear()
+            self._streams.stderr.clear()
+            return OutputChunk(stdout=out, stderr=err, done=self._done, exit_code=self._exit_code)
+
+    def write_stdin(self, data: bytes, *, eof: bool = False) -> None:
+        """Accept stdin bytes. The modelled programs take their input from pipes, not the console,
+        so console input is kept but not consumed (as a Windows program that never reads stdin)."""
+        with self._cond:
+            self._streams.stdin.extend(data)
+
+    def terminate(self) -> None:
+        """End the process tree now (each process logs its exit with 0xC000013A)."""
+        self._cancel.set()
+        self._thread.join(timeout=10.0)
+
+    @property
+    def done(self) -> bool:
+        with self._cond:
+            return self._done
+
+
+class ShellSession:
+    """A WinRS shell: one winrshost.exe and the commands started in it."""
+
+    def __init__(self, host: EmulatedHost, proc: Process, env: Env, codepage: int) -> None:
+        self.host = host
+        self.proc = proc
+        self.env = env
+        self.codepage = codepage
+        self.cwd = proc.account.profile_dir
+        self.shell_id = proc.guid.strip("{}")
+        self._commands: list[RunningCommand] = []
+        self._closed = False
+
+    def start(self, command_line: str) -> RunningCommand:
+        """Run the WinRS command line (executable + " " + arguments, exactly) in a worker thread."""
+        if self._closed:
+            raise EmulationError(f"shell {self.shell_id} is closed", hint="open a new shell")
+        cmd = RunningCommand(self, command_line)
+        self._commands.append(cmd)
+        return cmd
+
+    def close(self) -> None:
+        """Terminate running commands and end winrshost.exe (Sysmon 5 / 4689)."""
+        if self._closed:
+            return
+        self._closed = True
+        for c in self._commands:
+            if not c.done:
+                c.terminate()
+        self.host._finish(self.proc, 0)
+
+
+__all__ = [
+    "BufferSink",
+    "EmulatedHost",
+    "HostSettings",
+    "OutputChunk",
+    "RunningCommand",
+    "ShellSession",
+]

@@ -1,0 +1,202 @@
+"""One atomic on one target: prerequisites -> command -> cleanup, each under a deadline.
+
+Contract of :func:`execute_atomic`:
+
+* ``manual`` executors -> ``SKIPPED_MANUAL``; a target platform not in ``supported_platforms`` ->
+  ``SKIPPED_PLATFORM``. Nothing runs.
+* Prerequisites run in ``dependency_executor_name`` (default: the test's executor), in order: the
+  check; when it fails and ``get_prereqs`` is set, the get command and the check again. The first
+  unmet one -> ``SKIPPED_PREREQ`` whose reason names its description (placeholders filled in).
+  Every prerequisite command's CommandResult is kept in the record.
+* The command runs with the run ``marker`` in its command line (see ``executors``). A deadline
+  overrun is *not* an error: the result says ``timed_out`` and the verdict layer judges it.
+* Cleanup runs after every executed test (``cleanup=True``): after success, failure, deadline,
+  a transport error, and KeyboardInterrupt (re-raised after cleanup). Its CommandResult and any
+  cleanup error are stored beside the command's result and never replace it.
+* A transport failure in the command -> ``ERROR`` with the one-line message; content problems in
+  the test (unknown override, bad type) raise ContentError before anything runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from harness.errors import TransportError
+from harness.execution.arguments import check_overrides, describe, substitute
+from harness.execution.executors import is_executable, render_command_line
+from harness.execution.transport import Transport
+from harness.model import AtomicTest, CommandResult, ExecutorName, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class ExecutionStatus(enum.StrEnum):
+    EXECUTED = "executed"
+    SKIPPED_MANUAL = "skipped_manual"
+    SKIPPED_PREREQ = "skipped_prereq"
+    SKIPPED_PLATFORM = "skipped_platform"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class PrereqCheck:
+    """One dependency: its check, and with ``get_prereqs`` the get command and the second check."""
+
+    description: str
+    check: CommandResult
+    get: CommandResult | None = None
+    recheck: CommandResult | None = None
+
+    @property
+    def met(self) -> bool:
+        final = self.recheck if self.recheck is not None else self.check
+        return final.exit_code == 0 and not final.timed_out
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """What happened when one atomic ran on one target (frozen data; no exceptions for outcomes)."""
+
+    test_guid: str
+    test_name: str
+    host: str
+    marker: str
+    status: ExecutionStatus
+    started: datetime
+    ended: datetime
+    reason: str | None = None
+    prereqs: tuple[PrereqCheck, ...] = ()
+    command_line: str | None = None
+    result: CommandResult | None = None
+    error: str | None = None
+    cleanup_command_line: str | None = None
+    cleanup: CommandResult | None = None
+    cleanup_error: str | None = None
+
+
+def _platform_supported(test: AtomicTest, platform: str | None) -> bool:
+    return platform is None or platform.lower() in {p.lower() for p in test.platforms}
+
+
+def _line(executor: ExecutorName, template: str, test: AtomicTest, args: Mapping[str, str], marker: str | None) -> str:
+    return render_command_line(executor, substitute(template, test, executor, args), marker=marker)
+
+
+def execute_atomic(
+    transport: Transport,
+    test: AtomicTest,
+    *,
+    args: Mapping[str, str],
+    marker: str,
+    get_prereqs: bool,
+    timeout: float,
+    cleanup: bool = True,
+    platform: str | None = None,
+) -> ExecutionRecord:
+    """Run ``test`` on ``transport`` (see the module docstring). ``args`` are untrusted overrides;
+    ``timeout`` is the deadline of each remote command; ``platform`` is the target's platform
+    (``windows``, ``linux``, ``macos``) when known."""
+    started = utcnow()
+    base = ExecutionRecord(test.guid, test.name, transport.host, marker, ExecutionStatus.ERROR, started, started)
+    executor = test.executor.name
+    if not is_executable(executor) or not test.executor.command:
+        return replace(
+            base,
+            status=ExecutionStatus.SKIPPED_MANUAL,
+            started=started,
+            ended=utcnow(),
+            reason="manual test: follow its steps by hand",
+        )
+    if not _platform_supported(test, platform):
+        return replace(
+            base,
+            status=ExecutionStatus.SKIPPED_PLATFORM,
+            started=started,
+            ended=utcnow(),
+            reason=f"target platform {platform} is not one of {', '.join(test.platforms)}",
+        )
+    check_overrides(test, args)
+    # Render everything up front: a content problem must stop the test before anything runs.
+    command_line = _line(executor, test.executor.command, test, args, marker)
+    cleanup_line = (
+        _line(executor, test.executor.cleanup_command, test, args, None)
+        if cleanup and test.executor.cleanup_command and test.executor.cleanup_command.strip()
+        else None
+    )
+    dep_executor = test.dependency_executor_name or executor
+
+    prereqs: list[PrereqCheck] = []
+    try:
+        for dep in test.dependencies:
+            description = describe(dep.description, test, args)
+            check_line = _line(dep_executor, dep.prereq_command, test, args, None)
+            check = transport.run(check_line, timeout=timeout)
+            item = PrereqCheck(description, check)
+            if not item.met and get_prereqs and dep.get_prereq_command.strip():
+                got = transport.run(_line(dep_executor, dep.get_prereq_command, test, args, None), timeout=timeout)
+                item = PrereqCheck(description, check, got, transport.run(check_line, timeout=timeout))
+            prereqs.append(item)
+            if not item.met:
+                hint = "" if get_prereqs else " (run with --get-prereqs to fetch it)"
+                return replace(
+                    base,
+                    status=ExecutionStatus.SKIPPED_PREREQ,
+                    started=started,
+                    ended=utcnow(),
+                    reason=f"prerequisite not met: {description}{hint}",
+                    prereqs=tuple(prereqs),
+                    command_line=command_line,
+                )
+    except TransportError as exc:
+        return replace(
+            base,
+            status=ExecutionStatus.ERROR,
+            started=started,
+            ended=utcnow(),
+            error=f"prerequisite check failed: {exc}",
+            prereqs=tuple(prereqs),
+            command_line=command_line,
+        )
+
+    result: CommandResult | None = None
+    error: str | None = None
+    cleanup_result: CommandResult | None = None
+    cleanup_error: str | None = None
+    try:
+        result = transport.run(command_line, timeout=timeout)
+    except TransportError as exc:
+        error = str(exc)
+    finally:
+        # Runs on success, failure, deadline, transport error and KeyboardInterrupt alike.
+        if cleanup_line is not None:
+            try:
+                cleanup_result = transport.run(cleanup_line, timeout=timeout)
+                if cleanup_result.timed_out:
+                    cleanup_error = f"cleanup overran its {timeout:g}s deadline and was terminated"
+                elif cleanup_result.exit_code != 0:
+                    cleanup_error = f"cleanup exited with {cleanup_result.exit_code}"
+            except TransportError as exc:
+                cleanup_error = f"cleanup failed: {exc}"
+            except Exception as exc:  # never let a cleanup problem hide the test's own outcome
+                log.exception("%s: cleanup of %s raised", transport.host, test.name)
+                cleanup_error = f"cleanup failed: {type(exc).__name__}: {exc}"
+    return replace(
+        base,
+        status=ExecutionStatus.ERROR if error else ExecutionStatus.EXECUTED,
+        started=started,
+        ended=utcnow(),
+        prereqs=tuple(prereqs),
+        command_line=command_line,
+        result=result,
+        error=error,
+        cleanup_command_line=cleanup_line,
+        cleanup=cleanup_result,
+        cleanup_error=cleanup_error,
+    )
+
+
+__all__ = ["ExecutionRecord", "ExecutionStatus", "PrereqCheck", "execute_atomic"]

@@ -1,0 +1,303 @@
+"""Concrete collaborators of the runner: opening targets, executing atomics, collecting telemetry.
+
+``harness.runner`` only knows its seams (``TargetFactory``, ``ExecuteFn``, ``AttributeFn``,
+``TelemetrySource``); this module binds them to the real parts:
+
+* ``EmulatedTargetFactory`` starts the emulated Windows host (``harness.emulated``) on 127.0.0.1 for
+  the run, reaches it through the same WinRM transport a lab host uses, and stops it afterwards;
+* ``LabTargetFactory`` opens the targets of a ``lab.yaml`` over WinRM or SSH with credentials read
+  from the named environment variables (or the keyring), never from the file;
+* ``execute`` adapts ``harness.execution.lifecycle.execute_atomic``; ``attribute`` adapts
+  ``harness.telemetry.lineage.attribute``; ``load_rule_set`` loads and lints every judged rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.content.labconfig import LabConfig, TargetConfig
+from harness.detect.base import TimeWindow
+from harness.errors import ContentError, EmulationError
+from harness.execution.transport import Transport
+from harness.model import AtomicTest, CommandResult
+from harness.runner import AttributedEvents, ExecStatus, ExecutionOutcome, OpenTarget, RuleSet, load_rules
+from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, Event
+
+#: Channels collected after every test.
+CHANNELS: tuple[str, ...] = (SYSMON, SECURITY, POWERSHELL_OPERATIONAL)
+#: Name of the emulated target in results and reports.
+EMULATED_TARGET = "emulated"
+
+
+# ------------------------------------------------------------------------------------- execute
+
+
+def execute(
+    transport: Transport,
+    test: AtomicTest,
+    *,
+    args: Mapping[str, str],
+    marker: str,
+    get_prereqs: bool,
+    timeout: float,
+) -> ExecutionOutcome:
+    """``execute_atomic`` as the runner's ``ExecuteFn`` (prerequisites, command, cleanup)."""
+    from harness.execution.lifecycle import execute_atomic
+
+    rec = execute_atomic(transport, test, args=args, marker=marker, get_prereqs=get_prereqs, timeout=timeout)
+    steps: list[tuple[str, CommandResult]] = []
+    for p in rec.prereqs:
+        steps.append(("prereq", p.check))
+        if p.get is not None:
+            steps.append(("get_prereq", p.get))
+        if p.recheck is not None:
+            steps.append(("prereq_recheck", p.recheck))
+    if rec.result is not None:
+        steps.append(("command", rec.result))
+    if rec.cleanup is not None:
+        steps.append(("cleanup", rec.cleanup))
+    return ExecutionOutcome(
+        status=ExecStatus(rec.status.value),
+        reason=rec.reason or rec.error or "",
+        steps=tuple(steps),
+        cleanup_error=rec.cleanup_error,
+        started=rec.started,
+        ended=rec.ended,
+    )
+
+
+# ------------------------------------------------------------------------------------ telemetry
+
+
+def attribute(events: Sequence[Event], *, marker: str, window: TimeWindow) -> AttributedEvents:
+    """The events of the test run rooted at the process whose command line carries ``marker``."""
+    from harness.telemetry.lineage import attribute as lineage_attribute
+
+    a = lineage_attribute(events, marker=marker, window=window)
+    return AttributedEvents(tuple(a.events), a.root is not None, int(a.excluded_count))
+
+
+def telemetry_source(transport: Transport, channels: Sequence[str] = CHANNELS) -> Any:
+    """``WevtutilSource``: bookmarks each channel's newest record id and reads events after it."""
+    collect = importlib.import_module("harness.telemetry.collect")
+    return collect.WevtutilSource(transport, channels)
+
+
+# ---------------------------------------------------------------------------------------- rules
+
+
+def load_rule_set(rule_paths: Mapping[str, Path], channels: Mapping[str, str] | None = None) -> RuleSet:
+    """Load and lint every rule; the lab's channel map feeds the local Sumo engine's categories."""
+    from harness.detect.lint import lint_rule
+    from harness.detect.loader import load_detector
+    from harness.detect.sumo.messages import MessageConfig
+
+    config = MessageConfig()
+    if channels:
+        config = dataclasses.replace(config, categories={**config.categories, **channels})
+    return load_rules(rule_paths, load=lambda p: load_detector(p, sumo_config=config), lint=lint_rule)
+
+
+# --------------------------------------------------------------------------------------- targets
+
+
+def _preflight(transport: Transport, tools: Mapping[str, str], emulated: bool) -> Callable[[], Any]:
+    def run() -> Any:
+        from harness.lab.preflight import run_preflight
+
+        return run_preflight(transport, tools=tools, emulated=emulated)
+
+    return run
+
+
+def parse_emulate_settings(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> HostSettings overrides, typed by the field's default.
+
+    Booleans take true/false/yes/no/on/off/1/0; ``tools`` is a comma list (``tools=nmap,git``);
+    numbers parse as float/int. Unknown keys and bad values are a ContentError naming them.
+    """
+    from harness.emulated.host import HostSettings
+
+    defaults = HostSettings()
+    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise ContentError(
+                f"--emulate-setting {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(fields))}"
+            )
+        current = fields[key]
+        v = value.strip()
+        try:
+            if isinstance(current, bool):
+                low = v.lower()
+                if low not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+                    raise ValueError(v)
+                out[key] = low in ("true", "yes", "on", "1")
+            elif isinstance(current, frozenset):
+                out[key] = frozenset(t.strip() for t in v.split(",") if t.strip())
+            elif isinstance(current, int):
+                out[key] = int(v)
+            elif isinstance(current, float):
+                out[key] = float(v)
+            else:
+                out[key] = v
+        except ValueError:
+            raise ContentError(
+                f"--emulate-setting {key}={v!r}: not a valid {type(current).__name__}",
+                hint="booleans: true/false; tools: a comma list such as nmap,git",
+            ) from None
+    return out
+
+
+class EmulatedTargetFactory:
+    """Starts one emulated Windows host per opened target and reaches it over WinRM/HTTPS + NTLM.
+
+    ``settings`` are HostSettings overrides (``--emulate-setting``). The host, its server and its
+    generated credentials live only while the target is open.
+    """
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        self.settings = dict(settings or {})
+        self.servers: list[Any] = []  # the started servers, for round-trip statistics (bench)
+
+    @staticmethod
+    def target(name: str = EMULATED_TARGET) -> TargetConfig:
+        return TargetConfig(
+            name=name, transport="winrm", address="127.0.0.1", port=0, platform="windows", auth="ntlm", emulated=True
+        )
+
+    def open(self, target: TargetConfig) -> OpenTarget:
+        from harness.emulated.host import EmulatedHost, HostSettings
+        from harness.emulated.wsman import EmulatedHostServer
+
+        try:
+            host = EmulatedHost(dataclasses.replace(HostSettings(), **self.settings))
+        except TypeError as exc:
+            raise EmulationError(f"bad emulated host setting: {exc}") from exc
+        server = EmulatedHostServer(host).start()
+        self.servers.append(server)
+        try:
+            transport = _winrm_to_emulated(server, target.name)
+        except BaseException:
+            server.stop()
+            raise
+
+        def close() -> None:
+            try:
+                transport.close()
+            finally:
+                server.stop()
+
+        tools = _emulated_tools(host)
+        return OpenTarget(
+            config=dataclasses.replace(target, port=int(server.port)),
+            transport=transport,
+            make_source=telemetry_source,
+            emulated=True,
+            preflight=_preflight(transport, tools, True),
+            close=close,
+        )
+
+
+def _emulated_tools(host: Any) -> dict[str, str]:
+    paths = {
+        "nmap": r"C:\Program Files (x86)\Nmap\nmap.exe",
+        "nbtscan": r"C:\AtomicRedTeam\ExternalPayloads\nbtscan.exe",
+    }
+    return {k: v for k, v in paths.items() if k in host.settings.tools}
+
+
+def _winrm_to_emulated(server: Any, name: str) -> Transport:
+    """A WinRM transport to a running emulated server with its per-start credentials.
+
+    The password goes through an in-memory secret lookup, never the environment or a command line.
+    """
+    from harness.emulated.wsman import PASSWORD_ENV
+    from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMScheme, WinRMTransport
+
+    password = server.password
+    config = WinRMConfig(
+        host="127.0.0.1",
+        port=int(server.port),
+        scheme=WinRMScheme.HTTPS,
+        auth=WinRMAuth.NTLM,
+        username=server.username,
+        password_env=PASSWORD_ENV,
+        ca_bundle=Path(server.ca_cert_path),
+    )
+    return WinRMTransport(config, secrets=lambda _env: password)
+
+
+class LabTargetFactory:
+    """Opens the targets of a lab.yaml over WinRM or SSH."""
+
+    def __init__(self, lab: LabConfig) -> None:
+        self.lab = lab
+
+    def open(self, target: TargetConfig) -> OpenTarget:
+        transport = self._transport(target)
+        return OpenTarget(
+            config=target,
+            transport=transport,
+            make_source=telemetry_source,
+            emulated=target.emulated,
+            preflight=_preflight(transport, target.tools, target.emulated) if target.platform == "windows" else None,
+            close=transport.close,
+        )
+
+    def _transport(self, t: TargetConfig) -> Transport:
+        if t.transport == "ssh":
+            from harness.execution.transports.ssh import RemoteShell, SSHAuth, SSHConfig, SSHTransport
+
+            if t.known_hosts is None:
+                raise ContentError(
+                    f"target {t.name}: ssh needs known_hosts (host keys are always checked)",
+                    file=self.lab.source or None,
+                    hint="add known_hosts: <file> to the target",
+                )
+            ssh = SSHTransport(
+                SSHConfig(
+                    host=t.address,
+                    username=t.username or "",
+                    known_hosts=t.known_hosts,
+                    port=t.port,
+                    auth=SSHAuth(t.auth),
+                    key_file=t.key_file,
+                    password_env=t.password_env,
+                    remote_shell=RemoteShell.CMD if t.platform == "windows" else RemoteShell.POSIX,
+                    connect_timeout=self.lab.timeouts.connect_s,
+                )
+            )
+            return ssh
+        from harness.execution.transports.winrm import (
+            CommandMode,
+            WinRMAuth,
+            WinRMConfig,
+            WinRMScheme,
+            WinRMTransport,
+        )
+
+        # LAUNCHER: real WinRS re-parses the command line through cmd.exe; the launcher starts it
+        # exactly as rendered and kills the process tree at the deadline.
+        return WinRMTransport(
+            WinRMConfig(
+                host=t.address,
+                port=t.port,
+                scheme=WinRMScheme(t.scheme),
+                auth=WinRMAuth(t.auth),
+                username=t.username,
+                password_env=t.password_env,
+                ca_bundle=t.ca_cert,
+                certificate_pem=t.cert_pem,
+                certificate_key_pem=t.cert_key_pem,
+                connect_timeout=self.lab.timeouts.connect_s,
+                command_mode=CommandMode.DIRECT if t.emulated else CommandMode.LAUNCHER,
+            )
+        )

@@ -1,0 +1,265 @@
+"""``read_events(path)``: any supported event file, format detected from its content.
+
+Detection is by content, never by file name: EVTX magic ``ElfFile``; gzip and zip containers (their
+members are detected in turn and streamed); otherwise text, where the first significant character
+decides: ``<`` event XML, ``[`` a JSON array, ``{`` JSON lines / one or several JSON objects. Every
+JSON record is then mapped by shape (see ``jsonshapes``). Errors name the file (and member, line).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from harness.errors import TelemetryError
+from harness.telemetry.event import Event
+from harness.telemetry.readers.common import ReadStats
+from harness.telemetry.readers.evtxfile import EVTX_MAGIC, read_evtx
+from harness.telemetry.readers.jsonshapes import event_from_record
+from harness.telemetry.readers.winxml import read_xml_stream
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_JSON_BLOCK = 1 << 20
+#: Refuse to inflate a container member beyond this (a zip bomb is hostile input too).
+MAX_MEMBER_BYTES = 4 << 30
+
+
+def read_events(path: Path, *, keep_raw: bool = True, stats: ReadStats | None = None) -> Iterator[Event]:
+    """Stream the events of one file of any supported format.
+
+    Raises TelemetryError naming the file and the reason when it cannot be opened, its format is not
+    recognized, or it is damaged beyond use. Recoverable damage (EVTX chunks, single bad records) is
+    skipped and counted in ``stats`` (pass a ReadStats to see it).
+    """
+    stats = stats if stats is not None else ReadStats()
+    path = Path(path)
+    origin = str(path)
+    if path.is_dir():
+        raise TelemetryError("is a directory, not an event file", source=origin)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise TelemetryError(f"cannot open: {exc.strerror or exc}", source=origin) from exc
+    stats.files += 1
+    return _read_opened(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path)
+
+
+def _read_opened(
+    handle: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None
+) -> Iterator[Event]:
+    with handle:
+        yield from _dispatch(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path)
+
+
+def _peek(stream: Any, n: int) -> bytes:
+    return bytes(stream.peek(n)[:n])
+
+
+def _dispatch(
+    raw_stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None
+) -> Iterator[Event]:
+    stream: Any = raw_stream if isinstance(raw_stream, io.BufferedReader) else io.BufferedReader(raw_stream)  # type: ignore[type-var]
+    head = _peek(stream, 8)
+    if head.startswith(EVTX_MAGIC):
+        if path is not None:
+            yield from read_evtx(path, origin=origin, keep_raw=keep_raw, stats=stats)
+        else:
+            yield from _evtx_member(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+        return
+    if head.startswith(_GZIP_MAGIC):
+        inner = io.BufferedReader(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
+        try:
+            yield from _dispatch(inner, origin=origin, keep_raw=keep_raw, stats=stats, path=None)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise TelemetryError(f"damaged gzip data: {exc}", source=origin) from exc
+        return
+    if head.startswith(_ZIP_MAGIC):
+        yield from _zip_members(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+        return
+    yield from _text(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+
+
+def _zip_members(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise TelemetryError(f"damaged zip archive: {exc}", source=origin) from exc
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir() or info.filename.startswith("__MACOSX/"):
+                continue
+            member_origin = f"{origin}!{info.filename}"
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise TelemetryError(f"member larger than {MAX_MEMBER_BYTES} bytes", source=member_origin)
+            try:
+                with archive.open(info) as member:
+                    yield from _dispatch(member, origin=member_origin, keep_raw=keep_raw, stats=stats, path=None)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+                raise TelemetryError(f"damaged zip member: {exc}", source=member_origin) from exc
+
+
+def _evtx_member(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
+    """EVTX inside a container: the parser needs a seekable file, so spool it to a temp file."""
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(stream, spool, 1 << 20)
+        size = spool.tell()
+        spool.seek(0)
+        yield from read_evtx(spool, origin=origin, keep_raw=keep_raw, stats=stats, size_hint=size)
+
+
+def _text(stream: Any, *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
+    head = _peek(stream, 4096)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 1 and head[1:2] == b"\x00"):
+        first = head.decode("utf-16", errors="ignore").lstrip("\ufeff \t\r\n")[:1]
+    else:
+        first = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")[:1]
+    if first == "<":
+        yield from read_xml_stream(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+    elif first in ("{", "["):
+        yield from _json(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+    elif first == "" and not head.strip(b"\xef\xbb\xbf \t\r\n"):
+        return  # an empty file (or only a BOM) holds no events
+    else:
+        raise TelemetryError("format not recognized (expected EVTX, event XML, JSON/JSONL, gzip or zip)", source=origin)
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    recognized = seen = 0
+    first_keys: list[str] = []
+    try:
+        for record, raw, where in _json_records(text, origin):
+            seen += 1
+            try:
+                event = event_from_record(record, origin=origin, raw=raw if keep_raw else None)
+            except (KeyError, ValueError, TypeError) as exc:
+                stats.skipped_records += 1
+                stats.problem(origin, f"{where}: {exc!r}")
+                continue
+            if event is None:
+                if not first_keys and isinstance(record, dict):
+                    first_keys = list(record)[:8]
+                stats.skipped_records += 1
+                stats.problem(origin, f"{where}: not a known event shape")
+                if seen >= 100 and recognized == 0:
+                    break
+                continue
+            recognized += 1
+            stats.events += 1
+            yield event
+    except UnicodeDecodeError as exc:
+        raise TelemetryError(f"not UTF-8 text: {exc.reason}", source=origin) from exc
+    if seen and not recognized:
+        raise TelemetryError(
+            f"JSON records of no known event shape (first record keys: {', '.join(first_keys) or '-'})",
+            source=origin,
+            hint="expected evtx JSON, Winlogbeat, NXLog/OTRF flat, eqllib or atomiclab JSONL",
+        )
+
+
+def _json_records(text: io.TextIOWrapper, origin: str) -> Iterator[tuple[Any, str, str]]:
+    """(record, raw text, location) for JSON lines, a JSON array, or concatenated JSON objects."""
+    first_line = text.readline()
+    line_no = 1
+    while first_line and not first_line.strip():
+        first_line = text.readline()
+        line_no += 1
+    if not first_line:
+        return
+    stripped = first_line.strip()
+    if stripped.startswith("{"):
+        try:
+            record = json.loads(stripped)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            # JSON lines: one object per line.
+            yield record, stripped, f"line {line_no}"
+            loads = json.loads
+            for line in text:
+                line_no += 1
+                s = line.strip()
+                if not s:
+                    continue
+                try:
+                    yield loads(s), s, f"line {line_no}"
+                except json.JSONDecodeError as exc:
+                    raise TelemetryError(f"line {line_no}: not JSON ({exc.msg})", source=origin) from exc
+            return
+    yield from _json_stream(first_line, text, origin)
+
+
+def _json_stream(start: str, text: io.TextIOWrapper, origin: str) -> Iterator[tuple[Any, str, str]]:
+    """A JSON array, or objects one after another, decoded incrementally (flat memory)."""
+    decoder = json.JSONDecoder()
+    buf = start
+    pos = 0
+    eof = False
+    in_array: bool | None = None
+    index = 0
+
+    def fill() -> bool:
+        nonlocal buf, pos, eof
+        block = text.read(_JSON_BLOCK)
+        if not block:
+            eof = True
+            return False
+        buf = buf[pos:] + block
+        pos = 0
+        return True
+
+    def skip_ws() -> None:
+        nonlocal pos
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            if pos < len(buf) or eof or not fill():
+                return
+
+    skip_ws()
+    if pos < len(buf) and buf[pos] == "[":
+        in_array = True
+        pos += 1
+    else:
+        in_array = False
+    while True:
+        skip_ws()
+        if pos >= len(buf):
+            if in_array:
+                raise TelemetryError("truncated JSON array (no closing ']')", source=origin)
+            return
+        if in_array and buf[pos] == "]":
+            return
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+                break
+            except json.JSONDecodeError as exc:
+                if eof or not fill():
+                    raise TelemetryError(f"record #{index + 1}: not JSON ({exc.msg})", source=origin) from exc
+        index += 1
+        yield value, buf[pos:end], f"record #{index}"
+        pos = end
+        if in_array:
+            skip_ws()
+            if pos < len(buf) and buf[pos] == ",":
+                pos += 1
+            elif pos < len(buf) and buf[pos] == "]":
+                return
+            else:
+                raise TelemetryError(f"after record #{index}: expected ',' or ']'", source=origin)
+
+
+__all__ = ["read_events"]
