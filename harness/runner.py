@@ -512,11 +512,12 @@ class Runner:
         cmd_start = command.started if command is not None else started
         cmd_end = command.ended if command is not None else self.clock()
         execution_failure = _execution_failure(command)
+        exit_note = _exit_note(command)
         budget = pt.budget_s(self.plan.default_budget_s)
         # Generous slack for clock skew: the run marker, not the window, is what selects the events.
         window = TimeWindow(start=cmd_start - timedelta(seconds=WINDOW_SLACK_S), end=None)
         collected, attributed, on_time, wait_s, interrupted = self._collect(
-            host.source, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end
+            host.source, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end, features=features
         )
         if interrupted:
             return replace(
@@ -538,6 +539,7 @@ class Runner:
             features=features,
             extra_rules=self.plan.extra_rules,
             execution_failure=execution_failure,
+            exit_note=exit_note,
         )
         reason = verdict.reason
         if not attributed.root_found:
@@ -568,6 +570,7 @@ class Runner:
         *,
         budget_s: float,
         since_command_end: datetime,
+        features: Mapping[str, bool] | None = None,
     ) -> tuple[int, AttributedEvents, int, float | None, bool]:
         """Poll until every positive expectation is met or the budget passes.
 
@@ -583,7 +586,7 @@ class Runner:
         while True:
             collected = list(source.events_after(bookmark))
             attributed = self.attribute(collected, marker=marker, window=window)
-            if _satisfied(pt, attributed):
+            if _satisfied(pt, attributed, features):
                 return len(collected), attributed, len(attributed.events), lag + self.monotonic() - start, False
             now = self.monotonic()
             if now >= deadline:
@@ -615,11 +618,13 @@ def _key(e: Event) -> tuple[str, int, int | None, datetime]:
     return (e.channel, e.event_id, e.record_id, e.time)
 
 
-def _satisfied(pt: PlannedTest, attributed: AttributedEvents) -> bool:
+def _satisfied(pt: PlannedTest, attributed: AttributedEvents, features: Mapping[str, bool] | None) -> bool:
     """True when the test's own process was seen and every positive event expectation is met.
 
     Negative expectations (``max_count`` limits, rules that must stay silent) cannot be "met early",
-    so waiting only for the positive ones and the root process is what lets polling stop.
+    so waiting only for the positive ones and the root process is what lets polling stop. An
+    expectation needing a lab feature the preflight reports off cannot be met at all: waiting for
+    it would only burn the time budget before the same "lab misconfigured" verdict.
     """
     if not attributed.root_found:
         return False
@@ -627,6 +632,8 @@ def _satisfied(pt: PlannedTest, attributed: AttributedEvents) -> bool:
         return True
     for exp in pt.expectations.events:
         if exp.min_count <= 0:
+            continue
+        if features is not None and any(not features.get(feature_name(f), True) for f in exp.requires):
             continue
         n = sum(
             1
@@ -639,15 +646,21 @@ def _satisfied(pt: PlannedTest, attributed: AttributedEvents) -> bool:
 
 
 def _execution_failure(command: CommandResult | None) -> str | None:
+    """Why the command certainly failed (never ran, overran its deadline), or None."""
     if command is None:
         return "the command did not run"
     if command.timed_out:
         return f"command timed out after {command.duration_s:.1f}s and was terminated"
-    if command.exit_code not in (0, None):
-        tail = (command.stderr or command.stdout).strip().splitlines()
-        why = f": {tail[-1][:200]}" if tail else ""
-        return f"exit code {command.exit_code}{why}"
     return None
+
+
+def _exit_note(command: CommandResult | None) -> str | None:
+    """A non-zero exit code with the last line of output that explains it, or None."""
+    if command is None or command.exit_code in (0, None):
+        return None
+    tail = (command.stderr or command.stdout).strip().splitlines()
+    why = f": {tail[-1][:200]}" if tail else ""
+    return f"exit code {command.exit_code}{why}"
 
 
 def _result(

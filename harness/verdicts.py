@@ -16,6 +16,10 @@ Rules of judgement (issue 7):
   ``false_positive`` unless the expectation declares it a known false positive (then a finding);
 * a rule that cannot run (syntax error, unsupported feature) fails every verdict that names it with
   ``rule_invalid`` and the reason, because it can neither fire nor be shown to stay silent;
+* a command that timed out or never ran fails the test (``execution_failed``); a non-zero exit code
+  fails it when it explains something (an expectation failed, or the test declares none), and is
+  only noted when every expectation was met (tools such as git exit non-zero while their command
+  line, which is what the detection reads, was still logged);
 * rules added with ``--rule`` are judged against the same expectations as the rules of their engine
   (by file suffix) that the test names.
 """
@@ -357,6 +361,7 @@ def judge(
     features: Mapping[str, bool] | None = None,
     extra_rules: Sequence[str] = (),
     execution_failure: str | None = None,
+    exit_note: str | None = None,
 ) -> Judgement:
     """Judge one executed test (or one recorded capture).
 
@@ -364,7 +369,9 @@ def judge(
     evidence file starting at line ``first_line``; ``events[:on_time]`` arrived within the time
     budget (default: all). ``features`` is the preflight's lab feature map (None: unknown, so no
     miss is blamed on the lab). ``execution_failure`` is the reason the command itself failed, if it
-    did: the test then fails with ``execution_failed`` whatever the telemetry shows.
+    did: the test then fails with ``execution_failed`` whatever the telemetry shows. ``exit_note``
+    describes a non-zero exit code, which fails the test only when an expectation failed too or
+    none is declared.
     """
     cutoff = len(events) if on_time is None else on_time
     ev = tuple(
@@ -379,14 +386,18 @@ def judge(
     failed: list[EventVerdict | DetectionVerdict] = [v for v in ev if not v.ok]
     failed += [v for v in dv if not v.ok]
     kinds = [v.failure for v in failed if v.failure is not None]
+    n = len(ev) + len(dv)
+    if exit_note is not None and execution_failure is None and (kinds or n == 0):
+        execution_failure = exit_note
     if execution_failure is not None:
         kinds.insert(0, FailureKind.EXECUTION_FAILED)
     kind = primary_failure(kinds)
     if kind is None:
-        n = len(ev) + len(dv)
         reason = f"all {n} expectation(s) met" if n else "executed; no expectations declared for this test"
         if findings:
             reason += f"; {len(findings)} known false positive finding(s)"
+        if exit_note is not None:
+            reason += f"; note: {exit_note} (success not required: every expectation was met)"
         return Judgement(TestStatus.PASSED, None, reason, ev, dv, findings)
     reasons = _reasons(kind, failed, execution_failure)
     return Judgement(TestStatus.FAILED, kind, reasons, ev, dv, findings)

@@ -118,3 +118,13 @@ def test_events_after_budget_make_test_too_slow():
 def test_no_expectations_passes_on_execution_alone():
     j = judge(None, [], {})
     assert j.status is TestStatus.PASSED and "no expectations" in j.reason
+
+
+def test_exit_note_fails_only_when_it_explains_something():
+    evs = nmap_events()
+    ok = judge(nmap_expectations(), evs, outcomes(evs), exit_note="exit code 128: fatal")
+    assert ok.status is TestStatus.PASSED and "note: exit code 128" in ok.reason
+    bad = judge(nmap_expectations(), evs[:1], outcomes(evs[:1]), exit_note="exit code 1: not recognized")
+    assert bad.failure is FailureKind.EXECUTION_FAILED
+    bare = judge(None, [], {}, exit_note="exit code 2")
+    assert bare.status is TestStatus.FAILED and bare.failure is FailureKind.EXECUTION_FAILED

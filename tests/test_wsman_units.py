@@ -91,6 +91,7 @@ def test_parse_request_reads_headers_selectors_and_options() -> None:
         (envelope("<w:MaxEnvelopeSize>big</w:MaxEnvelopeSize>"), FaultKind.INVALID_PARAMETER),
         (b'<!DOCTYPE x SYSTEM "file:///etc/passwd"><x/>', FaultKind.SCHEMA_VALIDATION),
     ],
+    ids=["empty", "unclosed", "not-soap", "no-header", "no-message-id", "tiny-envelope", "bad-size", "doctype"],
 )
 def test_parse_request_faults(data: bytes, kind: FaultKind) -> None:
     with pytest.raises(WsmanFault) as info:

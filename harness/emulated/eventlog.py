@@ -541,6 +541,7 @@ class TelemetryWriter:
         parent = proc.parent
         info = self._image_info(proc.image)
         acct = proc.account
+        cwd = proc.cwd if proc.cwd.endswith("\\") else proc.cwd + "\\"  # Sysmon prints the trailing separator
         self._sysmon(
             1, 5,
             [
@@ -548,7 +549,7 @@ class TelemetryWriter:
                 ("ProcessId", str(proc.pid)), ("Image", proc.image), ("FileVersion", info.file_version),
                 ("Description", info.description), ("Product", info.product), ("Company", info.company),
                 ("OriginalFileName", info.original_file_name), ("CommandLine", proc.command_line),
-                ("CurrentDirectory", proc.cwd if proc.cwd.endswith("\\") else proc.cwd + "\\"), ("User", acct.qualified), ("LogonGuid", acct.logon_guid),
+                ("CurrentDirectory", cwd), ("User", acct.qualified), ("LogonGuid", acct.logon_guid),
                 ("LogonId", hex(acct.logon_id)), ("TerminalSessionId", "0"),
                 ("IntegrityLevel", acct.integrity),
                 ("Hashes", self._image_hash(proc.image)),

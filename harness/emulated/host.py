@@ -51,6 +51,7 @@ from harness.emulated.tools import (
     split_command_line,
 )
 from harness.errors import EmulationError
+from harness.model import CommandResult, utcnow
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, SYSTEM, WINDOWS_POWERSHELL
 
 PATHEXT = (".COM", ".EXE", ".BAT", ".CMD", ".VBS", ".VBE", ".JS", ".JSE", ".WSF", ".WSH", ".MSC")
@@ -453,6 +454,44 @@ class EmulatedHost:
                 "TEMP": temp, "TMP": temp, "USERDOMAIN": s.hostname.upper(), "USERNAME": acct.name,
                 "USERPROFILE": acct.profile_dir, "windir": "C:\\Windows",
             }
+        )  # fmt: skip
+
+    def execute(
+        self, command_line: str, *, user: str = "atomiclab", timeout_s: float = 60.0, codepage: int = 65001
+    ) -> CommandResult:
+        """Run one command line in a fresh shell, as the WinRS client would, and collect the result.
+
+        For tests and in-process callers; the shell's winrshost.exe is created and closed around it.
+        On ``timeout_s`` the command is terminated and the result has ``timed_out=True``."""
+        started = utcnow()
+        shell = self.open_shell(user, codepage=codepage)
+        out, err = bytearray(), bytearray()
+        timed_out = False
+        try:
+            cmd = shell.start(command_line)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                left = deadline - time.monotonic()
+                chunk = cmd.read(max(0.0, min(1.0, left)))
+                out += chunk.stdout
+                err += chunk.stderr
+                if chunk.done:
+                    code = chunk.exit_code
+                    break
+                if left <= 0:
+                    cmd.terminate()
+                    timed_out = True
+                    code = None
+                    tail = cmd.read(0.0)
+                    out += tail.stdout
+                    err += tail.stderr
+                    break
+        finally:
+            shell.close()
+        enc = _encoding(codepage)
+        return CommandResult(
+            command=command_line, exit_code=code, stdout=out.decode(enc, "replace"),
+            stderr=err.decode(enc, "replace"), started=started, ended=utcnow(), timed_out=timed_out,
         )  # fmt: skip
 
     def open_shell(self, user: str, *, codepage: int = 437) -> ShellSession:

@@ -51,7 +51,6 @@ from harness.model import ExecutorName
 RUN_MARKER_RE = re.compile(r"atomiclab_run_[0-9a-f]{32}")
 
 _WINDOWS_EXECUTORS = frozenset({ExecutorName.POWERSHELL, ExecutorName.COMMAND_PROMPT})
-_POSIX_EXECUTORS = frozenset({ExecutorName.SH, ExecutorName.BASH})
 
 
 def new_run_marker() -> str:

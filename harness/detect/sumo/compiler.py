@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.detect.base import TimeWindow
 from harness.detect.sumo import ast
+from harness.detect.sumo.codegen import Codegen, ExprGen, stage_lines
 from harness.detect.sumo.functions import FUNCTIONS
 from harness.detect.sumo.messages import METADATA, MessageConfig, message_time_ms, raw_json
 from harness.detect.sumo.patterns import compile_regex, regex_predicate, wildcard_capture, wildcard_predicate
@@ -87,24 +88,43 @@ class CompiledQuery:
         self._channel_scope = query.scope is not None and _channel_only(query.scope)
         self._event_ids: frozenset[int] | None = None
         stages = list(query.stages)
-        while stages and isinstance(stages[0], ast.Where) and (ids := _event_id_set(stages[0].expr)) is not None:
+        while (stages and "eventid" in self._header and isinstance(stages[0], ast.Where)
+               and (ids := _event_id_set(stages[0].expr)) is not None):
             self._event_ids = ids if self._event_ids is None else self._event_ids & ids
             stages.pop(0)
+        cg = Codegen()
         for stage in stages:
             if isinstance(stage, ast.Sort | ast.Limit | ast.Aggregate):
                 barrier = True
                 self.tail.append(self._compile_list_stage(stage, state))
                 continue
+            before = _State(dict(state.defined), set(state.hidden),
+                            None if state.keep is None else dict(state.keep), state.dynamic, state.aggregated)
             fn = self._compile_stage(stage, state)
             if fn is None:
                 continue
             if barrier:
                 self.tail.append(_filter_rows(fn))
+                continue
+            self.stream.append(fn)
+            if before.dynamic or before.aggregated:
+                cg.lines.extend(stage_lines(ast.Limit(0, ast.Pos(0, 0)), self._gen(cg, before), fn))
             else:
-                self.stream.append(fn)
+                cg.lines.extend(stage_lines(stage, self._gen(cg, before), fn))
+        # One generated function for the whole streaming segment (codegen.py); same semantics.
+        self.fused: StageFn | None = cg.build() if self.stream else None
         self.aggregate = state.aggregated
         self.columns = self._output_columns(state)
         self._final = state
+
+    def _gen(self, cg: Codegen, st: _State) -> ExprGen:
+        return ExprGen(
+            cg, set(st.defined),
+            reader=lambda name: self._reader(name, st),
+            value_fallback=lambda e: self._value(e, st),
+            pred_fallback=lambda e: self._pred(e, st),
+            predicate_of=lambda e: regex_predicate(e.pattern) if e.is_regex else wildcard_predicate(e.pattern),
+        )
 
     # ---- sources --------------------------------------------------------------------------------
     def _category(self, channel: str) -> str:
@@ -251,6 +271,19 @@ class CompiledQuery:
 
     def _matches(self, e: ast.Matches, st: _State) -> Pred:
         pred = regex_predicate(e.pattern) if e.is_regex else wildcard_predicate(e.pattern)
+        if isinstance(e.subject, ast.FieldRef) and e.subject.key in st.defined:
+            key = e.subject.key
+
+            def matches_field(m: Msg) -> bool:  # the hot case: a field an earlier stage computed
+                v = m.d.get(key)
+                if v.__class__ is str:
+                    return pred(v)  # type: ignore[arg-type]
+                if v is None:
+                    return False
+                text = to_text(v)
+                return text is not None and pred(text)
+
+            return matches_field
         subj = self._value(e.subject, st)
 
         def matches(m: Msg) -> bool:
@@ -284,6 +317,16 @@ class CompiledQuery:
     def _comparison(self, e: ast.Binary, st: _State) -> Pred:
         a, b = self._value(e.left, st), self._value(e.right, st)
         op = e.op
+        if op == "=" and isinstance(e.right, ast.Lit) and e.right.value.__class__ is int:
+            lit_int = e.right.value
+
+            def eq_int(m: Msg) -> bool:
+                x = a(m)
+                if x.__class__ is int:
+                    return bool(x == lit_int)
+                return equals(x, lit_int) is True
+
+            return eq_int
         if op == "=":
             return lambda m: equals(a(m), b(m)) is True
         if op == "!=":
@@ -361,6 +404,20 @@ class CompiledQuery:
                 return int(q) if isinstance(nx, int) and isinstance(ny, int) and q.is_integer() else q
             return math.fmod(nx, ny) if isinstance(nx, float) or isinstance(ny, float) else nx % ny
 
+        if op == "+" and _computed_fields(e, st) is not None:
+            keys = _computed_fields(e, st)
+            assert keys is not None
+
+            def add_fields(m: Msg) -> Value:  # a + b + c over computed fields: one pass
+                d = m.d
+                total: Value = 0
+                for k in keys:
+                    v = d.get(k)
+                    both_int = total.__class__ is int and v.__class__ is int
+                    total = total + v if both_int else slow(total, v)  # type: ignore[operator]
+                return total
+
+            return add_fields
         if op == "+":
             def add(m: Msg) -> Value:
                 x, y = a(m), b(m)
@@ -375,6 +432,10 @@ class CompiledQuery:
         if e.name == "if":
             cond = self._pred(e.args[0], st)
             x, y = args[1], args[2]
+            then, other = e.args[1], e.args[2]
+            if isinstance(then, ast.Lit) and isinstance(other, ast.Lit):
+                tv, ov = then.value, other.value
+                return lambda m: tv if cond(m) else ov
             return lambda m: x(m) if cond(m) else y(m)
         impl = FUNCTIONS[e.name][2]
         if len(args) == 1:
@@ -618,13 +679,15 @@ class CompiledQuery:
     def run(self, events: Iterable[Event], window: TimeWindow | None = None
             ) -> tuple[list[dict[str, object]], dict[int, tuple[int, ...]], int]:
         """Evaluate; returns (rows, row index -> source event indexes, events evaluated)."""
-        scope, stream, ids = self.scope, self.stream, self._event_ids
+        scope, fused, ids = self.scope, self.fused, self._event_ids
         by_channel: dict[str, bool] | None = {} if self._channel_scope else None
         kept: list[Msg] = []
         n = 0
-        for idx, ev in enumerate(events):
-            if window is not None and not window.contains(ev.time):
-                continue
+        pairs: Iterable[tuple[int, Event]] = enumerate(events)
+        if window is not None:
+            contains = window.contains
+            pairs = ((i, ev) for i, ev in pairs if contains(ev.time))
+        for idx, ev in pairs:
             n += 1
             if by_channel is not None:
                 ok = by_channel.get(ev.channel)
@@ -638,10 +701,7 @@ class CompiledQuery:
             m = Msg(ev, idx)
             if by_channel is None and scope is not None and not scope(m):
                 continue
-            for fn in stream:
-                if not fn(m):
-                    break
-            else:
+            if fused is None or fused(m):
                 kept.append(m)
         for op in self.tail:
             kept = op(kept)
@@ -692,6 +752,16 @@ def _event_id_set(expr: ast.Expr) -> frozenset[int] | None:
             return None
         ids.add(int(v.value))
     return frozenset(ids)
+
+
+def _computed_fields(e: ast.Expr, st: _State) -> list[str] | None:
+    """The keys of ``a + b + ...`` when every operand is a field an earlier stage computed."""
+    if isinstance(e, ast.FieldRef):
+        return [e.key] if e.key in st.defined else None
+    if isinstance(e, ast.Binary) and e.op == "+":
+        left, right = _computed_fields(e.left, st), _computed_fields(e.right, st)
+        return None if left is None or right is None else left + right
+    return None
 
 
 def _filter_rows(fn: StageFn) -> ListOp:

@@ -41,11 +41,30 @@ def compile_regex(pattern: str, *, file: str | Path | None = None, line: int | N
 
 
 def regex_predicate(pattern: str) -> StrPredicate:
-    """Unanchored RE2 search (see module docstring), case-sensitive unless the pattern says (?i)."""
-    search = compile_regex(pattern).search
+    """Unanchored RE2 search (see module docstring), case-sensitive unless the pattern says (?i).
+
+    A yes/no search needs no capture groups, so the pattern is also compiled with RE2's
+    ``never_capture`` (DFA only) and matched through the wrapper's RE2 object directly: the public
+    ``search`` builds a generator, offset tables and a match object per call, which is most of the
+    cost on short strings. If a google-re2 release moves those internals, the public API is used.
+    """
+    compiled = compile_regex(pattern)
+    try:
+        options = re2.Options()
+        options.never_capture = True
+        raw = re2.compile(pattern, options=options)._regexp
+        anchor = re2._Anchor.UNANCHORED
+        null_span = re2._NULL_SPAN
+        raw.Match(anchor, b"", 0, 0)
+    except (AttributeError, TypeError, re2.error):
+        search = compiled.search
+        return lambda value: search(value) is not None
+
+    match = raw.Match
 
     def pred(value: str) -> bool:
-        return search(value) is not None
+        data = value.encode("utf-8", "surrogatepass")
+        return bool(match(anchor, data, 0, len(data))[0] != null_span)
 
     return pred
 

@@ -290,6 +290,7 @@ def _fast_event(text: str, *, origin: str | None, keep_raw: bool) -> Event:
         elif not (rest.startswith("<EventData") and rest.endswith("/>") and "<" not in rest[1:]):
             raise _NotFast("not the common EventData shape")
     fields: dict[str, str]
+    escaped = False
     if not data:
         fields = {}
     else:

@@ -1,0 +1,131 @@
+"""Fuse the streaming stages of a compiled query into ONE generated Python function.
+
+Calling a closure per stage and per sub-expression costs more than the work itself for simple
+detection logic, so the streaming part of the pipeline (``where``, ``<expr> as f``, ``parse "*"``)
+is turned into the source of a single function with the computed fields in a local dict, and
+compiled once with ``compile()``. Only identifiers the lexer accepted (``[A-Za-z_][A-Za-z0-9_]*``,
+lower-cased) and generated names appear in the source; every literal, pattern and helper is passed
+in through the function's namespace, never spliced into the text. Anything this generator does
+not handle is called as the closure the regular compiler built for it, so semantics stay in one
+place (compiler.py, values.py); this module only removes call overhead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.detect.sumo import ast
+from harness.detect.sumo.values import Value, compare, equals, to_text, truthy
+
+
+@dataclass
+class Codegen:
+    """Collects the generated lines and the namespace objects they refer to."""
+
+    lines: list[str] = field(default_factory=list)
+    ns: dict[str, Any] = field(default_factory=dict)
+    counter: int = 0
+
+    def name(self, prefix: str, obj: object) -> str:
+        self.counter += 1
+        n = f"_{prefix}{self.counter}"
+        self.ns[n] = obj
+        return n
+
+    def temp(self) -> str:
+        self.counter += 1
+        return f"_t{self.counter}"
+
+    def build(self) -> Callable[[Any], bool]:
+        src = "def _stream(m):\n    d = m.d\n" + "".join(f"    {line}\n" for line in self.lines) + "    return True\n"
+        namespace: dict[str, Any] = {
+            "_equals": equals, "_compare": compare, "_to_text": to_text, "_truthy": truthy, **self.ns,
+        }
+        exec(compile(src, "<sumo-stream>", "exec"), namespace)  # noqa: S102 - generated from the AST only
+        fn: Callable[[Any], bool] = namespace["_stream"]
+        return fn
+
+
+def _match_slow(pred: Callable[[str], bool], v: Value) -> bool:
+    if v is None:
+        return False
+    text = to_text(v)
+    return text is not None and pred(text)
+
+
+def _ident(key: str) -> str:
+    """``key`` is a lexer identifier; assert it so nothing else can reach the generated source."""
+    if not (key.replace("_", "a").isalnum() and key.isascii()):
+        raise ValueError(f"not an identifier: {key!r}")
+    return key
+
+
+class ExprGen:
+    """Generates Python expressions for Sumo expressions over a known set of computed fields.
+
+    ``value_fallback``/``pred_fallback`` give the regular compiler's closure for a node this
+    generator does not inline; ``reader`` gives the closure reading a field that no earlier stage
+    computed (metadata, header, EventData).
+    """
+
+    def __init__(self, cg: Codegen, defined: set[str], reader: Callable[[str], Callable[[Any], Value]],
+                 value_fallback: Callable[[ast.Expr], Callable[[Any], Value]],
+                 pred_fallback: Callable[[ast.Expr], Callable[[Any], bool]],
+                 predicate_of: Callable[[ast.Matches], Callable[[str], bool]]) -> None:
+        self.cg = cg
+        self.defined = defined
+        self.reader = reader
+        self.value_fallback = value_fallback
+        self.pred_fallback = pred_fallback
+        self.predicate_of = predicate_of
+
+    def value(self, e: ast.Expr) -> str:
+        cg = self.cg
+        if isinstance(e, ast.Lit):
+            return cg.name("c", e.value)
+        if isinstance(e, ast.FieldRef):
+            if e.key in self.defined:
+                return f"d.get({_ident(e.key)!r})"
+            return f"{cg.name('r', self.reader(e.name))}(m)"
+        if isinstance(e, ast.Call) and e.name == "if":
+            return f"({self.value(e.args[1])} if {self.pred(e.args[0])} else {self.value(e.args[2])})"
+        if isinstance(e, ast.Ternary):
+            return f"({self.value(e.then)} if {self.pred(e.cond)} else {self.value(e.other)})"
+        if isinstance(e, ast.Matches | ast.InList) or (
+            isinstance(e, ast.Binary) and e.op in ("and", "or", "=", "!=", "<", "<=", ">", ">=")
+        ) or (isinstance(e, ast.Unary) and e.op == "!"):
+            return self.pred(e)
+        return f"{cg.name('v', self.value_fallback(e))}(m)"
+
+    def pred(self, e: ast.Expr) -> str:
+        cg = self.cg
+        if isinstance(e, ast.Binary) and e.op in ("and", "or"):
+            return f"({self.pred(e.left)} {e.op} {self.pred(e.right)})"
+        if isinstance(e, ast.Unary) and e.op == "!":
+            return f"(not {self.pred(e.operand)})"
+        if isinstance(e, ast.Matches):
+            p = cg.name("p", self.predicate_of(e))
+            t = cg.temp()
+            slow = cg.name("ms", _match_slow)
+            return f"({p}({t}) if ({t} := {self.value(e.subject)}).__class__ is str else {slow}({p}, {t}))"
+        if isinstance(e, ast.Binary) and e.op in ("=", ">", ">=", "<", "<=") and isinstance(e.right, ast.Lit) \
+                and e.right.value.__class__ is int:
+            lit = cg.name("c", e.right.value)
+            t = cg.temp()
+            op = "==" if e.op == "=" else e.op
+            slow = (f"(_equals({t}, {lit}) is True)" if e.op == "=" else
+                    f"((_c := _compare({t}, {lit})) is not None and _c {op} 0)")
+            return f"({t} {op} {lit} if ({t} := {self.value(e.left)}).__class__ is int else {slow})"
+        return f"{cg.name('f', self.pred_fallback(e))}(m)"
+
+
+def stage_lines(stage: ast.Stage, gen: ExprGen, fallback: Callable[[Any], bool]) -> list[str]:
+    """Source lines for one streaming stage; unknown stages call their closure."""
+    cg = gen.cg
+    if isinstance(stage, ast.Where):
+        return [f"if not {gen.pred(stage.expr)}:", "    return False"]
+    if isinstance(stage, ast.Assign):
+        return [f"d[{_ident(stage.field.lower())!r}] = {gen.value(stage.expr)}"]
+    return [f"if not {cg.name('s', fallback)}(m):", "    return False"]
