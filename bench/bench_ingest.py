@@ -12,6 +12,7 @@ Needs ../shared/telemetry/public (the real recordings); prints ratios, asserts n
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import subprocess
 import sys
@@ -67,7 +68,8 @@ def wevtutil_xml(path: Path) -> str:
     for record in evtx.PyEvtxParser(str(path)).records():
         element = etree.fromstring(record["data"].encode("utf-8"), parser)
         text = etree.tostring(element, encoding="unicode")
-        parts.append(text.replace('"', "'") if "'" not in text else text)
+        # wevtutil quotes attributes with '; lxml escapes " inside values, so tags hold no literal "
+        parts.append(re.sub(r"<[^>]+>", lambda m: m.group(0).replace('"', "'"), text))
     return "".join(parts)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -386,9 +385,8 @@ class _AtomiclabSession:
             if not isinstance(host, str):
                 host.opened.close()
         self.hosts.clear()
-        if self.run_result is None or self.sink is None or self.history is None:
-            return
-        self.run_result = replace(self.run_result.finished(), lint=self.run_result.lint)
+        if self.run_result is None or self.sink is None or self.history is None or not self.run_result.tests:
+            return  # nothing ran here (e.g. an xdist worker that got no group): no reports
+        self.run_result = self.run_result.finished()
         self.sink.publish(self.run_result)
-        if self.run_result.tests:
-            self.history.record(self.run_result, self.out)
+        self.history.record(self.run_result, self.out)

@@ -211,7 +211,8 @@ def _emulated_tools(host: Any) -> dict[str, str]:
         "nmap": r"C:\Program Files (x86)\Nmap\nmap.exe",
         "nbtscan": r"C:\AtomicRedTeam\ExternalPayloads\nbtscan.exe",
     }
-    return {k: v for k, v in paths.items() if k in host.settings.tools}
+    # All of them, installed or not: preflight must report a missing tool as a lab problem.
+    return paths
 
 
 def _winrm_to_emulated(server: Any, name: str) -> Transport:

@@ -28,7 +28,11 @@ REFERENCES = {
     (SYSMON, 3, 5): "evtx-attack-samples/AutomatedTestingTools/PanacheSysmon_vs_AtomicRedTeam01.evtx",
     (SYSMON, 11, 2): "sigma-regression-data/regression_data/rules/windows/file/file_event/"
     "file_event_win_advanced_ip_scanner/fed85bf9-e075-4280-9159-fbe8a023d6fa.evtx",
-    (POWERSHELL_OPERATIONAL, 4104, 1): "velociraptor-testdata/artifacts/testdata/files/EID4104_PowershellScriptblock.evtx",
+    (
+        POWERSHELL_OPERATIONAL,
+        4104,
+        1,
+    ): "velociraptor-testdata/artifacts/testdata/files/EID4104_PowershellScriptblock.evtx",
 }
 OTRF_ZIP = "security-datasets/datasets/atomic/windows/credential_access/host/empire_ninjacopy_dumping_ntds_dit_file.zip"
 MDEC_4688 = "evtx-to-mitre-attack/TA0007-Discovery/T1016-System Network Configuration Discovery/ID4688-Firewall configuration enumerated (command).evtx"

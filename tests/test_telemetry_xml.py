@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from harness.errors import TelemetryError
-from harness.telemetry.readers import ReadStats, parse_event_xml
-from harness.telemetry.readers import winxml
+from harness.telemetry.readers import ReadStats, parse_event_xml, winxml
 from harness.telemetry.readers.winxml import event_from_element
 
 NS = "http://schemas.microsoft.com/win/2004/08/events/event"

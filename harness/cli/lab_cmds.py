@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ContentError
 from harness.lab.labfile import LabHost, write_lab_file
 from harness.lab.vagrant import BASELINE, Provider, Vagrant
 
@@ -103,8 +104,20 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from harness.lab.check import check_targets, print_reports
+    from harness.lab.check import check_lab
 
-    reports = check_targets(lab_file=args.lab, emulate_settings=args.emulate_setting)
-    print_reports(reports)
-    return 0 if all(r.ok for r in reports) else 1
+    if args.lab is not None and args.emulate_setting:
+        raise ContentError("--emulate-setting applies to the emulated host only (drop --lab)")
+    checks = check_lab(args.lab, args.emulate_setting)
+    for hc in checks:
+        label = f"{hc.target} (EMULATED)" if hc.emulated else hc.target
+        if hc.report is None:
+            print(f"{label}: cannot run preflight: {hc.error}")
+            continue
+        facts = hc.report.facts
+        print(f"{label}: {'OK' if hc.ok else 'MISCONFIGURED'}  Windows {facts.get('os_build') or '?'}, "
+              f"Sysmon {facts.get('sysmon_version') or 'absent'} "
+              f"config {(facts.get('sysmon_config_hash') or '-')[:12]}")
+        for c in hc.report.checks:
+            print(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+    return 0 if checks and all(hc.ok for hc in checks) else 1

@@ -165,6 +165,16 @@ def _query_sysmon(run: Callable[[str], CommandResult]) -> tuple[_Sysmon, list[Ch
             else "Sysmon does not log network connections (EID 3): apply the pinned sysmon-modular config",
         )
     )
+    checks.append(
+        Check(
+            "sysmon file logging",
+            cmd,
+            file_create,
+            "EID 11 file creation is logged"
+            if file_create
+            else "Sysmon's FileCreate rules include nothing (EID 11 never logged): apply the pinned config",
+        )
+    )
     return _Sysmon(running, service, version, config_hash, network, file_create), checks
 
 

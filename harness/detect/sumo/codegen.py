@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.detect.sumo import ast
-from harness.detect.sumo.values import Value, compare, equals, to_text, truthy
+from harness.detect.sumo.values import Value, arith, compare, equals, to_text, truthy
 
 
 @dataclass
@@ -39,9 +39,9 @@ class Codegen:
         return f"_t{self.counter}"
 
     def build(self) -> Callable[[Any], bool]:
-        src = "def _stream(m):\n    d = m.d\n" + "".join(f"    {line}\n" for line in self.lines) + "    return True\n"
+        src = "def _stream(m):\n    d = m.d\n    evf = m.ev.fields\n" + "".join(f"    {line}\n" for line in self.lines) + "    return True\n"
         namespace: dict[str, Any] = {
-            "_equals": equals, "_compare": compare, "_to_text": to_text, "_truthy": truthy, **self.ns,
+            "_equals": equals, "_arith": arith, "_compare": compare, "_to_text": to_text, "_truthy": truthy, **self.ns,
         }
         exec(compile(src, "<sumo-stream>", "exec"), namespace)  # noqa: S102 - generated from the AST only
         fn: Callable[[Any], bool] = namespace["_stream"]
@@ -73,13 +73,15 @@ class ExprGen:
     def __init__(self, cg: Codegen, defined: set[str], reader: Callable[[str], Callable[[Any], Value]],
                  value_fallback: Callable[[ast.Expr], Callable[[Any], Value]],
                  pred_fallback: Callable[[ast.Expr], Callable[[Any], bool]],
-                 predicate_of: Callable[[ast.Matches], Callable[[str], bool]]) -> None:
+                 predicate_of: Callable[[ast.Matches], Callable[[str], bool]],
+                 eventdata_name: Callable[[str], str | None]) -> None:
         self.cg = cg
         self.defined = defined
         self.reader = reader
         self.value_fallback = value_fallback
         self.pred_fallback = pred_fallback
         self.predicate_of = predicate_of
+        self.eventdata_name = eventdata_name
 
     def value(self, e: ast.Expr) -> str:
         cg = self.cg
@@ -88,7 +90,23 @@ class ExprGen:
         if isinstance(e, ast.FieldRef):
             if e.key in self.defined:
                 return f"d.get({_ident(e.key)!r})"
-            return f"{cg.name('r', self.reader(e.name))}(m)"
+            reader = cg.name("r", self.reader(e.name))
+            written = self.eventdata_name(e.name)
+            if written is not None:  # EventData spelled as in the event: one dict lookup, else the reader
+                t = cg.temp()
+                return f"({t} if ({t} := evf.get({_ident(written)!r})) is not None else {reader}(m))"
+            return f"{reader}(m)"
+        if isinstance(e, ast.Call) and e.name in ("tolowercase", "touppercase"):
+            t = cg.temp()
+            method = "lower" if e.name == "tolowercase" else "upper"
+            return f"({t}.{method}() if ({t} := {self.value(e.args[0])}).__class__ is str else None)"
+        if isinstance(e, ast.Call) and e.name == "isnull":
+            return f"({self.value(e.args[0])} is None)"
+        if isinstance(e, ast.Binary) and e.op == "+":
+            a, b, t1, t2 = self.value(e.left), self.value(e.right), cg.temp(), cg.temp()
+            # '&' (not 'and') so both temporaries are always bound
+            return (f"({t1} + {t2} if (({t1} := {a}).__class__ is int) & (({t2} := {b}).__class__ is int) "
+                    f"else _arith('+', {t1}, {t2}))")
         if isinstance(e, ast.Call) and e.name == "if":
             return f"({self.value(e.args[1])} if {self.pred(e.args[0])} else {self.value(e.args[2])})"
         if isinstance(e, ast.Ternary):
@@ -105,6 +123,10 @@ class ExprGen:
             return f"({self.pred(e.left)} {e.op} {self.pred(e.right)})"
         if isinstance(e, ast.Unary) and e.op == "!":
             return f"(not {self.pred(e.operand)})"
+        if isinstance(e, ast.Call) and e.name == "isnull":
+            return f"({self.value(e.args[0])} is None)"
+        if isinstance(e, ast.Call) and e.name == "if" or isinstance(e, ast.FieldRef | ast.Lit):
+            return f"_truthy({self.value(e)})"
         if isinstance(e, ast.Matches):
             p = cg.name("p", self.predicate_of(e))
             t = cg.temp()
@@ -121,11 +143,21 @@ class ExprGen:
         return f"{cg.name('f', self.pred_fallback(e))}(m)"
 
 
-def stage_lines(stage: ast.Stage, gen: ExprGen, fallback: Callable[[Any], bool]) -> list[str]:
-    """Source lines for one streaming stage; unknown stages call their closure."""
+def stage_lines(stage: ast.Stage, gen: ExprGen, fallback: Callable[[Any], bool], *, inline: bool = True
+                ) -> list[str]:
+    """Source lines for one streaming stage; other stages (or ``inline=False``) call their closure."""
     cg = gen.cg
+    if not inline:
+        return [f"if not {cg.name('s', fallback)}(m):", "    return False"]
     if isinstance(stage, ast.Where):
         return [f"if not {gen.pred(stage.expr)}:", "    return False"]
     if isinstance(stage, ast.Assign):
         return [f"d[{_ident(stage.field.lower())!r}] = {gen.value(stage.expr)}"]
+    if isinstance(stage, ast.Parse) and stage.pattern == "*":
+        # parse [field=F] "*" as x: the whole value, or the nodrop/drop rule of the closure on a miss
+        t = cg.temp()
+        src = gen.value(ast.FieldRef(stage.source or "_raw", stage.pos))
+        key = _ident(stage.names[0].lower())
+        return [f"if ({t} := {src}).__class__ is str:", f"    d[{key!r}] = {t}",
+                f"elif not {cg.name('s', fallback)}(m):", "    return False"]
     return [f"if not {cg.name('s', fallback)}(m):", "    return False"]

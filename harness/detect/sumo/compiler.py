@@ -14,7 +14,6 @@ lookup; ``fields`` hides what it does not keep; ``json auto`` makes the set dyna
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from harness.detect.sumo.codegen import Codegen, ExprGen, stage_lines
 from harness.detect.sumo.functions import FUNCTIONS
 from harness.detect.sumo.messages import METADATA, MessageConfig, message_time_ms, raw_json
 from harness.detect.sumo.patterns import compile_regex, regex_predicate, wildcard_capture, wildcard_predicate
-from harness.detect.sumo.values import Value, compare, equals, to_number, to_text, truthy
+from harness.detect.sumo.values import Value, arith, compare, equals, to_number, to_text, truthy
 from harness.errors import UnsupportedRuleError
 from harness.telemetry.event import Event
 
@@ -107,10 +106,8 @@ class CompiledQuery:
                 self.tail.append(_filter_rows(fn))
                 continue
             self.stream.append(fn)
-            if before.dynamic or before.aggregated:
-                cg.lines.extend(stage_lines(ast.Limit(0, ast.Pos(0, 0)), self._gen(cg, before), fn))
-            else:
-                cg.lines.extend(stage_lines(stage, self._gen(cg, before), fn))
+            cg.lines.extend(stage_lines(stage, self._gen(cg, before), fn, inline=not (
+                before.dynamic or before.aggregated)))
         # One generated function for the whole streaming segment (codegen.py); same semantics.
         self.fused: StageFn | None = cg.build() if self.stream else None
         self.aggregate = state.aggregated
@@ -124,7 +121,15 @@ class CompiledQuery:
             value_fallback=lambda e: self._value(e, st),
             pred_fallback=lambda e: self._pred(e, st),
             predicate_of=lambda e: regex_predicate(e.pattern) if e.is_regex else wildcard_predicate(e.pattern),
+            eventdata_name=lambda name: self._fast_eventdata(name, st),
         )
+
+    def _fast_eventdata(self, name: str, st: _State) -> str | None:
+        """``name`` when a read of it may first try the event's fields under that exact spelling."""
+        key = name.lower()
+        visible = key not in st.hidden and (st.keep is None or key in st.keep)
+        plain = key not in METADATA and key not in self._header and not st.dynamic and not st.aggregated
+        return name if self.config.eventdata_fields is True and visible and plain else None
 
     # ---- sources --------------------------------------------------------------------------------
     def _category(self, channel: str) -> str:
@@ -388,21 +393,7 @@ class CompiledQuery:
         op = e.op
 
         def slow(x: Value, y: Value) -> Value:
-            nx, ny = to_number(x), to_number(y)
-            if nx is None or ny is None:
-                return None
-            if op == "+":
-                return nx + ny
-            if op == "-":
-                return nx - ny
-            if op == "*":
-                return nx * ny
-            if ny == 0:
-                return None
-            if op == "/":
-                q = nx / ny
-                return int(q) if isinstance(nx, int) and isinstance(ny, int) and q.is_integer() else q
-            return math.fmod(nx, ny) if isinstance(nx, float) or isinstance(ny, float) else nx % ny
+            return arith(op, x, y)
 
         if op == "+" and _computed_fields(e, st) is not None:
             keys = _computed_fields(e, st)

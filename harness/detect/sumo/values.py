@@ -14,6 +14,8 @@ parse). Choices where Sumo's docs are silent are listed in docs/sumo-semantics.m
 
 from __future__ import annotations
 
+import math
+
 Value = str | int | float | bool | None
 
 
@@ -80,3 +82,22 @@ def compare(a: Value, b: Value) -> int | None:
         return None  # a number against text that is not a number: not comparable, so not true
     sa, sb = to_text(a) or "", to_text(b) or ""
     return (sa > sb) - (sa < sb)
+
+
+def arith(op: str, x: Value, y: Value) -> Value:
+    """``x op y`` for + - * / %: numbers read from both sides; null or non-numbers give null."""
+    nx, ny = to_number(x), to_number(y)
+    if nx is None or ny is None:
+        return None
+    if op == "+":
+        return nx + ny
+    if op == "-":
+        return nx - ny
+    if op == "*":
+        return nx * ny
+    if ny == 0:
+        return None  # division by zero is null, not an error
+    if op == "/":
+        q = nx / ny
+        return int(q) if isinstance(nx, int) and isinstance(ny, int) and q.is_integer() else q
+    return math.fmod(nx, ny) if isinstance(nx, float) or isinstance(ny, float) else nx % ny
