@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,28 +34,38 @@ DEFAULT_EVTX = (
     / "atomic-evtx/attacks_by_category_unfiltered/discovery/Remote System Discovery - ping sweep"
     / "T1018-4_Microsoft-Windows-Sysmon_Operational.evtx"
 )
-MIN_SECONDS = 2.0
+BUDGET_SECONDS = 8.0
 
 
-def rate(label: str, run: object) -> float:
-    """Repeat ``run()`` (returns an event count) for at least MIN_SECONDS; print and return events/s."""
-    assert callable(run)
-    run()  # warm-up (imports, page cache)
-    events = 0
-    start = time.perf_counter()
-    while True:
-        events += run()
-        elapsed = time.perf_counter() - start
-        if elapsed >= MIN_SECONDS:
-            break
-    per_s = events / elapsed
-    print(f"  {label:<52} {per_s:>12,.0f} events/s")
-    return per_s
+def rates(runs: dict[str, Callable[[], int]], budget_s: float = BUDGET_SECONDS) -> dict[str, float]:
+    """Events/s per labelled run, best of interleaved rounds.
+
+    Each ``run()`` processes the same input once and returns its event count. Rounds alternate the
+    runs so that load from other processes hits all of them alike, and the best round of each is
+    kept (the least disturbed one), which makes the ratios stable on a shared machine.
+    """
+    for run in runs.values():
+        run()  # warm-up (imports, page cache)
+    best = dict.fromkeys(runs, float("inf"))
+    counts = dict.fromkeys(runs, 0)
+    started = time.perf_counter()
+    rounds = 0
+    while rounds < 3 or (time.perf_counter() - started < budget_s and rounds < 200):
+        for label, run in runs.items():
+            t0 = time.perf_counter()
+            counts[label] = run()
+            best[label] = min(best[label], time.perf_counter() - t0)
+        rounds += 1
+    result = {label: counts[label] / best[label] for label in runs}
+    for label, per_s in result.items():
+        print(f"  {label:<52} {per_s:>12,.0f} events/s")
+    print(f"  (best of {rounds} interleaved rounds)")
+    return result
 
 
 def raw_evtx(path: Path) -> int:
     n = 0
-    for _record in evtx.PyEvtxParser(str(path), separate_json_attributes=True).records_json():
+    for _record in evtx.PyEvtxParser(str(path)).records_json():
         n += 1
     return n
 
@@ -71,6 +82,15 @@ def wevtutil_xml(path: Path) -> str:
         # wevtutil quotes attributes with '; lxml escapes " inside values, so tags hold no literal "
         parts.append(re.sub(r"<[^>]+>", lambda m: m.group(0).replace('"', "'"), text))
     return "".join(parts)
+
+
+def cpu_reference() -> float:
+    """Seconds for a fixed pure-Python loop, to put the events/s figures in context."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - t0
 
 
 _CHILD = """
@@ -106,17 +126,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print(f"EVTX file: {args.evtx.name} ({args.evtx.stat().st_size:,} bytes)")
-    a = rate("(a) raw evtx records_json() iteration", lambda: raw_evtx(args.evtx))
-    b = rate("(b) read_events -> Event (keep_raw=False)", lambda: sum(1 for _ in read_events(args.evtx, keep_raw=False)))
-    b_raw = rate("(b') read_events -> Event (keep_raw=True)", lambda: sum(1 for _ in read_events(args.evtx)))
+    evtx_rates = rates(
+        {
+            "(a) raw evtx records_json() iteration": lambda: raw_evtx(args.evtx),
+            "(b) read_events -> Event (keep_raw=False)": lambda: sum(1 for _ in read_events(args.evtx, keep_raw=False)),
+            "(b') read_events -> Event (keep_raw=True)": lambda: sum(1 for _ in read_events(args.evtx)),
+        }
+    )
+    a, b, b_raw = evtx_rates.values()
     print(f"  ratio b/a = {b / a:.2f}   b'/a = {b_raw / a:.2f}   (target >= 0.50)")
 
     xml = wevtutil_xml(args.evtx)
     count = sum(1 for _ in parse_event_xml(xml, keep_raw=False))
     print(f"XML: {count} events, {len(xml) / count:,.0f} chars/event (wevtutil /f:xml shape)")
-    x = rate("XML -> Event (keep_raw=False)", lambda: sum(1 for _ in parse_event_xml(xml, keep_raw=False)))
-    rate("XML -> Event (keep_raw=True)", lambda: sum(1 for _ in parse_event_xml(xml)))
+    x, _x_raw = rates(
+        {
+            "XML -> Event (keep_raw=False)": lambda: sum(1 for _ in parse_event_xml(xml, keep_raw=False)),
+            "XML -> Event (keep_raw=True)": lambda: sum(1 for _ in parse_event_xml(xml)),
+        }
+    ).values()
     print(f"  XML target 50,000 events/s: {'met' if x >= 50_000 else 'NOT met'} ({x / 50_000:.2f}x)")
+    spin = cpu_reference()
+    print(f"CPU reference: pure-Python loop of 10M additions took {spin:.2f}s (a typical 2020s core: ~0.3s)")
 
     with tempfile.TemporaryDirectory(prefix="atomiclab-bench-") as tmp:
         repeats = max(1, args.events // count)

@@ -129,6 +129,9 @@ def test_ps_pipelines_ranges_and_interpolation(host: EmulatedHost) -> None:
     assert ps(host, "foreach ($i in 1..3) { if ($i -eq 2) { continue }; Write-Host $i }")[1] == "1\r\n3\r\n"
     assert ps(host, "$x = 5; if ($x -gt 3) { 'big' } elseif ($x -gt 1) { 'mid' } else { 'small' }")[1] == "big\r\n"
     assert ps(host, "1..5 | Where-Object { $_ -ge 4 } | Select-Object -First 1")[1] == "4\r\n"
+    assert ps(host, "for ($i = 0; $i -lt 3; $i++) { $i }; $n = 1; while ($n -lt 100) { $n *= 10 }; $n")[1] == (
+        "0\r\n1\r\n2\r\n100\r\n"
+    )
 
 
 def test_ps_try_catch_finally_and_exit_codes(host: EmulatedHost) -> None:

@@ -125,7 +125,7 @@ def test_syntax_errors_name_line_and_column(text: str, line: int, column: int, f
 
 
 def test_unsupported_operator_and_function_are_not_syntax_errors() -> None:
-    with pytest.raises(UnsupportedRuleError, match="rule.sumo:2:3: the Sumo operator 'lookup'"):
+    with pytest.raises(UnsupportedRuleError, match=r"rule\.sumo:2:3: the Sumo operator 'lookup'"):
         parse_query("x\n| lookup a from path://x on a=a", "rule.sumo")
     with pytest.raises(UnsupportedRuleError, match="function 'geoip2'"):
         parse_query("| geoip2(a) as b", "rule.sumo")

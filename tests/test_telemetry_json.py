@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import zipfile
@@ -281,3 +282,17 @@ def test_xml_file_streamed_in_small_chunks_equals_whole(tmp_path: Path) -> None:
     with path.open("rb") as fh:
         chunked = list(read_xml_stream(fh, origin="x", keep_raw=False, chunk_size=97))
     assert len(whole) == 8 and chunked == whole
+
+
+def test_fast_event_constructor_builds_equal_events() -> None:
+    from harness.telemetry.readers.common import make_event
+
+    args = (SYSMON, "p", 1, datetime(2024, 1, 1, tzinfo=UTC), "h", {"a": "b"}, 5, 7, "S-1-5-18", 4, 8, "<raw/>", "o")
+    made = make_event(*args)
+    regular = Event(channel=SYSMON, provider="p", event_id=1, time=datetime(2024, 1, 1, tzinfo=UTC), computer="h",
+                    fields={"a": "b"}, version=5, record_id=7, user_sid="S-1-5-18", pid=4, tid=8, raw="<raw/>",
+                    origin="o")  # fmt: skip
+    assert made == regular and made.to_dict() == regular.to_dict()
+    assert (made.raw, made.origin) == ("<raw/>", "o")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.channel = "x"  # type: ignore[misc]

@@ -9,7 +9,8 @@ The subset: statements separated by ``;`` / newlines; pipelines; ``$var`` / ``$e
 ``"..."`` interpolation (``$var``, ``$env:X``, ``$(...)``, backtick escapes) and ``'...'``; numbers,
 ranges ``a..b``, arrays ``a,b``; ``-split -join -replace -eq -ne -lt -le -gt -ge -like -notlike -match
 -notmatch -contains -in -and -or -not !``; ``[int]``/``[string]``/``[bool]`` casts; ``if/elseif/else``,
-``foreach ($x in ...)``, ``while``, ``try/catch/finally``, ``throw``, ``exit``, ``break``/``continue``;
+``foreach ($x in ...)``, ``for``, ``while``, ``$i++``, ``try/catch/finally``, ``throw``, ``exit``,
+``break``/``continue``;
 ``& {block}``, ``& "path" args`` and bare program names (PowerShell builds the child command line:
 full path quoted, arguments with spaces quoted); cmdlets Write-Host, Write-Output, Write-Warning,
 Write-Error, ForEach-Object (``%``), Where-Object (``?``), Select-Object -First, Out-Null, Out-String,
@@ -226,6 +227,14 @@ class While(Node):
 
 
 @dataclass(slots=True)
+class For(Node):
+    init: Node | None
+    cond: Node | None
+    step: Node | None
+    body: list[Node]
+
+
+@dataclass(slots=True)
 class TryStmt(Node):
     body: list[Node]
     catches: list[tuple[list[str], list[Node]]]
@@ -353,7 +362,14 @@ class Parser:
                 body, _ = self.block()
                 return While(pos, cond, body)
             if w == "for":
-                raise self.error("The 'for' loop is not modelled by the emulated PowerShell.")
+                self.expect("(")
+                parts: list[Node | None] = []
+                for stop in (";", ";", ")"):
+                    self.skip_space(newlines=True)
+                    parts.append(None if self.peek() == stop else self.pipeline(statement=True))
+                    self.expect(stop)
+                body, _ = self.block()
+                return For(pos, parts[0], parts[1], parts[2], body)
             if w == "try":
                 body, _ = self.block()
                 catches: list[tuple[list[str], list[Node]]] = []
@@ -426,6 +442,10 @@ class Parser:
         first = self.pipeline_element()
         # assignment
         self.skip_space()
+        if statement and isinstance(first, Var) and self.s.startswith(("++", "--"), self.i):
+            op = self.s[self.i]
+            self.i += 2
+            return Assign(pos, first, op + "=", Const(pos, 1))
         m = re.match(r"(\+=|-=|\*=|=)(?!=)", self.s[self.i :])
         if statement and m and isinstance(first, Var | Member | Index):
             self.i += len(m.group(1))
@@ -572,7 +592,7 @@ class Parser:
                 self.i += 1
                 return "-"
             return None
-        if c in "+*/%" and self.peek(1) != "=":
+        if c in "+*/%" and self.peek(1) != "=" and not (c == "+" and self.peek(1) == "+"):
             self.i += 1
             return c
         return None
@@ -1141,6 +1161,8 @@ class Interpreter:
             return self._foreach(st)
         if isinstance(st, While):
             return self._while(st)
+        if isinstance(st, For):
+            return self._for(st)
         if isinstance(st, TryStmt):
             return self._try(st)
         if isinstance(st, Flow):
@@ -1187,6 +1209,20 @@ class Interpreter:
                 continue
             except _Break:
                 break
+
+    def _for(self, st: For) -> Iterator[Any]:
+        if st.init is not None:
+            yield from self.statement(st.init)
+        while st.cond is None or truthy(self.value_of(st.cond)):
+            self.ctx.check()
+            try:
+                yield from self.block_stmts(st.body)
+            except _Continue:
+                pass
+            except _Break:
+                break
+            if st.step is not None:
+                yield from self.statement(st.step)
 
     def _try(self, st: TryStmt) -> Iterator[Any]:
         saved = self.in_try
@@ -1249,7 +1285,7 @@ class Interpreter:
             return stream or iter(())
         if isinstance(node, Command):
             return self.run_command(node, None)
-        if isinstance(node, Assign | IfStmt | Foreach | While | TryStmt | Flow):
+        if isinstance(node, Assign | IfStmt | Foreach | While | For | TryStmt | Flow):
             return self.statement(node)
         v = self.eval(node)
         if isinstance(node, Paren | SubExpr) or isinstance(v, list):

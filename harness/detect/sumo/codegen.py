@@ -27,6 +27,11 @@ class Codegen:
     lines: list[str] = field(default_factory=list)
     ns: dict[str, Any] = field(default_factory=dict)
     counter: int = 0
+    #: Computed fields live in Python locals (``v_<key>``) and reach ``m.d`` only when the message
+    #: survives the whole segment; impossible when a fallback closure must see ``m.d`` mid-way.
+    use_locals: bool = True
+    needs_dict: bool = False  # set when a fallback closure was emitted: rebuild with use_locals off
+    assigned: dict[str, None] = field(default_factory=dict)  # keys written, in order
 
     def name(self, prefix: str, obj: object) -> str:
         self.counter += 1
@@ -39,7 +44,10 @@ class Codegen:
         return f"_t{self.counter}"
 
     def build(self) -> Callable[[Any], bool]:
-        src = "def _stream(m):\n    d = m.d\n    evf = m.ev.fields\n" + "".join(f"    {line}\n" for line in self.lines) + "    return True\n"
+        body = "".join(f"    {line}\n" for line in self.lines)
+        if self.use_locals and self.assigned:
+            body += "".join(f"    d[{k!r}] = v_{k}\n" for k in self.assigned)
+        src = "def _stream(m):\n    d = m.d\n    evf = m.ev.fields\n" + body + "    return True\n"
         namespace: dict[str, Any] = {
             "_equals": equals, "_arith": arith, "_compare": compare, "_to_text": to_text, "_truthy": truthy, **self.ns,
         }
@@ -89,6 +97,8 @@ class ExprGen:
             return cg.name("c", e.value)
         if isinstance(e, ast.FieldRef):
             if e.key in self.defined:
+                if cg.use_locals:
+                    return f"v_{_ident(e.key)}"
                 return f"d.get({_ident(e.key)!r})"
             reader = cg.name("r", self.reader(e.name))
             written = self.eventdata_name(e.name)
@@ -115,6 +125,7 @@ class ExprGen:
             isinstance(e, ast.Binary) and e.op in ("and", "or", "=", "!=", "<", "<=", ">", ">=")
         ) or (isinstance(e, ast.Unary) and e.op == "!"):
             return self.pred(e)
+        cg.needs_dict = True
         return f"{cg.name('v', self.value_fallback(e))}(m)"
 
     def pred(self, e: ast.Expr) -> str:
@@ -125,10 +136,18 @@ class ExprGen:
             return f"(not {self.pred(e.operand)})"
         if isinstance(e, ast.Call) and e.name == "isnull":
             return f"({self.value(e.args[0])} is None)"
-        if isinstance(e, ast.Call) and e.name == "if" or isinstance(e, ast.FieldRef | ast.Lit):
+        if (isinstance(e, ast.Call) and e.name == "if") or isinstance(e, ast.FieldRef | ast.Lit):
             return f"_truthy({self.value(e)})"
         if isinstance(e, ast.Matches):
-            p = cg.name("p", self.predicate_of(e))
+            pred = self.predicate_of(e)
+            p = cg.name("p", pred)
+            raw = getattr(pred, "re2_match", None)
+            if raw is not None:  # call RE2 directly on the UTF-8 bytes: no wrapper call per test
+                match, anchor, null = (cg.name("M", raw[0]), cg.name("A", raw[1]), cg.name("N", raw[2]))
+                t, b = cg.temp(), cg.temp()
+                slow = cg.name("ms", _match_slow)
+                return (f"({match}({anchor}, ({b} := {t}.encode('utf-8', 'surrogatepass')), 0, len({b}))[0] != "
+                        f"{null} if ({t} := {self.value(e.subject)}).__class__ is str else {slow}({p}, {t}))")
             t = cg.temp()
             slow = cg.name("ms", _match_slow)
             return f"({p}({t}) if ({t} := {self.value(e.subject)}).__class__ is str else {slow}({p}, {t}))"
@@ -140,6 +159,7 @@ class ExprGen:
             slow = (f"(_equals({t}, {lit}) is True)" if e.op == "=" else
                     f"((_c := _compare({t}, {lit})) is not None and _c {op} 0)")
             return f"({t} {op} {lit} if ({t} := {self.value(e.left)}).__class__ is int else {slow})"
+        cg.needs_dict = True
         return f"{cg.name('f', self.pred_fallback(e))}(m)"
 
 
@@ -148,16 +168,30 @@ def stage_lines(stage: ast.Stage, gen: ExprGen, fallback: Callable[[Any], bool],
     """Source lines for one streaming stage; other stages (or ``inline=False``) call their closure."""
     cg = gen.cg
     if not inline:
+        cg.needs_dict = True
         return [f"if not {cg.name('s', fallback)}(m):", "    return False"]
     if isinstance(stage, ast.Where):
         return [f"if not {gen.pred(stage.expr)}:", "    return False"]
     if isinstance(stage, ast.Assign):
-        return [f"d[{_ident(stage.field.lower())!r}] = {gen.value(stage.expr)}"]
+        return [_store(cg, stage.field.lower(), gen.value(stage.expr))]
     if isinstance(stage, ast.Parse) and stage.pattern == "*":
-        # parse [field=F] "*" as x: the whole value, or the nodrop/drop rule of the closure on a miss
+        # parse [field=F] "*" as x: the whole value; on a miss (null source) the nodrop rule: drop the
+        # message, or keep it with x as it was (a computed x stays, otherwise x is read as before)
         t = cg.temp()
         src = gen.value(ast.FieldRef(stage.source or "_raw", stage.pos))
         key = _ident(stage.names[0].lower())
-        return [f"if ({t} := {src}).__class__ is str:", f"    d[{key!r}] = {t}",
-                f"elif not {cg.name('s', fallback)}(m):", "    return False"]
+        previous = gen.value(ast.FieldRef(stage.names[0], stage.pos))
+        lines = [f"if ({t} := {src}).__class__ is str:", f"    {_store(cg, key, t)}",
+                 f"elif {t} is not None:", f"    {_store(cg, key, f'_to_text({t})')}"]
+        if not stage.nodrop:
+            return [*lines, "else:", "    return False"]
+        if key in gen.defined:
+            return lines
+        return [*lines, "else:", f"    {_store(cg, key, previous)}"]
+    cg.needs_dict = True
     return [f"if not {cg.name('s', fallback)}(m):", "    return False"]
+
+
+def _store(cg: Codegen, key: str, value: str) -> str:
+    cg.assigned[key] = None
+    return f"v_{_ident(key)} = {value}" if cg.use_locals else f"d[{_ident(key)!r}] = {value}"

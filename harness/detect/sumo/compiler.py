@@ -91,7 +91,7 @@ class CompiledQuery:
                and (ids := _event_id_set(stages[0].expr)) is not None):
             self._event_ids = ids if self._event_ids is None else self._event_ids & ids
             stages.pop(0)
-        cg = Codegen()
+        streamed: list[tuple[ast.Stage, _State, StageFn]] = []
         for stage in stages:
             if isinstance(stage, ast.Sort | ast.Limit | ast.Aggregate):
                 barrier = True
@@ -106,13 +106,22 @@ class CompiledQuery:
                 self.tail.append(_filter_rows(fn))
                 continue
             self.stream.append(fn)
-            cg.lines.extend(stage_lines(stage, self._gen(cg, before), fn, inline=not (
-                before.dynamic or before.aggregated)))
+            streamed.append((stage, before, fn))
         # One generated function for the whole streaming segment (codegen.py); same semantics.
-        self.fused: StageFn | None = cg.build() if self.stream else None
+        self.fused: StageFn | None = self._fuse(streamed) if streamed else None
         self.aggregate = state.aggregated
         self.columns = self._output_columns(state)
         self._final = state
+
+    def _fuse(self, streamed: list[tuple[ast.Stage, _State, StageFn]]) -> StageFn:
+        for use_locals in (True, False):
+            cg = Codegen(use_locals=use_locals)
+            for stage, before, fn in streamed:
+                inline = not (before.dynamic or before.aggregated)
+                cg.lines.extend(stage_lines(stage, self._gen(cg, before), fn, inline=inline))
+            if not (use_locals and cg.needs_dict):
+                return cg.build()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _gen(self, cg: Codegen, st: _State) -> ExprGen:
         return ExprGen(

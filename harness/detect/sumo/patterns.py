@@ -27,8 +27,10 @@ StrPredicate = Callable[[str], bool]
 def compile_regex(pattern: str, *, file: str | Path | None = None, line: int | None = None,
                   column: int | None = None) -> Any:
     """Compile ``pattern`` with RE2; a pattern RE2 refuses is a RuleSyntaxError at its position."""
+    options = re2.Options()
+    options.log_errors = False  # the error becomes our one-line message; no C++ log on stderr
     try:
-        return re2.compile(pattern)
+        return re2.compile(pattern, options=options)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else str(exc)
         if isinstance(reason, bytes):
@@ -52,6 +54,7 @@ def regex_predicate(pattern: str) -> StrPredicate:
     try:
         options = re2.Options()
         options.never_capture = True
+        options.log_errors = False
         raw = re2.compile(pattern, options=options)._regexp
         anchor = re2._Anchor.UNANCHORED
         null_span = re2._NULL_SPAN
@@ -66,6 +69,7 @@ def regex_predicate(pattern: str) -> StrPredicate:
         data = value.encode("utf-8", "surrogatepass")
         return bool(match(anchor, data, 0, len(data))[0] != null_span)
 
+    pred.re2_match = (match, anchor, null_span)  # type: ignore[attr-defined]  # for codegen.py
     return pred
 
 

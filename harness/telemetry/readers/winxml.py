@@ -31,6 +31,7 @@ from harness.telemetry.readers.common import (
     MAX_EVENT_CHARS,
     ReadStats,
     canonical_channel,
+    make_event,
     optional_int,
     parse_time,
 )
@@ -334,20 +335,20 @@ def _fast_event(text: str, *, origin: str | None, keep_raw: bool) -> Event:
     if escaped or (comp and "&" in comp):
         chan = _text(chan) if chan else chan
         comp = _text(comp) if comp else comp
-    return Event(
-        channel=canonical_channel(chan) if chan else "",
-        provider=provider,
-        event_id=int(eid),
-        time=parse_time(time_dq or time_sq),
-        computer=comp or "",
-        fields=fields,
-        version=int(ver) if ver else 0,
-        record_id=int(rid) if rid else None,
-        user_sid=sid,
-        pid=int(pid_text) if pid_text else None,
-        tid=int(tid_text) if tid_text else None,
-        raw=text if keep_raw else None,
-        origin=origin,
+    return make_event(
+        canonical_channel(chan) if chan else "",
+        provider,
+        int(eid),
+        parse_time(time_dq or time_sq),
+        comp or "",
+        fields,
+        int(ver) if ver else 0,
+        int(rid) if rid else None,
+        sid,
+        int(pid_text) if pid_text else None,
+        int(tid_text) if tid_text else None,
+        text if keep_raw else None,
+        origin,
     )
 
 
