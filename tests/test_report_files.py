@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from run_fakes import RULE, T0, FakeDetector, benign_expectations, nmap_events, nmap_expectations
 
 from harness.errors import ReportError
 from harness.reporting.base import ReportDirectory
@@ -29,7 +30,6 @@ from harness.results import (
     TestStatus,
 )
 from harness.verdicts import RuleOutcome, judge
-from run_fakes import RULE, T0, FakeDetector, benign_expectations, nmap_events, nmap_expectations
 
 
 def sample_run(tmp_path, *, emulated=True) -> tuple[RunResult, ReportDirectory]:

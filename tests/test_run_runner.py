@@ -8,13 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from harness.plan import PlannedTest, RunPlan
-from harness.reporting.base import ReportDirectory
-from harness.reporting.evidence import verify_manifest
-from harness.reporting.results_json import ResultsJsonReporter, load_results, schema_problems
-from harness.results import FailureKind, RunMode, RunResult, TestStatus
-from harness.runner import ExecStatus, RuleSet, Runner
 from run_fakes import (
     BENIGN_GUID,
     RULE,
@@ -30,6 +23,13 @@ from run_fakes import (
     nmap_expectations,
     target,
 )
+
+from harness.plan import PlannedTest, RunPlan
+from harness.reporting.base import ReportDirectory
+from harness.reporting.evidence import verify_manifest
+from harness.reporting.results_json import ResultsJsonReporter, load_results, schema_problems
+from harness.results import FailureKind, RunMode, RunResult, TestStatus
+from harness.runner import ExecStatus, RuleSet, Runner
 
 
 def make(tmp_path: Path, *, tests=None, targets=None, delay_polls=0, features=None, exec_kw=None,
@@ -158,7 +158,7 @@ def test_unreachable_host_errors_every_test_but_run_completes(tmp_path):
 
 def test_hosts_run_in_parallel_tests_in_sequence(tmp_path):
     barrier = threading.Barrier(3, timeout=10)
-    runner, initial, source, factory, _ = make(tmp_path, targets=[target(f"h{i}") for i in range(3)])
+    runner, initial, _source, factory, _ = make(tmp_path, targets=[target(f"h{i}") for i in range(3)])
     orig_open = factory.open
 
     def open_(t):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from run_fakes import RULE, FakeDetector, benign_expectations, event, nmap_events, nmap_expectations
+
 from harness.detect.base import DetectionResult, Engine
 from harness.results import FailureKind, Outcome, TestStatus
 from harness.verdicts import RuleOutcome, detection_checks, judge
-from run_fakes import RULE, FakeDetector, benign_expectations, event, nmap_events, nmap_expectations
 
 UPSTREAM = "detections/sumo/upstream/t1046_network_service_discovery.sumo"
 
@@ -47,7 +48,7 @@ def test_missing_event_blamed_on_lab_when_preflight_says_feature_off():
 
 
 def test_near_misses_explain_candidates():
-    evs = nmap_events()[:1] + [event(3, rid=50, Image=r"C:\x\curl.exe")]
+    evs = [*nmap_events()[:1], event(3, rid=50, Image=r"C:\x\curl.exe")]
     j = judge(nmap_expectations(), evs, outcomes(evs))
     net = j.event_verdicts[1]
     assert net.count == 0 and net.near_misses and "record 50" in net.near_misses[0]
