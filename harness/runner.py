@@ -164,6 +164,19 @@ class TargetFactory(Protocol):
         ...
 
 
+class TargetReset(Protocol):
+    """Returns a target to its baseline before each test (``atomiclab run --revert-each``).
+
+    ``reset`` restores the machine (e.g. a Vagrant snapshot); the runner then reconnects (a revert
+    kills every shell) and runs the preflight again, and ``after_reconnect`` re-syncs what a revert
+    leaves stale (the guest clock). Record ids jump back too: the runner bookmarks after the reset.
+    """
+
+    def reset(self, target: TargetConfig) -> None: ...
+
+    def after_reconnect(self, transport: Transport) -> None: ...
+
+
 class ReportSink(Protocol):
     """Where results and evidence go as the run proceeds (see ``harness.reporting.base``)."""
 
@@ -325,6 +338,7 @@ class Runner:
         max_hosts: int = DEFAULT_MAX_HOSTS,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        reset: TargetReset | None = None,
     ) -> None:
         self.plan = plan
         self.targets = targets
@@ -337,6 +351,7 @@ class Runner:
         self.max_hosts = max(1, max_hosts)
         self.clock = clock
         self.monotonic = monotonic
+        self.reset = reset
         self.stop = threading.Event()
 
     # -- whole run
@@ -401,11 +416,32 @@ class Runner:
                     if self.stop.is_set():
                         return
                     self.observer.test_started(target.name, pt.test)
+                    if self.reset is not None:
+                        try:
+                            host = self._reset(target, host)
+                        except HarnessError as exc:
+                            # The machine's state is unknown now: nothing more runs on it.
+                            now = self.clock()
+                            reason = f"revert to baseline failed: {exc}"
+                            self._record(
+                                shared,
+                                _result(pt, target.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, reason, now, now),
+                            )
+                            return
                     self._record(shared, self.run_test(host, pt))
             finally:
                 host.opened.close()
         finally:
             self.observer.host_finished(target.name)
+
+    def _reset(self, target: TargetConfig, host: HostContext) -> HostContext:
+        """Close ``host``, restore its baseline, reconnect (with a fresh preflight) and re-sync."""
+        assert self.reset is not None
+        host.opened.close()
+        self.reset.reset(target)
+        fresh = self.connect(target)
+        self.reset.after_reconnect(fresh.transport)
+        return fresh
 
     def _host_failed(self, target: TargetConfig, shared: _Shared, reason: str) -> None:
         info = TargetInfo(

@@ -63,6 +63,11 @@ def register(subparsers: Any) -> None:
         help="emulated host setting, e.g. sysmon_network=false, tools=nbtscan,git (repeatable)",
     )
     run.add_argument("--max-hosts", type=int, default=8, help="hosts run in parallel (default 8)")
+    run.add_argument(
+        "--revert-each",
+        action="store_true",
+        help="restore each lab machine's baseline snapshot before every test, re-sync its clock (needs --lab)",
+    )
     run.set_defaults(handler=_run)
 
     ev = subparsers.add_parser(
@@ -220,6 +225,8 @@ def _run(args: argparse.Namespace) -> int:
     lab = load_lab_config(args.lab) if args.lab else None
     if lab is not None and args.emulate_setting:
         raise ContentError("--emulate-setting applies to the emulated host only; drop it or drop --lab")
+    if lab is None and args.revert_each:
+        raise ContentError("--revert-each restores Vagrant lab snapshots: it needs --lab lab.yaml")
     planned, atomics, expectations = _planned(root, args.atomics, args.tests)
     rule_paths, extras = rules_of(planned, root, args.rule)
     factory: TargetFactory
@@ -272,6 +279,7 @@ def _run(args: argparse.Namespace) -> int:
         observer=observer,
         new_marker=new_run_marker,
         max_hosts=args.max_hosts,
+        reset=_snapshot_reset(args.lab) if args.revert_each else None,
     )
     try:
         if progress is not None:
@@ -288,6 +296,15 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     _finish(console, run, out, history)
     return run.exit_code
+
+
+def _snapshot_reset(lab_file: Path) -> Any:
+    """Vagrant runs where the Vagrantfile is: the lab file's folder, else the content root."""
+    from harness.lab.revert import SnapshotReset
+    from harness.lab.vagrant import Vagrant
+
+    folder = lab_file.resolve().parent
+    return SnapshotReset(Vagrant(folder if (folder / "Vagrantfile").is_file() else _root()))
 
 
 def _evaluate(args: argparse.Namespace) -> int:

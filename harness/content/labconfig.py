@@ -76,6 +76,8 @@ class TargetConfig:
     key_file: Path | None = None
     tools: Mapping[str, str] = field(default_factory=dict)
     emulated: bool = False
+    #: Vagrant machine name behind this target (``atomiclab lab up`` writes it; ``run --revert-each``).
+    vagrant_machine: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,4 +212,5 @@ def _target(doc: Any, i: int, raw: Mapping[str, Any], base: Path) -> TargetConfi
         key_file=rel("key_file"),
         tools={str(k): str(v) for k, v in (raw.get("tools") or {}).items()},
         emulated=bool(raw.get("emulated", False)),
+        vagrant_machine=None if raw.get("vagrant_machine") is None else str(raw["vagrant_machine"]),
     )

@@ -52,6 +52,7 @@ def lab_document(
                 "password_env": PASSWORD_ENV,
                 "ca_cert": os.path.relpath(cert, lab_file_dir),
                 "tools": dict(LAB_TOOLS),
+                "vagrant_machine": h.machine,
             }
         )
         targets.append(
@@ -66,6 +67,7 @@ def lab_document(
                 "password_env": PASSWORD_ENV,
                 "known_hosts": os.path.relpath(known, lab_file_dir),
                 "tools": dict(LAB_TOOLS),
+                "vagrant_machine": h.machine,
             }
         )
     return {"name": "atomiclab-vagrant", "targets": targets}
