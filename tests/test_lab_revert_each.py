@@ -66,6 +66,7 @@ def test_a_failed_restore_stops_the_host_with_an_error(lab, tmp_path: Path,  # t
     tests = json.loads((out / "results.json").read_text())["tests"]
     assert len(tests) == 1 and tests[0]["status"] == "error"
     assert "revert to baseline failed" in tests[0]["reason"] and "VM not found" in tests[0]["reason"]
+    assert log.read_text().splitlines() == ["snapshot restore --no-provision win-server baseline"]
 
 
 def test_revert_each_needs_a_lab(capsys: pytest.CaptureFixture[str]) -> None:
