@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 #: Looks a secret up in a keyring: (service, username) -> secret or None. Injected for tests.
 KeyringLookup = Callable[[str, str], "str | None"]
 
+#: Looks a secret up by environment-variable name; ``get_secret`` is the default everywhere.
+SecretLookup = Callable[[str], str]
+
 
 def _system_keyring(service: str, username: str) -> str | None:
     """The OS keyring via the ``keyring`` package; any backend failure counts as "not there"."""
@@ -72,4 +75,4 @@ def get_secret(
     )
 
 
-__all__ = ["KeyringLookup", "get_secret"]
+__all__ = ["KeyringLookup", "SecretLookup", "get_secret"]

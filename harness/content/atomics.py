@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.content import schemacheck
-from harness.content.yamldoc import YamlDoc, YamlPath, format_path, load_yaml, read_text
+from harness.content.yamldoc import YamlDoc, YamlPath, first_problem, format_path, load_yaml, read_text
 from harness.errors import ContentError
 from harness.model import (
     ArgType,
@@ -53,13 +53,7 @@ def load_atomic_file(path: Path) -> AtomicFile:
     """Load one atomics file; raise ContentError with file:line for the first problem."""
     checked = check_atomic_file(path)
     if checked.problems:
-        first = checked.problems[0]
-        more = len(checked.problems) - 1
-        if not more:
-            raise first
-        raise ContentError(first.message, file=first.file, line=first.line, path=first.path,
-                           hint=f"{first.hint + '; ' if first.hint else ''}{more} more problem(s): "
-                                f"run `atomiclab validate {path}`") from first
+        raise first_problem(checked.problems, path)
     assert checked.file is not None
     return checked.file
 
@@ -223,11 +217,17 @@ def duplicate_guids(files: Sequence[AtomicFile], docs: Sequence[YamlDoc] = ()) -
 
 
 def iter_yaml_files(paths: Sequence[Path]) -> list[Path]:
-    """``paths`` expanded: files as given, folders searched recursively for *.yaml / *.yml (sorted)."""
+    """``paths`` expanded: files as given, folders searched recursively for *.yaml / *.yml (sorted).
+    A folder without any is a ContentError naming it."""
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.suffix.lower() in YAML_SUFFIXES and q.is_file()))
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in YAML_SUFFIXES and q.is_file())
+            if not found:
+                # An empty folder is almost always a wrong path; listing or running nothing would hide it.
+                raise ContentError("folder holds no .yaml or .yml files", file=str(p),
+                                   hint="point at an atomics folder such as atomics/T1046")
+            out.extend(found)
         else:
             out.append(p)
     return out

@@ -33,7 +33,7 @@ from typing import Any
 
 from harness.content import schemacheck
 from harness.content.atomics import check_atomic_file
-from harness.content.yamldoc import YamlDoc, YamlPath, format_path, load_yaml, read_text
+from harness.content.yamldoc import YamlDoc, YamlPath, first_problem, format_path, load_yaml, read_text
 from harness.errors import ContentError
 from harness.matching import Conditions
 from harness.model import AtomicFile
@@ -115,13 +115,7 @@ def load_expectations(path: Path) -> ExpectationFile:
     """Load one expectations file; raise ContentError (file:line) for the first problem."""
     checked = check_expectations_file(path)
     if checked.problems:
-        first = checked.problems[0]
-        more = len(checked.problems) - 1
-        if not more:
-            raise first
-        raise ContentError(first.message, file=first.file, line=first.line, path=first.path,
-                           hint=f"{first.hint + '; ' if first.hint else ''}{more} more problem(s): "
-                                f"run `atomiclab validate {path}`") from first
+        raise first_problem(checked.problems, path)
     assert checked.file is not None
     return checked.file
 

@@ -110,16 +110,16 @@ def _expand(paths: Sequence[Path]) -> tuple[list[Path], list[ContentError]]:
     problems: list[ContentError] = []
     for p in paths:
         if p.is_dir():
-            for q in sorted(p.rglob("*")):
-                if not q.is_file():
-                    continue
-                wanted = RULE_SUFFIXES if _in_detections(q) else YAML_SUFFIXES
-                if q.suffix.lower() in wanted:
-                    files.append(q)
+            found = [q for q in sorted(p.rglob("*")) if q.is_file()
+                     and q.suffix.lower() in (RULE_SUFFIXES if _in_detections(q) else YAML_SUFFIXES)]
+            if not found:
+                problems.append(ContentError("folder holds no content files (.yaml/.yml, or .sumo rules)",
+                                             file=str(p), hint="point at atomics/, expectations/ or detections/"))
+            files.extend(found)
         elif p.exists():
             files.append(p)
         else:
-            problems.append(ContentError("no such file or folder", file=str(p)))
+            problems.append(ContentError("no such file or folder", file=str(p), hint="check the path"))
     return list(dict.fromkeys(files)), problems
 
 

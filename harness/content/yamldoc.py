@@ -19,7 +19,7 @@ Choices (and why):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ from harness.errors import ContentError
 
 #: Upper bound on values produced from one document (guards alias expansion).
 MAX_NODES = 200_000
+#: Upper bound on a content file's size: the largest upstream atomics file is a few hundred KiB, and
+#: parsing a multi-megabyte YAML file takes seconds and a lot of memory for nothing.
+MAX_FILE_BYTES = 8 * 1024 * 1024
 
 YamlPath = tuple[str | int, ...]
 
@@ -95,19 +98,41 @@ def read_text(path: Path, *, display: str | None = None) -> str:
     """The file as text (UTF-8, BOM allowed), or ContentError naming the file."""
     shown = display or str(path)
     try:
-        raw = path.read_bytes()
+        if path.is_dir():
+            raise IsADirectoryError(str(path))
+        if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+            raise ContentError("is not a regular file, expected a YAML file", file=shown, hint="check the path")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError as exc:
         raise ContentError("file not found", file=shown, hint="check the path") from exc
     except IsADirectoryError as exc:
         raise ContentError("is a directory, expected a YAML file", file=shown) from exc
     except OSError as exc:
         raise ContentError(f"cannot read file: {exc.strerror or exc}", file=shown) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ContentError(f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB, too large for a content file",
+                           file=shown, hint="check the path; atomics, expectations and lab files are small YAML")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ContentError("file is not UTF-8 text", file=shown, line=line,
                            hint="save it as UTF-8") from exc
+
+
+def first_problem(problems: Sequence[ContentError], path: Path) -> ContentError:
+    """The error a loader raises for a file with ``problems`` (at least one): the first, with a hint
+    to run ``atomiclab validate`` when there are more."""
+    first = problems[0]
+    more = len(problems) - 1
+    if not more:
+        return first
+    error = ContentError(first.message, file=first.file, line=first.line, path=first.path,
+                         hint=f"{first.hint + '; ' if first.hint else ''}{more} more problem(s): "
+                              f"run `atomiclab validate {path}`")
+    error.__cause__ = first
+    return error
 
 
 def load_yaml(text: str, *, file: str) -> YamlDoc:

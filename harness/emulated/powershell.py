@@ -564,10 +564,12 @@ class Parser:
     def expression(self) -> Node:
         return self.binary(0)
 
-    def binary(self, level: int) -> Node:
+    def binary(self, level: int, *, comma: bool = True) -> Node:
+        """Precedence climbing over ``_PREC``; below the last level the comma operator (array
+        literal) when ``comma``, else a range (method arguments, where ``,`` separates them)."""
         if level >= len(_PREC):
-            return self.comma()
-        left = self.binary(level + 1)
+            return self.comma() if comma else self.range_()
+        left = self.binary(level + 1, comma=comma)
         while True:
             save = self.i
             self.skip_space()
@@ -576,7 +578,7 @@ class Parser:
                 self.i = save
                 return left
             self.skip_space(newlines=True)
-            right = self.binary(level + 1)
+            right = self.binary(level + 1, comma=comma)
             left = BinOp(save, op, left, right)
 
     def operator(self) -> str | None:
@@ -667,7 +669,7 @@ class Parser:
                     args: list[Node] = []
                     self.skip_space(newlines=True)
                     while self.peek() != ")":
-                        args.append(self.binary(1) if False else self.method_arg())
+                        args.append(self.method_arg())
                         self.skip_space(newlines=True)
                         if self.peek() == ",":
                             self.i += 1
@@ -689,25 +691,7 @@ class Parser:
 
     def method_arg(self) -> Node:
         # Method arguments are expressions without the comma operator.
-        saved = _PREC
-        node = self._binary_no_comma(0)
-        _ = saved
-        return node
-
-    def _binary_no_comma(self, level: int) -> Node:
-        if level >= len(_PREC):
-            return self.range_()
-        left = self._binary_no_comma(level + 1)
-        while True:
-            save = self.i
-            self.skip_space()
-            op = self.operator()
-            if op is None or op not in _PREC[level]:
-                self.i = save
-                return left
-            self.skip_space(newlines=True)
-            right = self._binary_no_comma(level + 1)
-            left = BinOp(save, op, left, right)
+        return self.binary(0, comma=False)
 
     def primary(self) -> Node:
         self.skip_space()

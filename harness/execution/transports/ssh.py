@@ -34,20 +34,17 @@ import logging
 import re
 import select
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
+from harness.credentials import SecretLookup, get_secret
 from harness.errors import AuthError, ConnectError, HarnessError, ProtocolError
 from harness.execution.executors import windows_launcher
 from harness.model import CommandResult, utcnow
 
 log = logging.getLogger(__name__)
-
-#: Looks a secret up by environment-variable name (``harness.credentials.get_secret``).
-SecretLookup = Callable[[str], str]
 
 _PGID_RE = re.compile(rb"^atomiclab_pgid=(\d+)\n")
 #: Exit code of the Windows launcher when it killed the process tree at the deadline.
@@ -85,18 +82,12 @@ class SSHConfig:
     kill_grace_s: float = 5.0
 
 
-def _default_secrets(env_var: str) -> str:
-    from harness.credentials import get_secret
-
-    return get_secret(env_var)
-
-
 class SSHTransport:
     """Transport over SSH (see the module docstring for the contract)."""
 
     def __init__(self, config: SSHConfig, *, secrets: SecretLookup | None = None) -> None:
         self._config = config
-        self._secrets = secrets if secrets is not None else _default_secrets
+        self._secrets = secrets if secrets is not None else get_secret
         self._client: paramiko.SSHClient | None = None
 
     @property

@@ -38,7 +38,6 @@ import logging
 import math
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +46,12 @@ from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportErr
 from pypsrp.shell import CommandState, SignalCode, WinRS
 from pypsrp.wsman import NAMESPACES, WSMan
 
+from harness.credentials import SecretLookup, get_secret
 from harness.errors import AuthError, ConnectError, ProtocolError, TransportError
 from harness.execution.executors import windows_launcher
 from harness.model import CommandResult, utcnow
 
 log = logging.getLogger(__name__)
-
-#: Looks a secret up by environment-variable name (``harness.credentials.get_secret``).
-SecretLookup = Callable[[str], str]
 
 #: WS-Man fault code for "the operation timed out" on a long-poll Receive (retry it).
 OPERATION_TIMEOUT_FAULT = 2150858793
@@ -109,18 +106,12 @@ class WinRMConfig:
         return self.port if self.port is not None else (5986 if self.scheme is WinRMScheme.HTTPS else 5985)
 
 
-def _default_secrets(env_var: str) -> str:
-    from harness.credentials import get_secret
-
-    return get_secret(env_var)
-
-
 class WinRMTransport:
     """Transport over WinRM/WinRS (see the module docstring for the contract)."""
 
     def __init__(self, config: WinRMConfig, *, secrets: SecretLookup | None = None) -> None:
         self._config = config
-        self._secrets = secrets if secrets is not None else _default_secrets
+        self._secrets = secrets if secrets is not None else get_secret
         self._wsman: WSMan | None = None
         self._shell: WinRS | None = None
         self._check_config()
