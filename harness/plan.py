@@ -22,6 +22,10 @@ from harness.verdicts import TestExpectationsLike, detection_checks
 
 #: Default telemetry budget when a test has no expectations (seconds after the command started).
 DEFAULT_BUDGET_S = 30.0
+#: The published (upstream) rules, linted in every run so their defects are stated plainly.
+PUBLISHED_RULES_DIR = "detections/sumo/upstream"
+#: Suffix of a rule's entry judged through the Sumo Logic tenant (``run --sumo-tenant``).
+TENANT_SUFFIX = "@sumo-api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,24 @@ def rules_of(
         paths.setdefault(name, e)
         names.append(name)
     return paths, tuple(names)
+
+
+def published_rules(root: Path) -> dict[str, Path]:
+    """The published upstream rules under ``root`` (``detections/sumo/upstream/*.sumo``), by the
+    name a verdict would give them (path relative to ``root``)."""
+    folder = root / PUBLISHED_RULES_DIR
+    if not folder.is_dir():
+        return {}
+    return {_display(p, root): p for p in sorted(folder.glob("*.sumo")) if p.is_file()}
+
+
+def tenant_rules(rule_paths: Mapping[str, Path]) -> dict[str, str]:
+    """``RULE@sumo-api`` -> ``RULE`` for every judged Sumo Logic (``.sumo``) rule."""
+    return {
+        name + TENANT_SUFFIX: name
+        for name, path in rule_paths.items()
+        if path.suffix.lower() == ".sumo" and not name.endswith(TENANT_SUFFIX)
+    }
 
 
 def _display(path: Path, root: Path) -> str:

@@ -539,6 +539,8 @@ class RunResult:
     content_commit: str | None = None
     lint: Mapping[str, tuple[LintRecord, ...]] = field(default_factory=dict)
     rule_errors: Mapping[str, str] = field(default_factory=dict)  # rule -> why it cannot run
+    #: Rules linted but not judged (the published upstream queries): findings in ``lint``, no verdicts.
+    lint_not_judged: tuple[str, ...] = ()
 
     @property
     def emulated(self) -> bool:
@@ -593,6 +595,7 @@ class RunResult:
                 "files": [c.to_dict() for c in self.content],
             },
             "lint": {rule: [f.to_dict() for f in fs] for rule, fs in self.lint.items()},
+            "lint_not_judged": list(self.lint_not_judged),
             "rule_errors": dict(self.rule_errors),
             "tests": [t.to_dict() for t in self.tests],
         }
@@ -616,6 +619,7 @@ class RunResult:
             content_commit=content.get("commit"),
             lint={str(rule): tuple(LintRecord.from_dict(f) for f in fs) for rule, fs in (d.get("lint") or {}).items()},
             rule_errors={str(k): str(v) for k, v in (d.get("rule_errors") or {}).items()},
+            lint_not_judged=tuple(str(r) for r in d.get("lint_not_judged") or ()),
         )
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.content.labconfig import TargetConfig
-from harness.detect.base import Detector, TimeWindow
+from harness.detect.base import Detector, Engine, TimeWindow
 from harness.errors import DetectionError, HarnessError
 from harness.execution.transport import Transport
 from harness.model import AtomicTest, CommandResult, utcnow
@@ -223,20 +223,44 @@ class NullObserver:
 
 @dataclass(frozen=True)
 class RuleSet:
-    """The rules a run judges: loaded detectors, why the others cannot run, and lint findings."""
+    """The rules a run judges: loaded detectors, why the others cannot run, and lint findings.
+
+    ``not_judged`` are rules only linted (the published upstream queries): their findings are in
+    ``lint`` so every report states the published query's defects, but no verdict names them.
+    ``remote`` maps a tenant entry (``RULE@sumo-api``) to the rule whose expectations it copies.
+    """
 
     detectors: Mapping[str, Detector] = field(default_factory=dict)
     errors: Mapping[str, str] = field(default_factory=dict)
     lint: Mapping[str, tuple[LintRecord, ...]] = field(default_factory=dict)
+    not_judged: tuple[str, ...] = ()
+    remote: Mapping[str, str] = field(default_factory=dict)
 
-    def evaluate(self, events: Sequence[Event], window: TimeWindow | None = None) -> dict[str, RuleOutcome]:
-        """Every rule over ``events``; a rule failing at run time becomes an outcome with the error."""
+    def evaluate(
+        self,
+        events: Sequence[Event],
+        window: TimeWindow | None = None,
+        *,
+        remote_window: TimeWindow | None = None,
+    ) -> dict[str, RuleOutcome]:
+        """Every rule over ``events``; a rule failing at run time becomes an outcome with the error.
+
+        Tenant rules (engine ``sumo-api``) search the tenant over ``remote_window`` (else
+        ``window``); whatever goes wrong there becomes the outcome's error, never an exception.
+        """
         out: dict[str, RuleOutcome] = {name: RuleOutcome(name, error=err) for name, err in self.errors.items()}
         for name, det in self.detectors.items():
+            remote = det.engine is Engine.SUMO_API
+            span = (remote_window or window) if remote else window
             try:
-                out[name] = RuleOutcome(name, result=det.evaluate(events, window))
+                out[name] = RuleOutcome(name, result=det.evaluate(events, span))
             except DetectionError as exc:
                 out[name] = RuleOutcome(name, error=str(exc))
+            except Exception as exc:  # a tenant's answer is foreign data: its surprises fail the verdict
+                if not remote:
+                    raise
+                why = str(exc) if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+                out[name] = RuleOutcome(name, error=why)
         return out
 
 
@@ -245,17 +269,21 @@ def load_rules(
     *,
     load: Callable[[Path], Detector],
     lint: Callable[[Path], Sequence[Any]] | None = None,
+    lint_only: Mapping[str, Path] | None = None,
 ) -> RuleSet:
     """Load (and lint) every rule. A rule that fails to load is kept with its error, so every
-    verdict naming it fails and says why instead of the run stopping."""
+    verdict naming it fails and says why instead of the run stopping. ``lint_only`` rules are
+    linted, not loaded (``RuleSet.not_judged``)."""
     detectors: dict[str, Detector] = {}
     errors: dict[str, str] = {}
     lints: dict[str, tuple[LintRecord, ...]] = {}
-    for name, path in rule_paths.items():
-        try:
-            detectors[name] = load(path)
-        except HarnessError as exc:
-            errors[name] = str(exc)
+    only = {k: v for k, v in (lint_only or {}).items() if k not in rule_paths}
+    for name, path in [*rule_paths.items(), *only.items()]:
+        if name not in only:
+            try:
+                detectors[name] = load(path)
+            except HarnessError as exc:
+                errors[name] = str(exc)
         if lint is not None:
             try:
                 found = lint(path)
@@ -273,7 +301,7 @@ def load_rules(
                 )
                 for f in found
             )
-    return RuleSet(detectors, errors, lints)
+    return RuleSet(detectors, errors, lints, tuple(only) if lint is not None else ())
 
 
 # ---------------------------------------------------------------------------------------- runner
@@ -358,7 +386,14 @@ class Runner:
 
     def run(self, initial: RunResult) -> RunResult:
         """Run every target (in parallel, bounded) and return the run, finished or interrupted."""
-        shared = _Shared(replace(initial, lint=dict(self.rules.lint), rule_errors=dict(self.rules.errors)))
+        shared = _Shared(
+            replace(
+                initial,
+                lint=dict(self.rules.lint),
+                rule_errors=dict(self.rules.errors),
+                lint_not_judged=self.rules.not_judged,
+            )
+        )
         self._publish(shared)
         pool = ThreadPoolExecutor(
             max_workers=min(self.max_hosts, max(1, len(self.plan.targets))), thread_name_prefix="atomiclab-host"
@@ -565,7 +600,9 @@ class Runner:
                 ended=self.clock(),
             )
         first_line = self.sink.add_events(base.key, test.guid, attributed.events)
-        rule_outcomes = self.rules.evaluate(attributed.events, None)
+        # A tenant searches its own data: over the test's window, up to the end of its budget.
+        tenant_window = TimeWindow(window.start, cmd_end + timedelta(seconds=budget))
+        rule_outcomes = self.rules.evaluate(attributed.events, None, remote_window=tenant_window)
         verdict = judge(
             pt.expectations,
             attributed.events,
@@ -574,6 +611,7 @@ class Runner:
             on_time=on_time,
             features=features,
             extra_rules=self.plan.extra_rules,
+            remote_rules=self.rules.remote,
             execution_failure=execution_failure,
             exit_note=exit_note,
         )
@@ -760,7 +798,15 @@ def evaluate_capture(
     No time budget applies (the capture's timing is history).
     """
     obs: RunObserver = observer or NullObserver()
-    shared = _Shared(replace(initial, targets=(capture,), lint=dict(rules.lint), rule_errors=dict(rules.errors)))
+    shared = _Shared(
+        replace(
+            initial,
+            targets=(capture,),
+            lint=dict(rules.lint),
+            rule_errors=dict(rules.errors),
+            lint_not_judged=rules.not_judged,
+        )
+    )
     obs.host_started(capture.name, len(tests))
     groups: list[tuple[str | None, AttributedEvents]] = []
     if markers:
@@ -781,7 +827,14 @@ def evaluate_capture(
                     first = sink.add_events(f"{target}::capture", "*", group.events)
                     cache[n] = (first, rules.evaluate(group.events, None))
                 first_line, outcomes = cache[n]
-                v = judge(pt.expectations, group.events, outcomes, first_line=first_line, extra_rules=extra_rules)
+                v = judge(
+                    pt.expectations,
+                    group.events,
+                    outcomes,
+                    first_line=first_line,
+                    extra_rules=extra_rules,
+                    remote_rules=rules.remote,
+                )
                 result = replace(
                     base,
                     status=v.status,

@@ -90,16 +90,48 @@ def telemetry_source(transport: Transport, channels: Sequence[str] = CHANNELS) -
 # ---------------------------------------------------------------------------------------- rules
 
 
-def load_rule_set(rule_paths: Mapping[str, Path], channels: Mapping[str, str] | None = None) -> RuleSet:
-    """Load and lint every rule; the lab's channel map feeds the local Sumo engine's categories."""
+def load_rule_set(
+    rule_paths: Mapping[str, Path],
+    channels: Mapping[str, str] | None = None,
+    *,
+    lint_only: Mapping[str, Path] | None = None,
+    sumo_tenant: bool = False,
+    sumo_endpoint: str | None = None,
+) -> RuleSet:
+    """Load and lint every rule; the lab's channel map feeds the local Sumo engine's categories.
+
+    ``lint_only`` rules (the published upstream queries) are linted, not judged. With
+    ``sumo_tenant`` every ``.sumo`` rule is also loaded as a ``SumoApiDetector`` under
+    ``RULE@sumo-api`` (endpoint ``sumo_endpoint`` or ``$SUMO_API_ENDPOINT``), with the lint
+    findings of ``RULE``, judged against the expectations of ``RULE``.
+    """
     from harness.detect.lint import lint_rule
     from harness.detect.loader import load_detector
     from harness.detect.sumo.messages import MessageConfig
+    from harness.plan import tenant_rules
 
     config = MessageConfig()
     if channels:
         config = dataclasses.replace(config, categories={**config.categories, **channels})
-    return load_rules(rule_paths, load=lambda p: load_detector(p, sumo_config=config), lint=lint_rule)
+    rules = load_rules(
+        rule_paths, load=lambda p: load_detector(p, sumo_config=config), lint=lint_rule, lint_only=lint_only
+    )
+    if not sumo_tenant:
+        return rules
+    from harness.detect.sumo_api import SumoApiDetector
+
+    remote = tenant_rules(rule_paths)
+    tenant = load_rules(
+        {name: rule_paths[base] for name, base in remote.items()},
+        load=lambda p: SumoApiDetector.from_file(p, endpoint=sumo_endpoint),
+    )
+    return dataclasses.replace(
+        rules,
+        detectors={**rules.detectors, **tenant.detectors},
+        errors={**rules.errors, **tenant.errors},
+        lint={**rules.lint, **{name: rules.lint.get(base, ()) for name, base in remote.items()}},
+        remote=remote,
+    )
 
 
 # --------------------------------------------------------------------------------------- targets

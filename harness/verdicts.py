@@ -21,7 +21,10 @@ Rules of judgement (issue 7):
   only noted when every expectation was met (tools such as git exit non-zero while their command
   line, which is what the detection reads, was still logged);
 * rules added with ``--rule`` are judged against the same expectations as the rules of their engine
-  (by file suffix) that the test names.
+  (by file suffix) that the test names;
+* a rule also run in a Sumo Logic tenant (``run --sumo-tenant``) is a separate entry
+  (``RULE@sumo-api``, engine ``sumo-api``) judged against the very expectations of ``RULE``; when
+  the tenant call fails, each of those verdicts fails and says why.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, WI
 MAX_EVIDENCE = 50
 #: Candidate events explained for a miss.
 MAX_NEAR_MISSES = 3
+#: Engine name of rule entries judged through a Sumo Logic tenant (``harness.detect.base.Engine``).
+REMOTE_ENGINE = "sumo-api"
 
 
 class ConditionsLike(Protocol):
@@ -122,6 +127,8 @@ class DetectionCheck:
     where: ConditionsLike | None
     known_false_positive: str | None
     extra: bool = False
+    #: The engine the verdict is reported under even when the rule could not run ("" = from the result).
+    engine: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +167,16 @@ def condition_text(where: ConditionsLike | None) -> str:
 
 
 def detection_checks(
-    expectations: TestExpectationsLike | None, extra_rules: Sequence[str] = ()
+    expectations: TestExpectationsLike | None,
+    extra_rules: Sequence[str] = (),
+    remote_rules: Mapping[str, str] | None = None,
 ) -> list[DetectionCheck]:
     """The detection expectations of a test, plus each ``--rule`` extra judged the same way.
 
     An extra rule copies the expectations of the named rules with the same file suffix (same
     engine: ``.sumo`` or ``.yml``); when none share it, it copies all of them. Duplicate copies
-    (same fires/where/known-FP) collapse into one.
+    (same fires/where/known-FP) collapse into one. ``remote_rules`` maps a tenant entry
+    (``RULE@sumo-api``) to ``RULE``: the entry copies every check of ``RULE`` (named or extra).
     """
     named = [
         DetectionCheck(d.rule, d.fires, d.where, d.known_false_positive)
@@ -186,6 +196,8 @@ def detection_checks(
                 continue
             seen.add(key)
             out.append(DetectionCheck(extra, c.fires, c.where, c.known_false_positive, extra=True))
+    for remote, base in (remote_rules or {}).items():
+        out.extend(replace(c, rule=remote, engine=REMOTE_ENGINE) for c in list(out) if c.rule == base)
     return out
 
 
@@ -285,7 +297,7 @@ def judge_detection(
     common = DetectionVerdict(
         rule=check.rule,
         rule_id=check.rule,
-        engine="",
+        engine=check.engine,
         fires=check.fires,
         condition=cond,
         known_false_positive=check.known_false_positive,
@@ -295,11 +307,12 @@ def judge_detection(
     )
     if outcome is None or outcome.result is None:
         why = outcome.error if outcome is not None and outcome.error else "rule was not evaluated"
+        how = "the tenant search failed" if check.engine == REMOTE_ENGINE else "cannot run"
         return replace(
             common,
             outcome=Outcome.MISSED,
             failure=FailureKind.RULE_INVALID,
-            reason=f"{check.rule} must {want} but cannot run: {why}",
+            reason=f"{check.rule} must {want} but {how}: {why}",
         )
     res = outcome.result
     rows = list(res.rows)
@@ -360,6 +373,7 @@ def judge(
     on_time: int | None = None,
     features: Mapping[str, bool] | None = None,
     extra_rules: Sequence[str] = (),
+    remote_rules: Mapping[str, str] | None = None,
     execution_failure: str | None = None,
     exit_note: str | None = None,
 ) -> Judgement:
@@ -371,7 +385,7 @@ def judge(
     miss is blamed on the lab). ``execution_failure`` is the reason the command itself failed, if it
     did: the test then fails with ``execution_failed`` whatever the telemetry shows. ``exit_note``
     describes a non-zero exit code, which fails the test only when an expectation failed too or
-    none is declared.
+    none is declared. ``remote_rules``: see ``detection_checks``.
     """
     cutoff = len(events) if on_time is None else on_time
     ev = tuple(
@@ -380,7 +394,7 @@ def judge(
     )
     dv = tuple(
         judge_detection(c, rule_outcomes.get(c.rule), first_line=first_line, events=events)
-        for c in detection_checks(expectations, extra_rules)
+        for c in detection_checks(expectations, extra_rules, remote_rules)
     )
     findings = tuple(Finding(rule=v.rule, message=v.reason) for v in dv if v.outcome is Outcome.KNOWN_FALSE_POSITIVE)
     failed: list[EventVerdict | DetectionVerdict] = [v for v in ev if not v.ok]

@@ -3,6 +3,12 @@
 lint: one ``FILE:LINE:COL: severity CODE: message`` line per finding; exit 1 with findings, 0
 without, 2 when a rule file cannot be read. detect: result rows as JSON lines (the rule's output
 field names) or a table; an invalid rule prints its lint-style error line and exits 2.
+
+``detect --engine sumo-api --from ISO --to ISO [--endpoint URL-or-deployment]`` runs a ``.sumo``
+rule in a real Sumo Logic tenant over that window (Search Job API; access id/key from
+``SUMO_ACCESS_ID``/``SUMO_ACCESS_KEY`` or the keyring, endpoint from ``--endpoint`` or
+``SUMO_API_ENDPOINT``) and prints the rows the same way; no FILE is needed then. Missing
+credentials or endpoint, and any failure of the tenant call, are one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -12,13 +18,14 @@ import importlib
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.detect.base import DetectionResult
+from harness.detect.base import DetectionResult, Detector, Engine, TimeWindow
 from harness.detect.lint import lint_rule
 from harness.detect.loader import load_detector
-from harness.errors import DetectionError, HarnessError, TelemetryError
+from harness.errors import ContentError, DetectionError, HarnessError, TelemetryError
 from harness.telemetry.event import Event
 
 
@@ -36,12 +43,30 @@ def register(sub: Any) -> None:
         "detect",
         help="run one detection rule over telemetry files",
         description="Evaluate a .sumo or .yml rule over event files (EVTX, XML, JSON, JSONL) and print "
-        "the result rows. Exit 0 (whether or not the rule fired), 2 for an invalid rule or input.",
+        "the result rows; with --engine sumo-api, run a .sumo rule in a Sumo Logic tenant over "
+        "--from/--to instead (credentials SUMO_ACCESS_ID/SUMO_ACCESS_KEY or the keyring). "
+        "Exit 0 (whether or not the rule fired), 2 for an invalid rule or input, or a failed tenant call.",
     )
     p.add_argument("--rule", required=True, type=Path, help="the rule file (.sumo or .yml)")
     p.add_argument("--format", choices=("jsonl", "table"), default="jsonl", help="output format")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="telemetry files")
+    p.add_argument(
+        "--engine",
+        choices=(ENGINE_LOCAL, str(Engine.SUMO_API)),
+        default=ENGINE_LOCAL,
+        help="local: evaluate over FILEs here (default); sumo-api: search the Sumo Logic tenant",
+    )
+    p.add_argument("--from", dest="start", metavar="ISO", help="window start, ISO 8601 (UTC unless an offset is given)")
+    p.add_argument("--to", dest="end", metavar="ISO", help="window end (exclusive), ISO 8601")
+    p.add_argument(
+        "--endpoint",
+        metavar="URL-OR-DEPLOYMENT",
+        help="Sumo Logic API endpoint, e.g. us2 or https://api.us2.sumologic.com (default $SUMO_API_ENDPOINT)",
+    )
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="telemetry files (local engine)")
     p.set_defaults(handler=run_detect)
+
+
+ENGINE_LOCAL = "local"
 
 
 def run_lint(args: argparse.Namespace) -> int:
@@ -108,13 +133,60 @@ def _print_table(result: DetectionResult) -> None:
     print(f"{result.rule_id}: {len(result.rows)} row(s) from {result.events_in} events", file=sys.stderr)
 
 
-def run_detect(args: argparse.Namespace) -> int:
+def _instant(text: str | None, flag: str) -> datetime | None:
+    """An ISO 8601 time; naive means UTC. ContentError (exit 2) naming the flag when malformed."""
+    if text is None:
+        return None
     try:
-        detector = load_detector(args.rule)
-    except DetectionError as exc:
-        print(exc, file=sys.stderr)  # the lint-style line: FILE:LINE:COL: message
-        return 2
-    result = detector.evaluate(_events(args.files))
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ContentError(f"{flag} {text!r} is not an ISO 8601 time",
+                           hint="e.g. 2026-11-30T12:00:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _window(args: argparse.Namespace) -> TimeWindow | None:
+    start, end = _instant(args.start, "--from"), _instant(args.end, "--to")
+    if start is not None and end is not None and end <= start:
+        raise ContentError(f"--to {args.end} is not after --from {args.start}")
+    return None if start is None and end is None else TimeWindow(start, end)
+
+
+def _tenant_detector(args: argparse.Namespace, window: TimeWindow | None) -> Detector:
+    """The rule as a SumoApiDetector, with endpoint, window and credentials checked up front."""
+    from harness.detect.sumo_api import ACCESS_ID_VAR, ACCESS_KEY_VAR, SumoApiDetector, SumoCredentials
+
+    if args.rule.suffix.lower() != ".sumo":
+        raise ContentError(f"{args.rule}: --engine sumo-api runs Sumo Logic (.sumo) rules only")
+    if not args.files and (window is None or window.start is None or window.end is None):
+        raise ContentError("--engine sumo-api needs --from and --to (the window searched in the tenant)")
+    detector = SumoApiDetector.from_file(args.rule, endpoint=args.endpoint)
+    try:
+        SumoCredentials.from_environment()  # fail before any request, naming what to set
+    except HarnessError as exc:
+        raise DetectionError(
+            f"no Sumo Logic credentials: {exc.message}",
+            hint=f"export {ACCESS_ID_VAR} and {ACCESS_KEY_VAR}, or store them with `keyring set atomiclab NAME`",
+        ) from None
+    return detector
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    window = _window(args)
+    if args.engine == ENGINE_LOCAL:
+        if not args.files:
+            raise ContentError("detect needs telemetry FILEs with the local engine",
+                               hint="or use --engine sumo-api --from ISO --to ISO")
+        if args.endpoint:
+            raise ContentError("--endpoint applies to --engine sumo-api only")
+        try:
+            detector = load_detector(args.rule)
+        except DetectionError as exc:
+            print(exc, file=sys.stderr)  # the lint-style line: FILE:LINE:COL: message
+            return 2
+    else:
+        detector = _tenant_detector(args, window)
+    result = detector.evaluate(_events(args.files), window)
     if args.format == "table":
         _print_table(result)
     else:

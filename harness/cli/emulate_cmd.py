@@ -12,14 +12,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
+
+import yaml
 
 from harness.errors import EmulationError
 
@@ -92,13 +96,14 @@ def _build_host(args: argparse.Namespace) -> Any:
     missing = sorted(k for k in overrides if k not in fields)
     if missing:
         raise EmulationError(f"the host model does not support the settings {', '.join(missing)}")
-    if args.delivery_delay < 0:
-        raise EmulationError("--delivery-delay cannot be negative")
+    if not math.isfinite(args.delivery_delay) or args.delivery_delay < 0:
+        raise EmulationError(f"--delivery-delay {args.delivery_delay}: must be a finite number of seconds >= 0")
     return EmulatedHost(dataclasses.replace(defaults, **overrides))
 
 
 def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # O_EXCL: never through a file or symlink someone else put there (its mode would stay as it was).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
 
@@ -106,23 +111,44 @@ def _write_secret(path: Path, text: str) -> None:
 def _lab_yaml(server: Any) -> str:
     from harness.emulated.wsman import PASSWORD_ENV
 
-    lines = [
-        "# EMULATED host written by `atomiclab emulate`; valid while that command runs.",
-        "name: atomiclab-emulated",
-        "targets:",
-        "  - name: emulated",
-        "    transport: winrm",
-        "    address: 127.0.0.1",
-        f"    port: {server.port}",
-        f"    scheme: {'https' if server.tls else 'http'}",
-        "    auth: ntlm",
-        f"    username: {server.username}",
-        f"    password_env: {PASSWORD_ENV}",
-    ]
+    target: dict[str, Any] = {
+        "name": "emulated",
+        "transport": "winrm",
+        "address": "127.0.0.1",
+        "port": server.port,
+        "scheme": "https" if server.tls else "http",
+        "auth": "ntlm",
+        "username": server.username,
+        "password_env": PASSWORD_ENV,
+    }
     if server.ca_cert_path is not None:
-        lines.append(f"    ca_cert: '{server.ca_cert_path}'")
-    lines.append("    emulated: true")
-    return "\n".join(lines) + "\n"
+        target["ca_cert"] = str(server.ca_cert_path)
+    target["emulated"] = True
+    header = "# EMULATED host written by `atomiclab emulate`; valid while that command runs.\n"
+    return header + yaml.safe_dump({"name": "atomiclab-emulated", "targets": [target]}, sort_keys=False)
+
+
+def _prepare_state_dir(state_dir: Path) -> tuple[Path, Path]:
+    """(lab file, password file) in ``state_dir``, created if needed. EmulationError when the folder
+    cannot be used or already holds either file: they are removed on exit, so a user's own lab.yaml
+    there would be lost."""
+    lab_file = state_dir / "lab.yaml"
+    password_file = state_dir / "password"
+    if state_dir.exists() and not state_dir.is_dir():
+        raise EmulationError(f"--state-dir {state_dir}: not a folder",
+                             hint="choose a folder (it is created if missing)")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmulationError(f"--state-dir {state_dir}: cannot create it: {exc.strerror or exc}",
+                             hint="choose a writable folder") from exc
+    for f in (lab_file, password_file):
+        if f.exists() or f.is_symlink():
+            raise EmulationError(f"--state-dir {state_dir}: already holds {f.name}",
+                                 hint="choose an empty folder; emulate writes and then deletes these files")
+    if not os.access(state_dir, os.W_OK | os.X_OK):
+        raise EmulationError(f"--state-dir {state_dir}: not writable", hint="choose a writable folder")
+    return lab_file, password_file
 
 
 def serve(
@@ -140,13 +166,15 @@ def serve(
     """
     from harness.emulated.wsman import EMULATED_HEADER, PASSWORD_ENV, EmulatedHostServer
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    lab_file = state_dir / "lab.yaml"
-    password_file = state_dir / "password"
+    lab_file, password_file = _prepare_state_dir(state_dir)
     with EmulatedHostServer(host, config=config) as server:
         try:
-            _write_secret(password_file, server.password)
-            lab_file.write_text(_lab_yaml(server), encoding="utf-8")
+            try:
+                _write_secret(password_file, server.password)
+                lab_file.write_text(_lab_yaml(server), encoding="utf-8")
+            except OSError as exc:
+                raise EmulationError(f"--state-dir {state_dir}: cannot write {exc.filename or 'a file'}: "
+                                     f"{exc.strerror or exc}", hint="choose a writable folder") from exc
             print("atomiclab EMULATED Windows host (not a real Windows machine)", file=out)
             print(f"  url:        {server.url}", file=out)
             if server.ca_cert_path is not None:
@@ -173,15 +201,25 @@ def _handle(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise EmulationError(f"--port {args.port}: must be between 0 and 65535")
+    if args.http and args.allow_basic:
+        raise EmulationError("--allow-basic needs HTTPS: Basic over plain HTTP sends the password in clear",
+                             hint="drop --http or --allow-basic")
     host = _build_host(args)
     config = ServerConfig(port=args.port, use_tls=not args.http, allow_basic=args.allow_basic, username=args.username)
     owned_dir = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="atomiclab-emulate-")) if owned_dir else args.state_dir
+    stop = threading.Event()
+    # SIGTERM (kill, timeout, a service manager) stops the server like Ctrl-C, so the password file
+    # and the state folder are removed instead of left behind.
+    in_main = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+    previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: stop.set()) if in_main else None
     try:
-        return serve(host, config=config, state_dir=state_dir, out=sys.stdout, stop=threading.Event())
+        return serve(host, config=config, state_dir=state_dir, out=sys.stdout, stop=stop)
     except KeyboardInterrupt:
         print("atomiclab EMULATED host stopped.", file=sys.stdout)
         return 0
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         if owned_dir:
             shutil.rmtree(state_dir, ignore_errors=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ContentError
-from harness.lab.labfile import LabHost, write_lab_file
-from harness.lab.vagrant import BASELINE, Provider, Vagrant
+from harness.lab.labfile import LabHost, check_lab_file_path, write_lab_file
+from harness.lab.vagrant import BASELINE, Provider, Vagrant, check_snapshot_name
 
 #: Vagrant machine -> environment variable with its private address, and the Vagrantfile's default.
 _ADDRESSES = {
@@ -58,6 +58,7 @@ def _running(v: Vagrant) -> list[str]:
 
 
 def _up(args: argparse.Namespace) -> int:
+    check_lab_file_path(args.lab_file)
     v = _vagrant()
     v.up(provider=Provider(args.provider) if args.provider else None)
     hosts = []
@@ -79,6 +80,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
+    check_snapshot_name(args.name)
     v = _vagrant()
     for name in _running(v):
         v.snapshot_save(name, args.name)
@@ -87,6 +89,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 
 def _revert(args: argparse.Namespace) -> int:
+    check_snapshot_name(args.name)
     v = _vagrant()
     for name in _running(v):
         v.snapshot_restore(name, args.name)

@@ -3,7 +3,11 @@
 ``run`` without ``--lab`` starts the EMULATED Windows host on 127.0.0.1 for the run (results are
 labelled emulated); ``--emulate-setting KEY=VALUE`` (repeatable) changes its lab state, e.g.
 ``sysmon_network=false`` (no Sysmon EID 3), ``tools=nbtscan,git`` (nmap not installed),
-``delivery_delay_s=2`` (late events), ``script_block_logging=false``. Exit codes: 0 every test
+``delivery_delay_s=2`` (late events), ``script_block_logging=false``. ``--sumo-tenant`` also judges
+every Sumo Logic rule in a real tenant (Search Job API) over each test's time window, as a separate
+entry ``RULE@sumo-api`` (needs --lab: the emulated host's events never reach a tenant). Every run lints
+the published upstream rules (detections/sumo/upstream/) and reports their findings, not judged
+unless --rule adds them. Exit codes: 0 every test
 passed (or was skipped), 1 a test failed or errored / verify found a difference, 2 usage or
 configuration error, 130 interrupted (reports for what finished are written).
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -25,7 +30,7 @@ from rich.table import Table
 
 from harness import __version__
 from harness.errors import ContentError, HarnessError
-from harness.plan import PlannedTest, RunPlan, content_files, git_commit, rules_of, select_tests
+from harness.plan import PlannedTest, RunPlan, content_files, git_commit, published_rules, rules_of, select_tests
 from harness.reporting.base import ReportDirectory, Reporter
 from harness.reporting.history import History
 from harness.results import RunMode, RunResult, TargetInfo
@@ -67,6 +72,18 @@ def register(subparsers: Any) -> None:
         "--revert-each",
         action="store_true",
         help="restore each lab machine's baseline snapshot before every test, re-sync its clock (needs --lab)",
+    )
+    run.add_argument(
+        "--sumo-tenant",
+        action="store_true",
+        help="also judge each .sumo rule in the Sumo Logic tenant over each test's window, as RULE@sumo-api "
+        "(needs --lab with real targets; SUMO_ACCESS_ID/SUMO_ACCESS_KEY or the keyring)",
+    )
+    run.add_argument(
+        "--sumo-endpoint",
+        metavar="URL-OR-DEPLOYMENT",
+        default=None,
+        help="Sumo Logic API endpoint for --sumo-tenant, e.g. us2 or a URL (default $SUMO_API_ENDPOINT)",
     )
     run.set_defaults(handler=_run)
 
@@ -199,6 +216,10 @@ def _finish(console: Console, run: RunResult, out: Path, history: History) -> No
 
     history.record(run, out)
     console.print(summary_table(run))
+    for rule in run.lint_not_judged:
+        n = len(run.lint.get(rule, ()))
+        where = ", listed in report.html" if n else ""
+        console.print(f"published rule {rule} (not judged): {n} lint finding(s){where}")
     console.print(f"reports: {out}")
 
 
@@ -227,8 +248,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ContentError("--emulate-setting applies to the emulated host only; drop it or drop --lab")
     if lab is None and args.revert_each:
         raise ContentError("--revert-each restores Vagrant lab snapshots: it needs --lab lab.yaml")
+    if args.sumo_tenant or args.sumo_endpoint:
+        _check_tenant(args, emulated_host=lab is None)
     planned, atomics, expectations = _planned(root, args.atomics, args.tests)
     rule_paths, extras = rules_of(planned, root, args.rule)
+    published = published_rules(root)
     factory: TargetFactory
     if lab is None:
         emulated = EmulatedTargetFactory(parse_emulate_settings(args.emulate_setting))
@@ -247,7 +271,13 @@ def _run(args: argparse.Namespace) -> int:
         arguments=lab.input_arguments if lab else {},
         channels=lab.channels if lab else {},
     )
-    rules = load_rule_set(rule_paths, plan.channels)
+    rules = load_rule_set(
+        rule_paths,
+        plan.channels,
+        lint_only=published,
+        sumo_tenant=args.sumo_tenant,
+        sumo_endpoint=args.sumo_endpoint,
+    )
     run_id = new_run_id()
     out = args.out or root / "reports" / run_id
     history = History(args.history or root / "reports" / HISTORY_FILE)
@@ -258,7 +288,7 @@ def _run(args: argparse.Namespace) -> int:
         root,
         atomics=atomics,
         expectations=expectations,
-        rules=list(rule_paths.values()),
+        rules=[*rule_paths.values(), *published.values()],
         lab=args.lab,
     )
     console = _console()
@@ -298,6 +328,34 @@ def _run(args: argparse.Namespace) -> int:
     return run.exit_code
 
 
+def _check_tenant(args: argparse.Namespace, *, emulated_host: bool) -> None:
+    """``--sumo-tenant`` needs a lab, an endpoint and credentials: one-line usage errors.
+
+    The emulated host the run starts itself (no ``--lab``) ships its events nowhere, so a tenant
+    could never see them. Lab targets are taken as the lab declares them: whatever ships their
+    logs to the tenant is the lab's business (a lab.yaml may also point at an emulated host whose
+    events a test tenant serves)."""
+    from harness.detect.sumo_api import ACCESS_ID_VAR, ACCESS_KEY_VAR, ENDPOINT_VAR, SumoCredentials, resolve_endpoint
+    from harness.errors import CredentialError
+
+    if not args.sumo_tenant:
+        raise ContentError("--sumo-endpoint applies to --sumo-tenant only")
+    if emulated_host:
+        raise ContentError(
+            "--sumo-tenant cannot judge the EMULATED host: emulated events never reach a Sumo Logic tenant",
+            hint="use --lab with targets that ship their logs to the tenant",
+        )
+    endpoint = args.sumo_endpoint if args.sumo_endpoint is not None else os.environ.get(ENDPOINT_VAR, "")
+    resolve_endpoint(endpoint)  # DetectionError naming --sumo-endpoint/$SUMO_API_ENDPOINT when missing
+    try:
+        SumoCredentials.from_environment()
+    except CredentialError as exc:
+        raise ContentError(
+            f"--sumo-tenant: no Sumo Logic credentials: {exc.message}",
+            hint=f"export {ACCESS_ID_VAR} and {ACCESS_KEY_VAR}, or store them with `keyring set atomiclab NAME`",
+        ) from None
+
+
 def _snapshot_reset(lab_file: Path) -> Any:
     """Vagrant runs where the Vagrantfile is: the lab file's folder, else the content root."""
     from harness.lab.revert import SnapshotReset
@@ -321,7 +379,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     for f in args.telemetry:
         events.extend(read_events(f))
     events.sort(key=lambda e: (e.time, e.record_id or 0))
-    rules = load_rule_set(rule_paths)
+    published = published_rules(root)
+    rules = load_rule_set(rule_paths, lint_only=published)
     run_id = new_run_id()
     out = args.out or root / "reports" / run_id
     history = History(args.history or root / "reports" / HISTORY_FILE)
@@ -332,7 +391,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         root,
         atomics=atomics,
         expectations=expectations,
-        rules=list(rule_paths.values()),
+        rules=[*rule_paths.values(), *published.values()],
         lab=None,
     )
     from harness.plan import sha256_file

@@ -61,6 +61,8 @@ TABLE = "logs"
 ROW_COLUMN = "atomiclab_row"
 TEXT_COLUMN = "atomiclab_text"
 _INTEGER_COLUMNS = frozenset({EVENT_ID.lower(), "eventrecordid"})
+#: Upper bound on a Sigma rule file (SigmaHQ rules are a few KiB; a collection file stays far below).
+MAX_RULE_BYTES = 4 * 1024 * 1024
 
 
 class _AtomiclabSqliteBackend(sqliteBackend):  # type: ignore[misc]  # pySigma is untyped here
@@ -327,7 +329,15 @@ class SigmaDetector:
         """Load and compile a Sigma rule file (``.yml``/``.yaml``)."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            if path.exists() and not path.is_file() and not path.is_dir():
+                # a FIFO or device would block the read forever
+                raise DetectionError(f"{path}: not a regular file", hint="point --rule at a Sigma .yml file")
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_RULE_BYTES + 1)
+            if len(raw) > MAX_RULE_BYTES:
+                raise DetectionError(f"{path}: larger than {MAX_RULE_BYTES // (1024 * 1024)} MiB, not a Sigma rule",
+                                     hint="check the path")
+            text = raw.decode("utf-8")
         except OSError as exc:
             raise DetectionError(
                 f"{path}: cannot read Sigma rule: {exc.strerror or exc}", hint="check the path"

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from harness.errors import LabError
+
 PASSWORD_ENV = "ATOMICLAB_HARNESS_PASSWORD"  # noqa: S105 - a variable NAME, not a secret
 DEFAULT_USER = "atomiclab-runner"
 
@@ -73,14 +75,37 @@ def lab_document(
     return {"name": "atomiclab-vagrant", "targets": targets}
 
 
+def check_lab_file_path(path: Path) -> None:
+    """LabError unless ``path`` can receive the lab file: checked before ``vagrant up`` so a wrong
+    ``--lab-file`` fails in a second, not after provisioning."""
+    if path.is_dir():
+        raise LabError(f"{path}: is a directory", hint="give --lab-file a file name such as lab.yaml")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"{path}: cannot create its folder: {exc.strerror or exc}",
+                       hint="choose another --lab-file") from exc
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise LabError(f"{path}: {path.parent} is not writable", hint="choose another --lab-file")
+
+
 def write_lab_file(path: Path, hosts: Sequence[LabHost], *, out_dir: Path, user: str = DEFAULT_USER) -> Path:
-    """Write the lab file atomically (temp file + rename) and return its path."""
-    doc = lab_document(hosts, out_dir=out_dir, lab_file_dir=path.parent.resolve(), user=user)
+    """Write the lab file atomically (temp file + rename) and return its path; LabError if it cannot."""
+    check_lab_file_path(path)
     text = "# Written by `atomiclab lab up`. Passwords come from the environment variable named below.\n"
-    text += yaml.safe_dump(doc, sort_keys=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lab-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    tmp: str | None = None
+    try:
+        doc = lab_document(hosts, out_dir=out_dir, lab_file_dir=path.parent.resolve(), user=user)
+        text += yaml.safe_dump(doc, sort_keys=False)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".lab-", suffix=".yaml")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise LabError(f"{path}: cannot write the lab file: {exc.strerror or exc}",
+                       hint="choose another --lab-file") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -48,8 +49,25 @@ CommandRunner = Callable[[Sequence[str], Path, Mapping[str, str]], Completed]
 
 def subprocess_runner(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Completed:
     """Run ``argv`` in ``cwd`` and capture its output (vagrant prints progress to stdout)."""
-    proc = subprocess.run(list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True,
+                              errors="replace", check=False)
+    except OSError as exc:  # not executable, removed since `which`, cwd gone ...
+        raise LabError(f"cannot run {argv[0]}: {exc.strerror or exc}",
+                       hint="check the Vagrant installation") from exc
     return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+#: Snapshot names passed to vagrant: a plain word, so a name can never be read as an option.
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_snapshot_name(name: str) -> str:
+    """``name`` if it is a valid snapshot name, else LabError (what vagrant would misread)."""
+    if not _SNAPSHOT_NAME.fullmatch(name):
+        raise LabError(f"snapshot name {name[:40]!r} is not valid",
+                       hint="use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,11 +141,11 @@ class Vagrant:
         return [MachineState(n, s.get("state", "unknown"), s.get("provider-name", "")) for n, s in states.items()]
 
     def snapshot_save(self, machine: str, name: str = BASELINE) -> None:
-        self._run("snapshot", "save", "--force", machine, name)
+        self._run("snapshot", "save", "--force", machine, check_snapshot_name(name))
 
     def snapshot_restore(self, machine: str, name: str = BASELINE) -> None:
         # `snapshot restore` (not push/pop): the baseline stays for the next test.
-        self._run("snapshot", "restore", "--no-provision", machine, name)
+        self._run("snapshot", "restore", "--no-provision", machine, check_snapshot_name(name))
 
     def halt(self, machines: Sequence[str] = ()) -> None:
         self._run("halt", *machines)

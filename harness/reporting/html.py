@@ -2,10 +2,11 @@
 
 Who ran what where and when, content hashes, a coverage matrix (test x executed / telemetry /
 detection), per-test evidence (commands, exit codes, key fields of matched events with the raw event
-on demand, detection rows), findings on benign tests, lint findings of every rule judged, a trend
-chart from the history (inline SVG) and a plain banner when the target was emulated. No scripts, no
-external resources: the page opens from an archive years later. Jinja2 autoescaping is on, so event
-text (attacker-controlled command lines) can never become markup.
+on demand, detection rows), findings on benign tests, lint findings of every rule judged (and of the
+published upstream rules, marked "published, not judged"), a trend chart from the history (inline
+SVG) and a plain banner when the target was emulated. No scripts, no external resources: the page
+opens from an archive years later. Jinja2 autoescaping is on, so event text (attacker-controlled
+command lines) can never become markup.
 """
 
 from __future__ import annotations
@@ -168,7 +169,10 @@ class HtmlReporter:
             {"t": t, "anchor": f"t-{i}", "cells": _cells(t)}
             for i, t in enumerate(sorted(run.tests, key=lambda t: (t.benign, t.technique, t.target, t.name)))
         ]
-        rules = sorted({v.rule for t in run.tests for v in t.detection_verdicts} | set(run.lint) | set(run.rule_errors))
+        rules = sorted(
+            {v.rule for t in run.tests for v in t.detection_verdicts} | set(run.lint) | set(run.rule_errors),
+            key=lambda r: (r in run.lint_not_judged, r),  # the published, not judged ones last
+        )
         return self.template.render(
             run=run,
             iso=_iso,

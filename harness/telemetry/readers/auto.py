@@ -50,6 +50,15 @@ def read_events(path: Path, *, keep_raw: bool = True, stats: ReadStats | None = 
     except OSError as exc:
         raise TelemetryError(f"cannot open: {exc.strerror or exc}", source=origin) from exc
     stats.files += 1
+    try:
+        head = handle.peek(8)[:8]
+    except OSError:
+        head = b""
+    if head.startswith(EVTX_MAGIC):
+        # The parser opens the path itself; handing out its generator directly (rather than
+        # through the dispatch generators) saves two generator hops per event.
+        handle.close()
+        return read_evtx(path, origin=origin, keep_raw=keep_raw, stats=stats)
     return _read_opened(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path)
 
 

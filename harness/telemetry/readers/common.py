@@ -156,7 +156,7 @@ _EVENT_FIELDS = (
 )  # fmt: skip
 
 
-def _event_constructor() -> Callable[..., Event]:
+def _event_constructor() -> tuple[Callable[..., Event], Any]:
     """A positional Event constructor for the readers' hot paths.
 
     The frozen dataclass ``__init__`` sets each of the 13 slots through ``object.__setattr__``
@@ -178,7 +178,7 @@ def _event_constructor() -> Callable[..., Event]:
         or tuple(getattr(Event, "__slots__", ())) != names
         or not all(type(d).__name__ == "member_descriptor" for d in descriptors)
     ):
-        return regular
+        return regular, None
     twin: Any = type("_EventTwin", (), {"__slots__": names, "__module__": __name__})
     new = object.__new__
 
@@ -208,12 +208,14 @@ def _event_constructor() -> Callable[..., Event]:
         probe = ("c", "p", 1, datetime(2000, 1, 1, tzinfo=UTC), "h", {"k": "v"}, 2, 3, "s", 4, 5, "r", "o")
         made, reference = fast(*probe), regular(*probe)
         if type(made) is not Event or made != reference or made.raw != "r" or made.origin != "o":
-            return regular
+            return regular, None
     except TypeError:  # pragma: no cover - layouts not assignable on this interpreter
-        return regular
-    return fast
+        return regular, None
+    return fast, twin
 
 
 #: ``make_event(channel, provider, event_id, time, computer, fields, version, record_id, user_sid,
 #: pid, tid, raw, origin)`` -> Event, equal to ``Event(...)`` with the same values.
-make_event = _event_constructor()
+make_event, EVENT_TWIN = _event_constructor()
+#: ``EVENT_TWIN`` (None when make_event is the regular constructor): a class with Event's slots; an
+#: instance whose 13 slots are all set becomes that Event by ``obj.__class__ = Event``.

@@ -1,38 +1,42 @@
 """EVTX files -> Event, streaming, through the ``evtx`` package (pyevtx-rs).
 
-Route: ``records_json()`` in the parser's default layout, decoded by orjson (or ``json``) and
-mapped by a direct mapper (the XML route would cost a second, slower parse per record). Damaged input never crashes
-the read: the record iterator raises ``RuntimeError`` per unreadable chunk or record and then
-continues with the next one, so each failure is counted in ReadStats (``damaged_chunks`` for a
-chunk, ``skipped_records`` for a record) and reading goes on.
+Route: ``records_json()`` in the parser's default layout (the XML route would cost a second,
+slower parse per record). Decoding a record's whole JSON costs more than the parser itself, so the
+common evtx-rs shape is read in two steps: the System values are taken straight from the text by
+one anchored pattern (strings without escapes, plain integers: exactly the values a JSON decoder
+would give), and EventData becomes a ``LazyFields`` mapping that decodes it with orjson on first
+use. Any record the pattern does not match (escaped System strings, UserData, string-typed numbers,
+other attribute layouts) is decoded whole and mapped as before. Damaged input never crashes the
+read: the record iterator raises ``RuntimeError`` per unreadable chunk or record and then continues
+with the next one, so each failure is counted in ReadStats (``damaged_chunks`` for a chunk,
+``skipped_records`` for a record) and reading goes on.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, ItemsView, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import evtx
+import orjson
 
 from harness.errors import TelemetryError
 from harness.telemetry.event import Event
-from harness.telemetry.readers.common import ReadStats, canonical_channel, make_event, parse_time, scalar_text
-from harness.telemetry.readers.jsonshapes import from_evtx_json
+from harness.telemetry.readers.common import (
+    EVENT_TWIN,
+    ReadStats,
+    canonical_channel,
+    make_event,
+    parse_time,
+    scalar_text,
+)
+from harness.telemetry.readers.jsonshapes import _event_data, from_evtx_json
 
-
-def _json_loader() -> Callable[[str], Any]:
-    """orjson when installed (decodes ~2.5x faster; optional), else the stdlib decoder: both give
-    the same Python values for the JSON evtx-rs writes."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - depends on the environment
-        return json.loads
-    return orjson.loads
-
-
-json_loads = _json_loader()
+#: The JSON decoder for evtx-rs records (orjson: ~2.5x the stdlib's speed, same values).
+json_loads: Callable[[str | bytes], Any] = orjson.loads
 
 EVTX_MAGIC = b"ElfFile\x00"
 _CHUNK_SIZE = 65536
@@ -81,6 +85,192 @@ def _fast_from_rs_json(record: Mapping[str, Any], origin: str, raw: str | None) 
     )
 
 
+# -- the common evtx-rs shape, read without decoding the record -----------------------------------
+
+_S = r'"([^"\\\x00-\x1f]+)"'  # a JSON string with no escapes: its text is its value
+_N = r"(0|[1-9][0-9]*)"  # a JSON non-negative integer
+#: Every evtx-rs record starts so; the rest of System is matched from its end.
+_RS_PREFIX = (
+    '{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},'
+    '"System":{"Provider":{"#attributes":{"Name":'
+)
+_RS_SYSTEM = re.compile(
+    _S + r'(?:,"Guid":"[^"\\]*")?(?:,"EventSourceName":"[^"\\]*")?\}\},'
+    r'"EventID":(?:' + _N + r'|\{"#attributes":\{"Qualifiers":[0-9]+\},"#text":' + _N + r"\}),"
+    r'"Version":' + _N + r',"Level":[0-9]+,"Task":[0-9]+,"Opcode":[0-9]+,"Keywords":"[^"\\]*",'
+    r'"TimeCreated":\{"#attributes":\{"SystemTime":' + _S + r"\}\},"
+    r'"EventRecordID":' + _N + r","
+    r'"Correlation":(?:null|\{"#attributes":\{"ActivityID":"[^"\\]*"(?:,"RelatedActivityID":"[^"\\]*")?\}\}),'
+    r'"Execution":\{"#attributes":\{"ProcessID":' + _N + r',"ThreadID":' + _N + r"\}\},"
+    r'"Channel":' + _S + r',"Computer":' + _S + r","
+    r'"Security":(?:null|\{"#attributes":\{"UserID":' + _S + r'\}\})\},"EventData":'
+)
+_RS_START = len(_RS_PREFIX)
+
+
+def _rs_match(text: str) -> re.Match[str] | None:
+    """The System values of a record in the common evtx-rs shape, or None."""
+    return _RS_SYSTEM.match(text, _RS_START) if text.startswith(_RS_PREFIX) else None
+
+
+_RS_EVENTDATA = '},"EventData":'
+_RS_QUALIFIED = '"EventID":{"#attributes":{"Qualifiers":'
+
+
+def _rs_fields(text: str) -> dict[str, str]:
+    """EventData of a record ``_rs_match`` matched, mapped exactly as the whole-record path
+    (``_fast_from_rs_json``) maps it.
+
+    System's end is the first ``},"EventData":`` (``,"`` cannot occur inside a JSON string, and the
+    matched System holds no such key); EventData is then Event's last member, unless the slice up to
+    the closing ``}}`` fails to decode (another member follows), when the record is decoded whole.
+    """
+    end = text.find(_RS_EVENTDATA, _RS_START)
+    data: Any = None
+    sliced = False
+    if end > 0 and text.endswith("}}"):
+        try:
+            data = json_loads(text[end + len(_RS_EVENTDATA) : -2])
+            sliced = True
+        except orjson.JSONDecodeError:
+            pass
+    if not sliced:
+        return dict(_fast_from_rs_json(json_loads(text), "", None).fields)
+    fields: dict[str, str]
+    qualified = text.find(_RS_QUALIFIED, _RS_START, end) > 0
+    if not qualified and data.__class__ is dict and "Data" not in data and "#attributes" not in data:
+        fields = {k: v if v.__class__ is str else scalar_text(v) for k, v in data.items()}
+        if "Binary" in fields and not fields["Binary"]:
+            del fields["Binary"]
+    else:  # EventID with Qualifiers went through the general mapper (from_evtx_json)
+        fields = {}
+        _event_data(data, fields)
+    return fields
+
+
+class _FieldsBase:
+    """Shared by LazyFields before and after it has decoded its EventData (see LazyFields)."""
+
+    __slots__ = ("_d", "_src", "get", "items")
+    _src: str | None
+    _d: dict[str, str]
+    get: Callable[..., Any]
+    items: Callable[[], ItemsView[str, str]]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getitem__(self, key: str) -> str:
+        return self._d[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __reversed__(self) -> Iterator[str]:
+        return reversed(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def keys(self) -> Any:
+        return self._d.keys()
+
+    def values(self) -> Any:
+        return self._d.values()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _FieldsBase):
+            return self._d == other._d
+        if isinstance(other, dict):
+            return self._d == other
+        if isinstance(other, Mapping):
+            return self._d == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._d)
+
+    def __reduce__(self) -> tuple[type[dict[str, str]], tuple[dict[str, str]]]:
+        return dict, (dict(self._d),)  # pickles and copies as a plain dict
+
+
+class _LoadedFields(_FieldsBase):
+    __slots__ = ()
+
+
+class LazyFields(_FieldsBase):
+    """``Event.fields`` of an EVTX record: a read-only ``Mapping[str, str]`` (equal to the dict the
+    whole-record path builds, same order) that decodes the record's EventData on first use.
+
+    Until then it holds the record's JSON text. ``get`` and ``items`` are the decoded dict's own
+    methods once loaded; it pickles/copies as a plain dict. It is not a ``dict``: code that needs
+    one (``orjson.dumps``, ``isinstance(x, dict)``) should use ``dict(event.fields)``.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached while the slots are unset, i.e. before the first use.
+        if name in ("_d", "get", "items"):
+            self._load()
+            return getattr(self, name)
+        raise AttributeError(name)
+
+    def _load(self) -> None:
+        src = self._src
+        assert src is not None
+        d = _rs_fields(src)
+        self._d = d
+        self.get = d.get
+        self.items = d.items
+        self._src = None
+        self.__class__ = _LoadedFields  # type: ignore[assignment]
+
+
+Mapping.register(_FieldsBase)
+_CHANNELS: dict[str, str] = {}
+_fromisoformat = datetime.fromisoformat
+
+
+def _canonical(channel: str) -> str:
+    """canonical_channel, remembered (a log has a handful of channel names)."""
+    canonical = canonical_channel(channel)
+    if len(_CHANNELS) < 4096:
+        _CHANNELS[channel] = canonical
+    return canonical
+
+
+def _lazy_event(m: re.Match[str], text: str, origin: str, raw: str | None) -> Event:
+    """The Event of a record ``_RS_SYSTEM`` matched, equal to the whole-record path's."""
+    provider, eid, eid_q, version, system_time, record_id, pid, tid, channel, computer, user_sid = m.groups()
+    try:
+        t = _fromisoformat(system_time)
+    except ValueError:
+        t = parse_time(system_time)
+    if t.tzinfo is not UTC:
+        t = parse_time(system_time)
+    canonical = _CHANNELS.get(channel) or _canonical(channel)
+    fields = object.__new__(LazyFields)
+    fields._src = text
+    return make_event(
+        canonical,
+        provider,
+        int(eid if eid_q is None else eid_q),
+        t,
+        computer,
+        cast(Mapping[str, str], fields),
+        int(version),
+        int(record_id),
+        user_sid,
+        int(pid),
+        int(tid),
+        raw,
+        origin,
+    )
+
+
 def read_evtx(
     source: Path | IO[bytes],
     *,
@@ -109,12 +299,68 @@ def read_evtx(
     max_errors = (size_hint or 0) // _CHUNK_SIZE * 2 + 64
     errors = 0
     loads = json_loads
+    match = _RS_SYSTEM.match
+    prefix, start = _RS_PREFIX, _RS_START
+    twin = EVENT_TWIN
+    new = object.__new__
+    channels = _CHANNELS
+    fromisoformat = _fromisoformat
+    in_parser = True
     while True:
         try:
-            record = next(records)
-        except StopIteration:
+            # A for loop is cheaper per record than next(); after an error the same iterator
+            # resumes with the next chunk or record. ``in_parser`` tells the parser's errors from
+            # anything raised into this generator while it is suspended at ``yield``.
+            for record in records:
+                in_parser = False
+                if record is not None:
+                    text = record["data"]
+                    try:
+                        m = match(text, start) if text.startswith(prefix) else None
+                        if m is None:
+                            event = _fast_from_rs_json(loads(text), origin, text if keep_raw else None)
+                        elif twin is None:  # pragma: no cover - Event changed shape
+                            event = _lazy_event(m, text, origin, text if keep_raw else None)
+                        else:  # _lazy_event, inlined: this loop is the EVTX hot path
+                            (provider, eid, eid_q, version, system_time, record_id, pid, tid, channel, computer,
+                             user_sid) = m.groups()  # fmt: skip
+                            try:
+                                t = fromisoformat(system_time)
+                            except ValueError:
+                                t = parse_time(system_time)  # the shapes fromisoformat does not take
+                            if t.tzinfo is not UTC:
+                                t = parse_time(system_time)
+                            canonical = channels.get(channel)
+                            if canonical is None:
+                                canonical = _canonical(channel)
+                            fields = new(LazyFields)
+                            fields._src = text
+                            event = new(twin)
+                            event.channel = canonical
+                            event.provider = provider
+                            event.event_id = int(eid if eid_q is None else eid_q)
+                            event.time = t
+                            event.computer = computer
+                            event.fields = fields
+                            event.version = int(version)
+                            event.record_id = int(record_id)
+                            event.user_sid = user_sid
+                            event.pid = int(pid)
+                            event.tid = int(tid)
+                            event.raw = text if keep_raw else None
+                            event.origin = origin
+                            event.__class__ = Event
+                    except (KeyError, ValueError, TypeError) as exc:
+                        stats.skipped_records += 1
+                        stats.problem(origin, f"record {record.get('event_record_id')}: {exc!r}")
+                    else:
+                        stats.events += 1
+                        yield event
+                in_parser = True
             return
         except RuntimeError as exc:
+            if not in_parser:
+                raise
             errors += 1
             message = str(exc)
             if "chunk" in message.lower() and "record" not in message.lower():
@@ -125,15 +371,3 @@ def read_evtx(
             if errors > max_errors:
                 stats.problem(origin, "too many errors; rest of file skipped")
                 return
-            continue
-        if record is None:
-            continue
-        text = record["data"]
-        try:
-            event = _fast_from_rs_json(loads(text), origin, text if keep_raw else None)
-        except (KeyError, ValueError, TypeError) as exc:
-            stats.skipped_records += 1
-            stats.problem(origin, f"record {record.get('event_record_id')}: {exc!r}")
-            continue
-        stats.events += 1
-        yield event
