@@ -208,7 +208,10 @@ def _operator() -> str:
 
 
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    # Logs (CI, pipes) get 120 columns instead of rich's 80 so test names stay on one line.
+    import sys
+
+    return Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def _finish(console: Console, run: RunResult, out: Path, history: History) -> None:

@@ -90,7 +90,7 @@ def summary_table(run: RunResult) -> Table:
         ev = sum(v.ok for v in t.event_verdicts)
         table.add_row(
             t.target,
-            t.technique + (" (benign)" if t.benign else ""),
+            t.technique + (" (benign)" if t.benign and t.technique != "benign" else ""),
             t.name,
             Text(t.status.value, style=STYLE[t.status]),
             t.failure.value if t.failure else "",
