@@ -84,7 +84,7 @@ def test_validate_missing_path_and_foreign_file(tmp_path: Path, capsys: pytest.C
     assert main(["validate", str(tmp_path / "nope"), str(other)]) == 2
     out, _ = capsys.readouterr()
     assert out.splitlines() == [
-        f"{tmp_path / 'nope'}: no such file or folder",
+        f"{tmp_path / 'nope'}: no such file or folder (check the path)",
         f"{other}:1: neither an atomics file (attack_technique, atomic_tests) nor an expectations file "
         "(atomics, tests)",
     ]

@@ -218,18 +218,21 @@ def duplicate_guids(files: Sequence[AtomicFile], docs: Sequence[YamlDoc] = ()) -
 
 def iter_yaml_files(paths: Sequence[Path]) -> list[Path]:
     """``paths`` expanded: files as given, folders searched recursively for *.yaml / *.yml (sorted).
-    A folder without any is a ContentError naming it."""
+    When that finds nothing and a folder was given, ContentError naming it: listing or running
+    nothing would hide a wrong path."""
     out: list[Path] = []
+    empty: list[Path] = []
     for p in paths:
         if p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.suffix.lower() in YAML_SUFFIXES and q.is_file())
             if not found:
-                # An empty folder is almost always a wrong path; listing or running nothing would hide it.
-                raise ContentError("folder holds no .yaml or .yml files", file=str(p),
-                                   hint="point at an atomics folder such as atomics/T1046")
+                empty.append(p)
             out.extend(found)
         else:
             out.append(p)
+    if not out and empty:
+        raise ContentError("folder holds no .yaml or .yml files", file=str(empty[0]),
+                           hint="point at an atomics folder such as atomics/T1046")
     return out
 
 

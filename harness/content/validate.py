@@ -105,21 +105,27 @@ def _classify(path: Path) -> ContentKind | ContentError:
                         "file (atomics, tests)", file=str(path), line=1)
 
 
-def _expand(paths: Sequence[Path]) -> tuple[list[Path], list[ContentError]]:
+def _expand(paths: Sequence[Path], *, named: bool = True) -> tuple[list[Path], list[ContentError]]:
+    """Files to check under ``paths``. ``named``: the user gave the paths, so when they hold no
+    content file at all each empty folder is a problem (a wrong path would otherwise validate as
+    clean); an empty folder beside others that hold files, or among the defaults, is fine."""
     files: list[Path] = []
     problems: list[ContentError] = []
+    empty: list[Path] = []
     for p in paths:
         if p.is_dir():
             found = [q for q in sorted(p.rglob("*")) if q.is_file()
                      and q.suffix.lower() in (RULE_SUFFIXES if _in_detections(q) else YAML_SUFFIXES)]
             if not found:
-                problems.append(ContentError("folder holds no content files (.yaml/.yml, or .sumo rules)",
-                                             file=str(p), hint="point at atomics/, expectations/ or detections/"))
+                empty.append(p)
             files.extend(found)
         elif p.exists():
             files.append(p)
         else:
             problems.append(ContentError("no such file or folder", file=str(p), hint="check the path"))
+    if named and not files:
+        problems.extend(ContentError("folder holds no content files (.yaml/.yml, or .sumo rules)", file=str(p),
+                                     hint="point at atomics/, expectations/ or detections/") for p in empty)
     return list(dict.fromkeys(files)), problems
 
 
@@ -168,6 +174,7 @@ def validate_paths(paths: Sequence[Path] | None = None, *, root: Path | None = N
     """Validate ``paths`` (files or folders; default: the content root's atomics/, expectations/,
     detections/). ``rule_loader``: True = use harness.detect.loader when present, None/False = skip
     loading rules, or a callable ``load(path)`` raising HarnessError on a bad rule."""
+    named = bool(paths)
     if not paths:
         base = root or content_root()
         paths = [shown(p) for p in default_paths(base)]
@@ -178,7 +185,7 @@ def validate_paths(paths: Sequence[Path] | None = None, *, root: Path | None = N
         load = None
     else:
         load = rule_loader
-    files, problems = _expand(paths)
+    files, problems = _expand(paths, named=named)
     checked_atomics: list[CheckedAtomics] = []
     atomics_cache: dict[Path, AtomicFile | None] = {}
     n_expectations = n_rules = n_loaded = 0

@@ -230,16 +230,7 @@ class LazyFields(_FieldsBase):
 
 
 Mapping.register(_FieldsBase)
-_CHANNELS: dict[str, str] = {}
 _fromisoformat = datetime.fromisoformat
-
-
-def _canonical(channel: str) -> str:
-    """canonical_channel, remembered (a log has a handful of channel names)."""
-    canonical = canonical_channel(channel)
-    if len(_CHANNELS) < 4096:
-        _CHANNELS[channel] = canonical
-    return canonical
 
 
 def _lazy_event(m: re.Match[str], text: str, origin: str, raw: str | None) -> Event:
@@ -251,7 +242,7 @@ def _lazy_event(m: re.Match[str], text: str, origin: str, raw: str | None) -> Ev
         t = parse_time(system_time)
     if t.tzinfo is not UTC:
         t = parse_time(system_time)
-    canonical = _CHANNELS.get(channel) or _canonical(channel)
+    canonical = canonical_channel(channel)
     fields = object.__new__(LazyFields)
     fields._src = text
     return make_event(
@@ -303,7 +294,7 @@ def read_evtx(
     prefix, start = _RS_PREFIX, _RS_START
     twin = EVENT_TWIN
     new = object.__new__
-    channels = _CHANNELS
+    channels: dict[str, str] = {}  # per file: a log holds a handful of channel names
     fromisoformat = _fromisoformat
     in_parser = True
     while True:
@@ -332,7 +323,7 @@ def read_evtx(
                                 t = parse_time(system_time)
                             canonical = channels.get(channel)
                             if canonical is None:
-                                canonical = _canonical(channel)
+                                canonical = channels[channel] = canonical_channel(channel)
                             fields = new(LazyFields)
                             fields._src = text
                             event = new(twin)
