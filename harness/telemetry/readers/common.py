@@ -6,6 +6,7 @@ Everything here is pure (no I/O) and fast, because it runs once per event on hot
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,7 +76,14 @@ def canonical_channel(name: str) -> str:
 
 
 _TIME_RE = re.compile(r"\s*(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?\s*(Z|z|[+-]\d\d:?\d\d)?\s*$")
-_TZ_CACHE: dict[str, timezone] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(zone: str) -> timezone:
+    """The fixed offset of a ``+hh:mm`` / ``-hhmm`` suffix (a log uses one or two)."""
+    sign = -1 if zone[0] == "-" else 1
+    digits = zone[1:].replace(":", "")
+    return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
 
 
 def parse_time(text: str) -> datetime:
@@ -101,13 +109,7 @@ def parse_time(text: str) -> datetime:
     micro = int((frac + "000000")[:6]) if frac else 0
     tz: timezone = UTC
     if zone and zone not in ("Z", "z"):
-        tz_cached = _TZ_CACHE.get(zone)
-        if tz_cached is None:
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            tz_cached = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-            _TZ_CACHE[zone] = tz_cached
-        tz = tz_cached
+        tz = _zone(zone)
     t = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tz)
     return t if tz is UTC else t.astimezone(UTC)
 
