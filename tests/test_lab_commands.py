@@ -19,7 +19,8 @@ FAKE_VAGRANT = """#!/bin/sh
 echo "$@" >> "$FAKE_VAGRANT_LOG"
 case "$1" in
   status) printf '1700000000,win-server,provider-name,virtualbox\\n1700000000,win-server,state,running\\n1700000000,,ui,info,done\\n' ;;
-  up) [ -n "$FAKE_VAGRANT_FAIL" ] && { echo "The provider 'virtualbox' could not be found, but was requested" >&2; exit 1; } ;;
+  up) [ -f lab/out/.harness-password ] && { stat -c %a lab/out/.harness-password; cat lab/out/.harness-password; echo; } >> "$FAKE_VAGRANT_LOG.pw"
+      [ -n "$FAKE_VAGRANT_FAIL" ] && { echo "The provider 'virtualbox' could not be found, but was requested" >&2; exit 1; } ;;
 esac
 exit 0
 """
@@ -39,7 +40,11 @@ def fake_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = tmp_path / "vagrant.log"
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin")
     monkeypatch.setenv("FAKE_VAGRANT_LOG", str(log))
-    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("ATOMICLAB_HARNESS_PASSWORD", "canary-Lab-Pw-7")
+    workdir = tmp_path / "lab-checkout"  # a checkout of our own: lab/out/ is written during `up`
+    workdir.mkdir()
+    (workdir / "Vagrantfile").write_text((ROOT / "Vagrantfile").read_text())
+    monkeypatch.chdir(workdir)
     return log
 
 
@@ -61,6 +66,10 @@ def test_up_provisions_snapshots_and_writes_lab_file(fake_vagrant: Path, tmp_pat
     assert winrm["password_env"] == "ATOMICLAB_HARNESS_PASSWORD" and "password" not in winrm
     assert winrm["ca_cert"].endswith("WIN-SERVER-winrm.pem")
     assert doc["targets"][1]["known_hosts"].endswith("WIN-SERVER-known_hosts")
+    # the provisioning saw the password as a 0600 file during `vagrant up` only, never in argv
+    assert Path(f"{fake_vagrant}.pw").read_text().split() == ["600", "canary-Lab-Pw-7"]
+    assert not (Path.cwd() / "lab" / "out" / ".harness-password").exists()
+    assert "canary-Lab-Pw-7" not in fake_vagrant.read_text() + lab_file.read_text()
     from harness.content.labconfig import load_lab_config
 
     assert [t.name for t in load_lab_config(lab_file).targets] == ["win-server", "win-server-ssh"]
@@ -82,6 +91,21 @@ def test_status_snapshot_revert_down(fake_vagrant: Path, capsys: pytest.CaptureF
         "halt",
         "destroy --force",
     ]
+
+
+def test_up_needs_the_harness_password(fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("ATOMICLAB_HARNESS_PASSWORD")
+    assert main(["lab", "up"]) == 2
+    assert "ATOMICLAB_HARNESS_PASSWORD" in capsys.readouterr().err
+    assert calls(fake_vagrant) == []
+
+
+def test_failed_up_still_removes_the_password_drop(fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_VAGRANT_FAIL", "1")
+    assert main(["lab", "up"]) == 2
+    assert Path(f"{fake_vagrant}.pw").exists()
+    assert not (Path.cwd() / "lab" / "out" / ".harness-password").exists()
 
 
 def test_vagrant_failure_is_one_line(fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch,

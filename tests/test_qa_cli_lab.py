@@ -41,7 +41,11 @@ def vagrant_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     log = tmp_path / "vagrant.log"
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin")
     monkeypatch.setenv("FAKE_VAGRANT_LOG", str(log))
-    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("ATOMICLAB_HARNESS_PASSWORD", "qa-lab-password")
+    workdir = tmp_path / "lab-checkout"  # `lab up` writes lab/out/ beside the Vagrantfile
+    workdir.mkdir()
+    (workdir / "Vagrantfile").write_text((ROOT / "Vagrantfile").read_text())
+    monkeypatch.chdir(workdir)
     return log
 
 

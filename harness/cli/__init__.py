@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from harness import __version__
 from harness.errors import HarnessError
@@ -30,7 +31,47 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (its default) and never prints a traceback."""
+    """argparse whose usage errors are exactly one line on stderr (exit 2), never usage + error.
+
+    Sub-parsers are created with this same class (``add_subparsers`` passes ``parser_class``), so
+    every sub-command reports ``PROG: error: MESSAGE (see PROG --help)``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _SubParsers)
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", _Parser)
+        return super().add_subparsers(**kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        line = " ".join(message.split())  # argparse messages may wrap; keep one line
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
+class _SubParsers(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """Sub-parser action that makes every sub-parser a ``_Parser`` whatever the caller passes."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        parser = super().add_parser(name, **kwargs)
+        if not isinstance(parser, _Parser):  # pragma: no cover - parser_class is always _Parser
+            raise TypeError(f"sub-command {name!r} must use the atomiclab parser class")
+        return parser
+
+
+def _selected_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The deepest sub-command parser ``args`` went through (for naming it in error lines)."""
+    current = parser
+    while True:
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = getattr(args, action.dest or "", None)
+                if isinstance(chosen, str) and chosen in action.choices:
+                    current = action.choices[chosen]
+                    break
+        else:
+            return current
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,11 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # name the sub-command that did not accept them, not the top-level parser
+        _selected_parser(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help(sys.stderr)
-        return 2
+        parser.error("a command is required")
     try:
         code = handler(args)
     except HarnessError as exc:

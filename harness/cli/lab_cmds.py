@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from harness.credentials import get_secret
 from harness.errors import ContentError
-from harness.lab.labfile import LabHost, check_lab_file_path, write_lab_file
+from harness.lab.labfile import PASSWORD_ENV, LabHost, check_lab_file_path, harness_password_drop, write_lab_file
 from harness.lab.vagrant import BASELINE, Provider, Vagrant, check_snapshot_name
 
 #: Vagrant machine -> environment variable with its private address, and the Vagrantfile's default.
@@ -60,7 +61,10 @@ def _running(v: Vagrant) -> list[str]:
 def _up(args: argparse.Namespace) -> int:
     check_lab_file_path(args.lab_file)
     v = _vagrant()
-    v.up(provider=Provider(args.provider) if args.provider else None)
+    # The provisioning creates the harness account with this password (CredentialError if unset).
+    password = get_secret(PASSWORD_ENV)
+    with harness_password_drop(Path.cwd() / "lab" / "out", password):
+        v.up(provider=Provider(args.provider) if args.provider else None)
     hosts = []
     for name in _running(v):
         v.snapshot_save(name, BASELINE)

@@ -458,7 +458,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"MISSING  {rel}")
     for rel in report.unlisted:
         print(f"UNLISTED {rel}")
-    if (args.dir / FILENAME).exists() and FILENAME not in report.changed:
+    if (args.dir / FILENAME).is_file() and FILENAME not in report.changed:
         try:
             load_results(args.dir)
         except HarnessError as exc:

@@ -7,9 +7,10 @@ that holds the harness account's password.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +110,27 @@ def write_lab_file(path: Path, hosts: Sequence[LabHost], *, out_dir: Path, user:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return path
+
+
+#: Name of the one-shot password file in the synced ``lab/out/`` folder (guest: C:\atomiclab-lab\out).
+PASSWORD_DROP = ".harness-password"  # noqa: S105 - a file name, not a secret
+
+
+@contextlib.contextmanager
+def harness_password_drop(out_dir: Path, password: str) -> Iterator[Path]:
+    """Hand the harness account's password to the provisioning without any command line or log.
+
+    Vagrant's shell provisioner turns ``env:`` into script text that PowerShell script block logging
+    records, so the password travels as a 0600 file in the synced folder instead; the guest's account
+    step deletes it after reading, and this removes it on the host whatever happens.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / PASSWORD_DROP
+    path.unlink(missing_ok=True)  # a stale drop from an interrupted run
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(password)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,18 +128,70 @@ class VerifyReport:
         return not (self.changed or self.missing or self.unlisted)
 
 
-def verify_manifest(out: Path) -> VerifyReport:
-    """Recompute every digest of ``out/manifest.json``. ReportError when the manifest is unusable."""
+#: A manifest larger than this is not one atomiclab wrote (it lists one short line per report file).
+MAX_MANIFEST_BYTES = 64 << 20
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _manifest_entry_error(rel: object, digest: object) -> str | None:
+    """Why one ``files`` entry is unacceptable, or None. Entries are report-relative POSIX paths."""
+    if not isinstance(rel, str) or not rel:
+        return "a file name is empty"
+    shown = rel if len(rel) <= 80 else rel[:77] + "..."
+    if "\x00" in rel or "\\" in rel or rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
+        return f"file {shown!r} is not a relative path inside the report folder"
+    parts = rel.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return f"file {shown!r} leaves the report folder or is not a plain relative path"
+    if rel == MANIFEST:
+        return "the manifest lists itself"
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        return f"file {shown!r} has no sha256 hex digest"
+    return None
+
+
+def load_manifest(out: Path) -> dict[str, str]:
+    """Read and check ``out/manifest.json``; its ``files`` map. ReportError (one line) when unusable."""
     path = out / MANIFEST
+    hint = "point verify at a report folder written by atomiclab"
+    if not out.is_dir():
+        raise ReportError(f"{out}: not a report folder" if out.exists() else f"{out}: no such folder", hint=hint)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        st = path.stat()
     except FileNotFoundError as exc:
-        raise ReportError(f"{path}: no manifest", hint="point verify at a report folder written by atomiclab") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: manifest is not readable JSON: {exc}") from exc
-    files = data.get("files") if isinstance(data, dict) else None
+        raise ReportError(f"{path}: no manifest", hint=hint) from exc
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise ReportError(f"{path}: not a regular file", hint=hint)
+    if st.st_size > MAX_MANIFEST_BYTES:
+        raise ReportError(f"{path}: manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB", hint=hint)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise ReportError(f"{path}: manifest is not readable JSON: {reason}", hint=hint) from exc
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: not an atomiclab manifest (expected a JSON object, found {type(data).__name__})",
+            hint=hint,
+        )
+    files = data.get("files")
     if data.get("algorithm") != "sha256" or not isinstance(files, dict):
-        raise ReportError(f"{path}: not an atomiclab manifest (expected algorithm sha256 and files)")
+        raise ReportError(f"{path}: not an atomiclab manifest (expected algorithm sha256 and files)", hint=hint)
+    for rel, digest in files.items():
+        why = _manifest_entry_error(rel, digest)
+        if why is not None:
+            raise ReportError(f"{path}: not an atomiclab manifest: {why}", hint=hint)
+    return {str(rel): str(digest) for rel, digest in files.items()}
+
+
+def verify_manifest(out: Path) -> VerifyReport:
+    """Recompute every digest of ``out/manifest.json``. ReportError when the manifest is unusable.
+
+    Only files found inside ``out`` are ever opened: names in the manifest are looked up among them,
+    never joined onto a path, so a hostile manifest cannot make verify read outside the folder.
+    """
+    files = load_manifest(out)
     present = _files(out)
     changed: list[str] = []
     missing: list[str] = []
@@ -146,7 +199,12 @@ def verify_manifest(out: Path) -> VerifyReport:
         p = present.get(rel)
         if p is None:
             missing.append(rel)
-        elif sha256_of(p) != digest:
+            continue
+        try:
+            actual = sha256_of(p)
+        except OSError as exc:
+            raise ReportError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+        if actual != digest:
             changed.append(rel)
     unlisted = sorted(set(present) - set(files))
     return VerifyReport(len(files), tuple(changed), tuple(missing), tuple(unlisted))

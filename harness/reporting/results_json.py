@@ -60,13 +60,19 @@ class ResultsJsonReporter:
 def load_results(path: Path) -> RunResult:
     """Read a results.json (a file or a report folder) back; ReportError when unusable."""
     file = path / FILENAME if path.is_dir() else path
+    if file.exists() and not file.is_file():  # a FIFO or device would block or never end
+        raise ReportError(f"{file}: not a regular file", hint="point at a report folder written by atomiclab")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ReportError(f"{file}: no results.json", hint="point at a report folder written by atomiclab") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{file}: not readable JSON: {exc}") from exc
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise ReportError(f"{file}: not readable JSON: {reason}") from exc
     problems = schema_problems(data)
     if problems:
         raise ReportError(f"{file}: does not match the results schema: {problems[0]}")
-    return RunResult.from_dict(data)
+    try:
+        return RunResult.from_dict(data)
+    except (KeyError, ValueError, TypeError) as exc:  # schema-valid but not what atomiclab writes
+        raise ReportError(f"{file}: not a results.json atomiclab can read: {' '.join(str(exc).split())}") from exc
