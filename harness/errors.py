@@ -105,6 +105,7 @@ class RuleSyntaxError(DetectionError):
         self.file = file
         self.line = line
         self.column = column
+        self.detail = message  # the message without its FILE:LINE:COL prefix
         where = _where(file if file is not None else "<rule>", line, column)
         super().__init__(f"{where}: {message}", hint=hint)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,16 @@ def _preflight(transport: Transport, tools: Mapping[str, str], emulated: bool) -
     return run
 
 
+#: Numeric host settings are delays in seconds or counts: none means anything beyond a day.
+MAX_EMULATE_NUMBER = 86400
+
+
 def parse_emulate_settings(pairs: Sequence[str]) -> dict[str, Any]:
     """``KEY=VALUE`` strings -> HostSettings overrides, typed by the field's default.
 
     Booleans take true/false/yes/no/on/off/1/0; ``tools`` is a comma list (``tools=nmap,git``);
-    numbers parse as float/int. Unknown keys and bad values are a ContentError naming them.
+    numbers parse as float/int, finite, from 0 to MAX_EMULATE_NUMBER. Unknown keys and bad values are a
+    ContentError naming them.
     """
     from harness.emulated.host import HostSettings
 
@@ -174,10 +180,14 @@ def parse_emulate_settings(pairs: Sequence[str]) -> dict[str, Any]:
                 out[key] = low in ("true", "yes", "on", "1")
             elif isinstance(current, frozenset):
                 out[key] = frozenset(t.strip() for t in v.split(",") if t.strip())
-            elif isinstance(current, int):
-                out[key] = int(v)
-            elif isinstance(current, float):
-                out[key] = float(v)
+            elif isinstance(current, int | float):
+                number = int(v) if isinstance(current, int) else float(v)
+                if not math.isfinite(number) or not 0 <= number <= MAX_EMULATE_NUMBER:
+                    raise ContentError(
+                        f"--emulate-setting {key}={v!r}: must be a number from 0 to {MAX_EMULATE_NUMBER}",
+                        hint=f"e.g. {key}=2",
+                    )
+                out[key] = number
             else:
                 out[key] = v
         except ValueError:

@@ -239,8 +239,10 @@ def test_errors_name_file_and_reason(tmp_path: Path) -> None:
         list(read_events(unknown))
     truncated = tmp_path / "trunc.json"
     truncated.write_text(json.dumps([EVTX_RS, EVTX_RS])[:-40])
-    with pytest.raises(TelemetryError, match=str(truncated).replace("\\", "\\\\")):
-        list(read_events(truncated))
+    # A cut-off array keeps the records before the cut and reports the damage, naming the file.
+    stats = ReadStats()
+    assert len(list(read_events(truncated, stats=stats))) == 1
+    assert stats.skipped_records == 1 and stats.problems[0].startswith(str(truncated))
     badgz = tmp_path / "bad.json.gz"
     badgz.write_bytes(gzip.compress(b"[" + json.dumps(EVTX_RS).encode() + b"]")[:-12])
     with pytest.raises(TelemetryError):
@@ -264,7 +266,7 @@ def test_bad_jsonl_record_of_known_shape_is_counted(tmp_path: Path) -> None:
     path.write_text(json.dumps(NXLOG) + "\n" + json.dumps(broken) + "\n")
     stats = ReadStats()
     assert len(list(read_events(path, stats=stats))) == 1
-    assert stats.skipped_records == 1 and "line 2" in stats.problems[0]
+    assert stats.skipped_records == 1 and stats.problems[0].startswith(f"{path}:2: ")
 
 
 def test_xml_file_streamed_in_small_chunks_equals_whole(tmp_path: Path) -> None:

@@ -93,7 +93,10 @@ def _read(path: Path) -> Iterator[Event]:
     except (ModuleNotFoundError, ImportError, AttributeError):
         read_events = None
     if read_events is not None:
-        yield from read_events(path)
+        stats = readers.ReadStats()
+        yield from read_events(path, stats=stats)
+        if stats.damaged:  # the rule saw what was readable; say what was not
+            print(f"atomiclab: warning: {stats.damage_line(str(path))}", file=sys.stderr)
         return
     try:
         with path.open(encoding="utf-8") as fh:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from harness.cli.argtypes import non_negative_int
 from harness.telemetry.channels import classic_powershell_of, process_of
 from harness.telemetry.event import Event
 from harness.telemetry.readers import ReadStats, read_events
-from harness.telemetry.readers.common import canonical_channel
+from harness.telemetry.readers.common import MAX_PROBLEMS, canonical_channel
 
 #: Short names accepted by --channel, as detection engineers say them.
 CHANNEL_ALIASES = {
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
         "--event-id", action="append", type=int, default=[], metavar="N", help="only this id (repeatable)"
     )
     parser.add_argument("--format", choices=("table", "jsonl"), default="table")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="stop after N events")
+    parser.add_argument("--limit", type=non_negative_int, default=None, metavar="N", help="stop after N events")
     parser.add_argument("--no-raw", action="store_true", help="jsonl: omit the raw source text")
     parser.set_defaults(handler=run)
 
@@ -55,18 +56,40 @@ def _wanted_channels(names: Sequence[str]) -> set[str]:
 
 
 def select(
-    files: Sequence[Path], *, channels: Sequence[str], event_ids: Sequence[int], keep_raw: bool, stats: ReadStats
+    files: Sequence[Path],
+    *,
+    channels: Sequence[str],
+    event_ids: Sequence[int],
+    keep_raw: bool,
+    stats: ReadStats,
+    on_file_done: Callable[[Path, ReadStats], None] | None = None,
 ) -> Iterator[Event]:
-    """The events of ``files`` in file order, filtered by channel and event id."""
+    """The events of ``files`` in file order, filtered by channel and event id.
+
+    ``stats`` sums every file; ``on_file_done(path, file_stats)`` sees each file's own counts once
+    that file has been read to its end (not for a file cut short by the caller).
+    """
     wanted = _wanted_channels(channels)
     ids = set(event_ids)
     for path in files:
-        for event in read_events(path, keep_raw=keep_raw, stats=stats):
+        mine = ReadStats()
+        for event in read_events(path, keep_raw=keep_raw, stats=mine):
             if wanted and event.channel.lower() not in wanted:
                 continue
             if ids and event.event_id not in ids:
                 continue
             yield event
+        _add(stats, mine)
+        if on_file_done is not None:
+            on_file_done(path, mine)
+
+
+def _add(total: ReadStats, one: ReadStats) -> None:
+    total.events += one.events
+    total.damaged_chunks += one.damaged_chunks
+    total.skipped_records += one.skipped_records
+    total.files += one.files
+    total.problems.extend(one.problems[: max(0, MAX_PROBLEMS - len(total.problems))])
 
 
 def summary(event: Event) -> str:
@@ -100,9 +123,28 @@ def run(args: argparse.Namespace) -> int:
     stats = ReadStats()
     keep_raw = args.format == "jsonl" and not args.no_raw
     out = sys.stdout
-    if args.limit is not None and args.limit <= 0:
+    unreadable: list[str] = []
+
+    def file_done(path: Path, mine: ReadStats) -> None:
+        if not mine.damaged:
+            return
+        out.flush()  # the warning follows the events it concerns
+        if mine.events:
+            print(f"atomiclab: warning: {mine.damage_line(str(path))}", file=sys.stderr)
+        else:  # damaged and nothing readable: an input error, yet the other files are still read
+            print(f"atomiclab: error: {mine.damage_line(str(path))}: nothing readable", file=sys.stderr)
+            unreadable.append(str(path))
+
+    if args.limit == 0:
         return 0
-    events = select(args.files, channels=args.channel, event_ids=args.event_id, keep_raw=keep_raw, stats=stats)
+    events = select(
+        args.files,
+        channels=args.channel,
+        event_ids=args.event_id,
+        keep_raw=keep_raw,
+        stats=stats,
+        on_file_done=file_done,
+    )
     for shown, event in enumerate(events, start=1):
         if args.format == "jsonl":
             out.write(event.to_json() + "\n")
@@ -110,10 +152,4 @@ def run(args: argparse.Namespace) -> int:
             write_table(event, out)
         if args.limit is not None and shown >= args.limit:
             break
-    if stats.damaged:
-        print(
-            f"atomiclab: {stats.damaged_chunks} damaged chunk(s), {stats.skipped_records} skipped record(s); "
-            f"first: {stats.problems[0] if stats.problems else '-'}",
-            file=sys.stderr,
-        )
-    return 0
+    return 2 if unreadable else 0

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import __version__
+from harness.cli.argtypes import positive_float, positive_int
 from harness.errors import ContentError, HarnessError
 from harness.plan import PlannedTest, RunPlan, content_files, git_commit, published_rules, rules_of, select_tests
 from harness.reporting.base import ReportDirectory, Reporter
@@ -59,7 +60,9 @@ def register(subparsers: Any) -> None:
     )
     _common(run)
     run.add_argument("--get-prereqs", action="store_true", help="fetch unmet prerequisites, then check again")
-    run.add_argument("--timeout", type=float, default=None, metavar="S", help="deadline of each remote command")
+    run.add_argument(
+        "--timeout", type=positive_float, default=None, metavar="S", help="deadline of each remote command"
+    )
     run.add_argument(
         "--emulate-setting",
         action="append",
@@ -67,7 +70,7 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="emulated host setting, e.g. sysmon_network=false, tools=nbtscan,git (repeatable)",
     )
-    run.add_argument("--max-hosts", type=int, default=8, help="hosts run in parallel (default 8)")
+    run.add_argument("--max-hosts", type=positive_int, default=8, help="hosts run in parallel (default 8)")
     run.add_argument(
         "--revert-each",
         action="store_true",
@@ -110,7 +113,7 @@ def register(subparsers: Any) -> None:
     ve.set_defaults(handler=_verify)
 
     hi = subparsers.add_parser("history", help="list runs; per test regressions, fixes and flaky tests")
-    hi.add_argument("--last", type=int, default=10, metavar="N", help="runs to analyse (default 10)")
+    hi.add_argument("--last", type=positive_int, default=10, metavar="N", help="runs to analyse (default 10)")
     hi.add_argument("--history", type=Path, default=None, help="history database (default reports/history.sqlite)")
     hi.set_defaults(handler=_history)
 
@@ -214,6 +217,13 @@ def _console() -> Console:
     return Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
+def _history_db(args: argparse.Namespace, root: Path) -> History:
+    """The run's history database, checked before anything runs (a bad --history is a usage error)."""
+    history = History(args.history or root / "reports" / HISTORY_FILE)
+    history.check(create=True)
+    return history
+
+
 def _finish(console: Console, run: RunResult, out: Path, history: History) -> None:
     from harness.reporting.console import summary_table
 
@@ -243,9 +253,8 @@ def _run(args: argparse.Namespace) -> int:
         parse_emulate_settings,
     )
 
-    if args.timeout is not None and args.timeout <= 0:
-        raise ContentError("--timeout must be a positive number of seconds")
     root = _root()
+    history = _history_db(args, root)
     lab = load_lab_config(args.lab) if args.lab else None
     if lab is not None and args.emulate_setting:
         raise ContentError("--emulate-setting applies to the emulated host only; drop it or drop --lab")
@@ -283,7 +292,6 @@ def _run(args: argparse.Namespace) -> int:
     )
     run_id = new_run_id()
     out = args.out or root / "reports" / run_id
-    history = History(args.history or root / "reports" / HISTORY_FILE)
     sink = ReportDirectory(out, _reporters(out, history))
     initial = _initial(
         run_id,
@@ -373,20 +381,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     from harness.reporting.console import ConsoleProgress
     from harness.runner import NullObserver, RunObserver, evaluate_capture, find_markers
     from harness.targets import attribute, load_rule_set
-    from harness.telemetry.readers import read_events
+    from harness.telemetry.readers import ReadStats, read_events
 
     root = _root()
+    history = _history_db(args, root)
     planned, atomics, expectations = _planned(root, args.atomics, args.tests, only_expected=True)
     rule_paths, extras = rules_of(planned, root, args.rule)
     events: list[Event] = []
     for f in args.telemetry:
-        events.extend(read_events(f))
+        stats = ReadStats()
+        events.extend(read_events(f, stats=stats))
+        if stats.damaged:  # judged on what was readable; say what was not
+            print(f"atomiclab: warning: {stats.damage_line(str(f))}", file=sys.stderr)
     events.sort(key=lambda e: (e.time, e.record_id or 0))
     published = published_rules(root)
     rules = load_rule_set(rule_paths, lint_only=published)
     run_id = new_run_id()
     out = args.out or root / "reports" / run_id
-    history = History(args.history or root / "reports" / HISTORY_FILE)
     sink = ReportDirectory(out, _reporters(out, history))
     initial = _initial(
         run_id,

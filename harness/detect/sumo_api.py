@@ -188,10 +188,9 @@ class SumoApiDetector:
         """The query in a ``.sumo`` file; ``rule_id`` is the file stem. ``endpoint`` defaults to
         ``$SUMO_API_ENDPOINT`` (a deployment such as ``us2`` or a URL)."""
         path = Path(path)
-        try:
-            query = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DetectionError(f"{path}: cannot read Sumo rule: {exc}", hint="check the path") from exc
+        from harness.detect.sumo.detector import read_rule_text
+
+        query = read_rule_text(path, what="Sumo rule")
         if endpoint is None:
             endpoint = (environ if environ is not None else os.environ).get(ENDPOINT_VAR, "")
         return cls(query, rule_id=path.stem, endpoint=endpoint, **kwargs)

@@ -155,7 +155,8 @@ def load_manifest(out: Path) -> dict[str, str]:
     path = out / MANIFEST
     hint = "point verify at a report folder written by atomiclab"
     if not out.is_dir():
-        raise ReportError(f"{out}: not a report folder" if out.exists() else f"{out}: no such folder", hint=hint)
+        problem = "not a folder" if out.exists() else "no such folder"
+        raise ReportError(f"{out}: {problem}, no manifest", hint=hint)
     try:
         st = path.stat()
     except FileNotFoundError as exc:

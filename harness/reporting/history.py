@@ -13,7 +13,10 @@ Skipped results are not judgements and are left out of these comparisons.
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
+import stat
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,22 +86,119 @@ class TestTrend:
     last_reason: str
 
 
+#: ``PRAGMA application_id`` of a history database atomiclab created ("ATLH").
+APPLICATION_ID = 0x41544C48
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OWN_TABLES = {"runs", "results"}
+_RUNS_COLUMNS = ("run_id", "started", "ended", "mode", "emulated", "complete", "passed", "failed", "skipped",
+                 "error", "report_dir")
+_RESULTS_COLUMNS = ("run_id", "target", "guid", "name", "technique", "status", "failure", "reason")
+_HINT = "pass --history a history.sqlite written by atomiclab, or a path that does not exist yet"
+
+
 class History:
-    """The history database. Opens a connection per call, so it is safe from any thread."""
+    """The history database. Opens a connection per call, so it is safe from any thread.
+
+    Only a database atomiclab created is ever opened for writing: an existing file must be an
+    SQLite database with atomiclab's ``application_id`` (or, written by an older version, exactly
+    the ``runs`` and ``results`` tables). A new database is built aside and linked into place, so
+    the path never holds a half-created file. Readers never create anything.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def check(self, *, create: bool) -> None:
+        """ReportError (one line) unless ``path`` is an atomiclab history database, or (``create``)
+        does not exist yet and can be created. Call it before a run so a bad --history fails first."""
+        path = self.path
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=30)
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise ReportError(f"{path}: cannot read the history database: {exc.strerror or exc}") from exc
+        if st is None:
+            if not create:
+                raise ReportError(f"{path}: no history database", hint="it is written by `atomiclab run`")
+            parent = next((p for p in path.parents if p.exists()), None)
+            if parent is not None and not parent.is_dir():
+                raise ReportError(f"{path}: cannot create the history database: {parent} is not a folder")
+            return
+        if not stat.S_ISREG(st.st_mode):
+            raise ReportError(f"{path}: not a regular file, not a history database", hint=_HINT)
+        if st.st_size == 0:
+            raise ReportError(f"{path}: empty file, not a history database", hint=_HINT)
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            raise ReportError(f"{path}: cannot read the history database: {exc.strerror or exc}") from exc
+        if head != _SQLITE_MAGIC:
+            raise ReportError(f"{path}: not an SQLite database, not a history database", hint=_HINT)
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            try:
+                app_id = con.execute("PRAGMA application_id").fetchone()[0]
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                columns = {t: tuple(r[1] for r in con.execute(f"PRAGMA table_info({t})")) for t in tables & _OWN_TABLES}
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise ReportError(f"{path}: not a readable history database: {exc}", hint=_HINT) from exc
+        legacy = app_id == 0 and tables == _OWN_TABLES
+        if app_id != APPLICATION_ID and not legacy:
+            raise ReportError(f"{path}: an SQLite database that is not an atomiclab history", hint=_HINT)
+        if columns.get("runs") != _RUNS_COLUMNS or columns.get("results") != _RESULTS_COLUMNS:
+            raise ReportError(f"{path}: history database with unexpected tables", hint=_HINT)
+
+    def _create(self) -> None:
+        """Create the database aside (schema and application id) and link it into place."""
+        path = self.path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+        except OSError as exc:
+            raise ReportError(f"{path}: cannot create history database: {exc.strerror or exc}") from exc
+        tmp = Path(tmp_name)
+        try:
+            con = sqlite3.connect(tmp)
+            try:
+                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                con.executescript(_SCHEMA)
+                con.commit()
+            finally:
+                con.close()
+            try:
+                os.link(tmp, path)  # never replaces: a concurrent creator's database wins
+            except FileExistsError:
+                pass  # another process created it meanwhile: use theirs (checked by the caller)
+            except OSError:  # no hard links on this file system
+                if not path.exists():
+                    os.replace(tmp, path)
+        except (OSError, sqlite3.Error) as exc:
+            raise ReportError(f"{path}: cannot create history database: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextmanager
+    def _db(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+        if write and not self.path.exists():
+            self._create()
+        self.check(create=False)
+        try:
+            if write:
+                con = sqlite3.connect(self.path, timeout=30)
+            else:
+                con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise ReportError(f"{self.path}: cannot open history database: {exc}") from exc
         try:
             con.execute("PRAGMA foreign_keys = ON")
-            con.executescript(_SCHEMA)
             with con:
                 yield con
         except sqlite3.DatabaseError as exc:
@@ -112,7 +212,7 @@ class History:
         """Append (or replace) ``run``."""
         c = run.counts()
         d = run.to_dict()
-        with self._db() as con:
+        with self._db(write=True) as con:
             con.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
             con.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -148,13 +248,17 @@ class History:
             )
 
     def runs(self, last: int = 20) -> list[RunSummary]:
-        """The ``last`` runs, newest first."""
+        """The ``last`` runs, newest first (none while the database does not exist)."""
+        if not self.path.exists():
+            return []
         with self._db() as con:
             rows = con.execute("SELECT * FROM runs ORDER BY started DESC, run_id DESC LIMIT ?", (last,)).fetchall()
         return [RunSummary(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]), r[6], r[7], r[8], r[9], r[10]) for r in rows]
 
     def trends(self, last: int = 10) -> list[TestTrend]:
         """Per target x test over the ``last`` runs: statuses (oldest first), regression, fix, flaky."""
+        if not self.path.exists():
+            return []
         with self._db() as con:
             run_ids = [
                 r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started DESC, run_id DESC LIMIT ?", (last,))

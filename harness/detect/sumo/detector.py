@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,15 +15,43 @@ from harness.detect.sumo.parser import parse_query
 from harness.errors import DetectionError
 from harness.telemetry.event import Event
 
+#: Largest accepted rule file. Real detection rules are a few KiB; a bigger file is not a rule, and
+#: the lexer/parser time grows with it.
+MAX_RULE_BYTES = 4 << 20
 
-def read_rule_text(path: Path) -> str:
-    """The text of a rule file; unreadable or non-UTF-8 files are a DetectionError naming the file."""
+
+def read_rule_text(path: Path, *, what: str = "rule") -> str:
+    """The text of a rule file (UTF-8, BOM allowed); a DetectionError naming the file when it is
+    missing, not a regular file (a FIFO or device would block or never end), larger than
+    MAX_RULE_BYTES, or not UTF-8. ``what`` names the file in the "cannot read" message."""
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DetectionError(f"{path}: not UTF-8 text (byte {exc.start})", hint="save the rule as UTF-8") from exc
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except IsADirectoryError as exc:
+        raise DetectionError(f"{path}: is a directory, not a rule file", hint="name a .sumo or .yml file") from exc
     except OSError as exc:
-        raise DetectionError(f"{path}: cannot read rule: {exc.strerror or exc}") from exc
+        raise DetectionError(f"{path}: cannot read {what}: {exc.strerror or exc}", hint="check the path") from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise DetectionError(f"{path}: is a directory, not a rule file", hint="name a .sumo or .yml file")
+        if not stat.S_ISREG(st.st_mode):
+            raise DetectionError(f"{path}: not a regular file (a FIFO, socket or device)",
+                                 hint="save the rule to a file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        try:
+            raw = fh.read(MAX_RULE_BYTES + 1)
+        except OSError as exc:
+            raise DetectionError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_RULE_BYTES:
+        raise DetectionError(f"{path}: rule file is larger than {MAX_RULE_BYTES >> 20} MiB",
+                             hint="a detection rule is a few KiB; check the path")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DetectionError(f"{path}:{line}: not UTF-8 text (byte {exc.start})",
+                             hint="save the rule as UTF-8") from exc
 
 
 class SumoDetector:

@@ -73,7 +73,7 @@ class _Lint:
             lexed = tokenize(self.text, self.file)
         except RuleSyntaxError as exc:
             self.found.append(LintFinding(self.file, exc.line or 1, exc.column or 1, Severity.ERROR,
-                                          "SUMO000", exc.message))
+                                          "SUMO000", _detail(exc)))
             return self.found
         toks = lexed.pipeline
         for i, t in enumerate(toks):
@@ -179,9 +179,14 @@ class _Lint:
         except RuleSyntaxError as exc:
             line, column = exc.line or 1, exc.column or 1
             if not any(f.line == line and f.column == column for f in self.found):
-                self.found.append(LintFinding(self.file, line, column, Severity.ERROR, "SUMO000", exc.message))
+                self.found.append(LintFinding(self.file, line, column, Severity.ERROR, "SUMO000", _detail(exc)))
         except UnsupportedRuleError as exc:
             self.found.append(LintFinding(self.file, 1, 1, Severity.ERROR, "SUMO000", str(exc)))
+
+
+def _detail(exc: RuleSyntaxError) -> str:
+    """The parser's message without its ``FILE:LINE:COL:`` prefix (the finding prints the position)."""
+    return f"{exc.detail} ({exc.hint})" if exc.hint else exc.detail
 
 
 def lint_sumo(text: str, file: str | Path | None = None) -> list[LintFinding]:

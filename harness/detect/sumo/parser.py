@@ -102,6 +102,14 @@ class _Parser:
 
     # ---- pipeline -------------------------------------------------------------------------------
     def parse_query(self) -> ast.Query:
+        if not self.lexed.scope and self.tok.kind is Tok.EOF:
+            raise RuleSyntaxError(
+                "empty query: the rule has no search expression or operator (only blanks or comments)",
+                file=self.src.file,
+                line=1,
+                column=1,
+                hint="write a query such as '_sourceCategory=windows/sysmon | where ...'",
+            )
         scope = self.parse_scope()
         stages: list[ast.Stage] = []
         while self.tok.kind is Tok.PIPE:

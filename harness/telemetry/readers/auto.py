@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import shutil
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -43,12 +45,7 @@ def read_events(path: Path, *, keep_raw: bool = True, stats: ReadStats | None = 
     stats = stats if stats is not None else ReadStats()
     path = Path(path)
     origin = str(path)
-    if path.is_dir():
-        raise TelemetryError("is a directory, not an event file", source=origin)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise TelemetryError(f"cannot open: {exc.strerror or exc}", source=origin) from exc
+    handle = _open_regular(path, origin)
     stats.files += 1
     try:
         head = handle.peek(8)[:8]
@@ -60,6 +57,33 @@ def read_events(path: Path, *, keep_raw: bool = True, stats: ReadStats | None = 
         handle.close()
         return read_evtx(path, origin=origin, keep_raw=keep_raw, stats=stats)
     return _read_opened(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path)
+
+
+def _open_regular(path: Path, origin: str) -> io.BufferedReader:
+    """Open ``path`` for reading if it is a regular file (a FIFO or device would block or never end).
+
+    The file is opened non-blocking and checked on the open descriptor, so opening a FIFO cannot
+    hang and the file checked is the file read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except IsADirectoryError as exc:
+        raise TelemetryError("is a directory, not an event file", source=origin) from exc
+    except OSError as exc:
+        raise TelemetryError(f"cannot open: {exc.strerror or exc}", source=origin) from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise TelemetryError("is a directory, not an event file", source=origin)
+        if not stat.S_ISREG(st.st_mode):
+            raise TelemetryError("not a regular file (a FIFO, socket or device)", source=origin,
+                                 hint="copy the events into a file first")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return open(fd, "rb", closefd=True)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _read_opened(
@@ -144,24 +168,42 @@ def _text(stream: Any, *, origin: str, keep_raw: bool, stats: ReadStats) -> Iter
 # -- JSON -----------------------------------------------------------------------------------------
 
 
+def _at(origin: str, where: str) -> str:
+    """``FILE:LINE`` for a JSON line, ``FILE: record #N`` otherwise."""
+    return f"{origin}:{where[5:]}" if where.startswith("line ") else f"{origin}: {where}"
+
+
+def _record_problem(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"not an event: missing field {exc}"
+    return f"not an event: {' '.join(str(exc).split()) or exc.__class__.__name__}"
+
+
 def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     recognized = seen = 0
     first_keys: list[str] = []
+    # The first line/record that gave no event, as (location, reason): named when nothing was read.
+    first: list[tuple[str, str]] = []
+    shape_only = True  # every record that gave no event was merely of an unknown shape
     try:
-        for record, raw, where in _json_records(text, origin):
+        for record, raw, where in _json_records(text, origin, stats, first):
             seen += 1
             try:
                 event = event_from_record(record, origin=origin, raw=raw if keep_raw else None)
             except (KeyError, ValueError, TypeError) as exc:
+                reason = _record_problem(exc)
+                shape_only = False
+                if not first:
+                    first.append((_at(origin, where), reason))
                 stats.skipped_records += 1
-                stats.problem(origin, f"{where}: {exc!r}")
+                stats.problem(_at(origin, where), reason)
                 continue
             if event is None:
                 if not first_keys and isinstance(record, dict):
                     first_keys = list(record)[:8]
                 stats.skipped_records += 1
-                stats.problem(origin, f"{where}: not a known event shape")
+                stats.problem(_at(origin, where), "not a known event shape")
                 if seen >= 100 and recognized == 0:
                     break
                 continue
@@ -170,7 +212,19 @@ def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -
             yield event
     except UnicodeDecodeError as exc:
         raise TelemetryError(f"not UTF-8 text: {exc.reason}", source=origin) from exc
-    if seen and not recognized:
+    except TelemetryError as exc:
+        if not recognized:
+            raise
+        # Damage after good records (a cut-off array, a stray object): keep what was read, count it.
+        stats.skipped_records += 1
+        stats.problem(origin, exc.message.removeprefix(f"{origin}: "))
+        return
+    if recognized:
+        return
+    if first and not (shape_only and first_keys):
+        where, reason = first[0]
+        raise TelemetryError(reason, source=where, hint="no line of the file is a readable event")
+    if seen:
         raise TelemetryError(
             f"JSON records of no known event shape (first record keys: {', '.join(first_keys) or '-'})",
             source=origin,
@@ -178,8 +232,24 @@ def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -
         )
 
 
-def _json_records(text: io.TextIOWrapper, origin: str) -> Iterator[tuple[Any, str, str]]:
-    """(record, raw text, location) for JSON lines, a JSON array, or concatenated JSON objects."""
+def _json_object(line: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _json_records(
+    text: io.TextIOWrapper, origin: str, stats: ReadStats, bad: list[tuple[str, str]]
+) -> Iterator[tuple[Any, str, str]]:
+    """(record, raw text, location) for JSON lines, a JSON array, or concatenated JSON objects.
+
+    JSON lines: a line that is not JSON is skipped, counted in ``stats`` (``FILE:LINE: reason``) and
+    the first such (location, reason) kept in ``bad`` (if empty); the lines around it are read as usual. A file is JSON
+    lines when its first line is a JSON object, or starts with ``{`` but does not decode while the
+    next line is a JSON object on its own (pretty-printed JSON never has one on its second line).
+    """
     first_line = text.readline()
     line_no = 1
     while first_line and not first_line.strip():
@@ -189,42 +259,76 @@ def _json_records(text: io.TextIOWrapper, origin: str) -> Iterator[tuple[Any, st
         return
     stripped = first_line.strip()
     if stripped.startswith("{"):
-        try:
-            record = json.loads(stripped)
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict):
-            # JSON lines: one object per line.
+        record = _json_object(stripped)
+        pending: list[tuple[str, int]] = []
+        first_error: Exception = ValueError("not a JSON object")
+        if record is None:
+            try:
+                json.loads(stripped)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                first_error = exc
+            second = text.readline()
+            second_no = line_no + 1
+            while second and not second.strip():
+                second = text.readline()
+                second_no += 1
+            if second and _json_object(second.strip()) is not None:
+                pending.append((second, second_no))
+            else:
+                yield from _json_stream(first_line + second, text, origin, line_no)
+                return
+        # JSON lines: one object per line.
+        loads = json.loads
+
+        def skip(line_no: int, exc: Exception) -> None:
+            reason = f"not JSON ({getattr(exc, 'msg', None) or exc.__class__.__name__})"
+            if not bad:
+                bad.append((f"{origin}:{line_no}", reason))
+            stats.skipped_records += 1
+            stats.problem(f"{origin}:{line_no}", reason)
+
+        if record is not None:
             yield record, stripped, f"line {line_no}"
-            loads = json.loads
-            for line in text:
-                line_no += 1
-                s = line.strip()
-                if not s:
-                    continue
-                try:
-                    yield loads(s), s, f"line {line_no}"
-                except json.JSONDecodeError as exc:
-                    raise TelemetryError(f"line {line_no}: not JSON ({exc.msg})", source=origin) from exc
-            return
-    yield from _json_stream(first_line, text, origin)
+        else:
+            skip(line_no, first_error)
+        lines: Iterator[tuple[str, int]] = iter(pending)
+        for line, no in lines:
+            yield loads(line.strip()), line.strip(), f"line {no}"
+            line_no = no
+        for line in text:
+            line_no += 1
+            s = line.strip()
+            if not s:
+                continue
+            try:
+                value = loads(s)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                skip(line_no, exc)
+                continue
+            yield value, s, f"line {line_no}"
+        return
+    yield from _json_stream(first_line, text, origin, line_no)
 
 
-def _json_stream(start: str, text: io.TextIOWrapper, origin: str) -> Iterator[tuple[Any, str, str]]:
+def _json_stream(
+    start: str, text: io.TextIOWrapper, origin: str, start_line: int = 1
+) -> Iterator[tuple[Any, str, str]]:
     """A JSON array, or objects one after another, decoded incrementally (flat memory)."""
     decoder = json.JSONDecoder()
     buf = start
     pos = 0
+    line_base = start_line  # the line number of buf[0]
     eof = False
     in_array: bool | None = None
     index = 0
 
     def fill() -> bool:
-        nonlocal buf, pos, eof
+        nonlocal buf, pos, eof, line_base
         block = text.read(_JSON_BLOCK)
         if not block:
             eof = True
             return False
+        line_base += buf.count("\n", 0, pos)
         buf = buf[pos:] + block
         pos = 0
         return True
@@ -257,7 +361,11 @@ def _json_stream(start: str, text: io.TextIOWrapper, origin: str) -> Iterator[tu
                 break
             except json.JSONDecodeError as exc:
                 if eof or not fill():
-                    raise TelemetryError(f"record #{index + 1}: not JSON ({exc.msg})", source=origin) from exc
+                    line = line_base + buf.count("\n", 0, exc.pos)
+                    message = f"record #{index + 1}: not JSON ({exc.msg})"
+                    raise TelemetryError(message, source=f"{origin}:{line}") from exc
+            except RecursionError as exc:
+                raise TelemetryError(f"record #{index + 1}: nested too deeply", source=origin) from exc
         index += 1
         yield value, buf[pos:end], f"record #{index}"
         pos = end

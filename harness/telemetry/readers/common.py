@@ -47,6 +47,20 @@ class ReadStats:
     def damaged(self) -> bool:
         return bool(self.damaged_chunks or self.skipped_records)
 
+    def damage_line(self, origin: str) -> str:
+        """One line saying what of ``origin`` could not be read (these stats being of that file
+        alone), led by the place of the first problem (``FILE`` or ``FILE:LINE``)."""
+        parts = []
+        if self.damaged_chunks:
+            parts.append(f"{self.damaged_chunks} damaged chunk(s)")
+        if self.skipped_records:
+            parts.append(f"{self.skipped_records} skipped record(s)")
+        parts.append(f"{self.events} event(s) read")
+        first = " ".join(self.problems[0].split())[:300] if self.problems else ""
+        if not first.startswith(origin):
+            first = f"{origin}: {first or 'damaged'}"
+        return f"{first} ({', '.join(parts)})"
+
 
 # Windows channel names are case-insensitive; some exporters lower-case them (OTRF smbexec has both
 # "Security" and "security"). Known channels are mapped to their canonical spelling so that

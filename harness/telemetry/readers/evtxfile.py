@@ -14,6 +14,7 @@ with the next one, so each failure is counted in ReadStats (``damaged_chunks`` f
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, ItemsView, Iterator, Mapping
 from datetime import UTC, datetime
@@ -276,15 +277,116 @@ def read_evtx(
     skipped and counted in ``stats``.
     """
     stats = stats if stats is not None else ReadStats()
+    if size_hint is None and isinstance(source, Path):
+        try:
+            size_hint = source.stat().st_size
+        except OSError:
+            size_hint = None  # the parser's open names the reason
+    tail = _partial_chunk_bytes(size_hint)
+    if not tail and size_hint != _HEADER_SIZE:
+        # The common case: the parser's generator itself, no extra generator hop per event.
+        return _read_evtx(source, origin=origin, keep_raw=keep_raw, stats=stats, size_hint=size_hint)
+    assert size_hint is not None
+    return _read_truncated(source, origin=origin, keep_raw=keep_raw, stats=stats, size=size_hint, tail=tail)
+
+
+def _read_truncated(
+    source: Path | IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, size: int, tail: int
+) -> Iterator[Event]:
+    """A file that ends inside a chunk (a truncated copy), which the parser would silently drop whole.
+
+    Presenting the file zero-padded to the chunk boundary lets the parser read every complete
+    record; the first cut record fails (counted) and the zeros after it end the chunk.
+    """
+    stats.damaged_chunks += 1
+    if not tail:
+        stats.problem(origin, f"truncated: the file holds only its {_HEADER_SIZE}-byte header, no chunk of events")
+        return
+    missing = _CHUNK_SIZE - tail
+    chunk_no = (size - _HEADER_SIZE) // _CHUNK_SIZE + 1
+    stats.problem(
+        origin, f"truncated: the file ends inside chunk {chunk_no} ({missing} bytes missing); later records are lost"
+    )
+    try:
+        handle: IO[bytes] = source.open("rb") if isinstance(source, Path) else source
+    except OSError as exc:
+        raise TelemetryError(f"cannot open: {exc.strerror or exc}", source=origin) from exc
+    try:
+        padded = io.BufferedReader(_ZeroPadded(handle, size, size + missing), _CHUNK_SIZE)
+        yield from _read_evtx(padded, origin=origin, keep_raw=keep_raw, stats=stats, size_hint=size + missing)
+    finally:
+        if isinstance(source, Path):
+            handle.close()
+
+
+#: The EVTX file header block: chunks of _CHUNK_SIZE bytes follow it.
+_HEADER_SIZE = 4096
+
+
+def _partial_chunk_bytes(size: int | None) -> int:
+    """How many bytes of a last, incomplete chunk a file of ``size`` bytes holds (0: none)."""
+    if size is None or size <= _HEADER_SIZE:
+        return 0
+    return (size - _HEADER_SIZE) % _CHUNK_SIZE
+
+
+class _ZeroPadded(io.RawIOBase):
+    """A read-only, seekable view of the first ``size`` bytes of ``inner`` followed by zeros up to ``total``."""
+
+    def __init__(self, inner: IO[bytes], size: int, total: int) -> None:
+        super().__init__()
+        self._inner = inner
+        self._size = size
+        self._total = total
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._total}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, self._total - self._pos))
+        if want == 0:
+            return 0
+        got = 0
+        if self._pos < self._size:
+            self._inner.seek(self._pos)
+            data = self._inner.read(min(want, self._size - self._pos))
+            got = len(data)
+            view[:got] = data
+            if got < min(want, self._size - self._pos):  # the file shrank under us: pad the rest
+                self._size = self._pos + got
+        view[got:want] = bytes(want - got)
+        self._pos += want
+        return want
+
+
+def _read_evtx(
+    source: Path | IO[bytes],
+    *,
+    origin: str,
+    keep_raw: bool,
+    stats: ReadStats,
+    size_hint: int | None,
+) -> Iterator[Event]:
     try:
         # Default JSON layout: rendering attributes as "#attributes" children costs the parser half
         # the time of separate_json_attributes=True.
         parser = evtx.PyEvtxParser(str(source) if isinstance(source, Path) else source, indent=False)
         records = parser.records_json()
     except (RuntimeError, OSError, ValueError) as exc:
-        raise TelemetryError(f"not a readable EVTX file: {exc}", source=origin) from exc
-    if size_hint is None and isinstance(source, Path):
-        size_hint = source.stat().st_size
+        raise TelemetryError(f"not a readable EVTX file: {' '.join(str(exc).split())}", source=origin) from exc
     # The iterator resumes after an error; bound the number of errors so a pathological file can
     # never loop forever (at most one error per chunk plus one per record slot is plausible).
     max_errors = (size_hint or 0) // _CHUNK_SIZE * 2 + 64
