@@ -86,3 +86,21 @@ def test_provisioning_scripts_never_download() -> None:
         text = script.read_text().lower()
         for needle in ("invoke-webrequest", "downloadstring", "downloadfile", "start-bitstransfer", "curl ", "wget "):
             assert needle not in text, f"{script.name} downloads ({needle}); provisioning must use lab/cache"
+
+
+def test_cache_lock_lists_every_cached_file_with_a_pinned_source() -> None:
+    import re
+
+    entries = {}
+    for line in (ROOT / "lab" / "cache" / "cache.lock").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sha, url = line.split()
+            assert sha == "-" or re.fullmatch(r"[0-9a-f]{64}", sha), line
+            entries[name] = url
+    used = set()
+    for script in (ROOT / "lab" / "provision").glob("*.ps1"):
+        used |= set(re.findall(r"Get-CachedFile '([^']+)'", script.read_text()))
+    assert used == set(entries), "every file provisioning installs has a lock entry, and only those"
+    # the Sysmon configuration is a fixed commit of sysmon-modular, not a moving branch
+    assert re.search(r"/sysmon-modular/[0-9a-f]{40}/sysmonconfig-excludes-only\.xml$", entries["sysmonconfig.xml"])
+    assert re.search(r"nmap-\d+\.\d+-setup\.exe$", entries["nmap-setup.exe"])

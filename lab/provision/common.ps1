@@ -20,6 +20,7 @@ function Get-CachedFile([string]$Name) {
     $entry = Get-Content $lock | Where-Object { $_ -match "^\s*$([regex]::Escape($Name))\s+" } | Select-Object -First 1
     if (-not $entry) { throw "lab/cache/cache.lock has no pin for $Name: run lab/fetch-cache.sh on the host first" }
     $expected = ($entry -split '\s+')[1].ToLowerInvariant()
+    if ($expected -notmatch '^[0-9a-f]{64}$') { throw "lab/cache/cache.lock does not pin $Name yet: verify it, run lab/fetch-cache.sh --pin, then provision again" }
     $path = Join-Path $CacheDir $Name
     if (-not (Test-Path $path)) { throw "$path is missing: run lab/fetch-cache.sh on the host first" }
     $actual = (Get-FileHash -Algorithm SHA256 -Path $path).Hash.ToLowerInvariant()
