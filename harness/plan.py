@@ -9,6 +9,7 @@ plan is what knows which files the run depends on.
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from harness.content.labconfig import TargetConfig
 from harness.errors import ContentError
+from harness.execution.arguments import substitute
 from harness.model import AtomicFile, AtomicTest
 from harness.results import ContentFile
 from harness.verdicts import TestExpectationsLike, detection_checks
@@ -60,7 +62,8 @@ class RunPlan:
     get_prereqs: bool = False
     command_timeout_s: float = 300.0
     default_budget_s: float = DEFAULT_BUDGET_S
-    #: Input argument overrides: ``"*"`` or GUID -> name -> value.
+    #: Input argument overrides: GUID (or ``"*"``) -> name -> value; ``resolve_arguments`` builds the
+    #: checked per-test form (one entry per test GUID, no ``"*"``).
     arguments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     channels: Mapping[str, str] = field(default_factory=dict)
 
@@ -72,6 +75,109 @@ class RunPlan:
     @property
     def size(self) -> int:
         return len(self.targets) * len(self.tests)
+
+
+@dataclass(frozen=True, slots=True)
+class ArgOverride:
+    """One ``--arg [GUID:]NAME=VALUE``: ``guid`` None applies to every selected test declaring NAME."""
+
+    name: str
+    value: str
+    guid: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return f"--arg {self.guid + ':' if self.guid else ''}{self.name}={self.value!r}"
+
+
+def parse_arg_override(text: str) -> ArgOverride:
+    """``NAME=VALUE`` or ``GUID:NAME=VALUE`` -> ArgOverride; ValueError says what is wrong."""
+    left, sep, value = text.partition("=")
+    guid, colon, name = left.rpartition(":")
+    name = name.strip()
+    guid = guid.strip().lower()
+    if not sep or not _ARG_NAME_RE.fullmatch(name) or (colon and not _GUID_RE.fullmatch(guid)):
+        raise ValueError(f"{text!r}: expected NAME=VALUE or GUID:NAME=VALUE")
+    return ArgOverride(name=name, value=value, guid=guid if colon else None)
+
+
+def resolve_arguments(
+    tests: Sequence[PlannedTest],
+    *,
+    lab: Mapping[str, Mapping[str, str]] | None = None,
+    lab_source: str | None = None,
+    cli: Sequence[ArgOverride] = (),
+) -> dict[str, dict[str, str]]:
+    """The checked input-argument overrides of every selected test: GUID -> name -> value.
+
+    Precedence: YAML defaults < lab.yaml ``input_arguments`` (``"*"``, then the test's GUID) < CLI
+    ``--arg NAME=VALUE`` < ``--arg GUID:NAME=VALUE`` (later ``--arg`` wins over an earlier one).
+    A ``"*"`` / unscoped override applies to the tests that declare NAME; a scoped one must name a
+    selected test and one of its arguments. Every value is checked the way execution will use it
+    (declared type, then quoted into the command, cleanup and prerequisites), so a bad value is one
+    ContentError naming the argument and the test before anything runs.
+    """
+    by_guid = {pt.test.guid.lower(): pt.test for pt in tests}
+    lab = lab or {}
+    for override in cli:
+        if override.guid is not None:
+            test = by_guid.get(override.guid)
+            if test is None:
+                raise ContentError(f"{override.flag}: no selected test has GUID {override.guid}")
+            if override.name not in test.input_arguments:
+                known = ", ".join(sorted(test.input_arguments)) or "none"
+                raise ContentError(
+                    f"{override.flag}: test {test.name!r} [{test.guid}] declares no input argument {override.name!r}",
+                    hint=f"declared: {known}",
+                )
+        elif not any(override.name in t.input_arguments for t in by_guid.values()):
+            raise ContentError(f"{override.flag}: no selected test declares an input argument {override.name!r}")
+    out: dict[str, dict[str, str]] = {}
+    for pt in tests:
+        test = pt.test
+        chosen: dict[str, tuple[str, str]] = {}  # name -> (value, where it came from)
+        for name, value in lab.get("*", {}).items():
+            if name in test.input_arguments:
+                chosen[name] = (value, f"lab input_arguments.'*'.{name}")
+        for name, value in lab.get(test.guid, {}).items():
+            if name not in test.input_arguments:
+                known = ", ".join(sorted(test.input_arguments)) or "none"
+                raise ContentError(
+                    f"input_arguments.{test.guid}.{name}: test {test.name!r} declares no input argument {name!r}",
+                    file=lab_source,
+                    hint=f"declared: {known}",
+                )
+            chosen[name] = (value, f"lab input_arguments.{test.guid}.{name}")
+        for o in sorted(cli, key=lambda o: o.guid is not None):  # stable: unscoped first, then scoped
+            if o.guid in (None, test.guid.lower()) and o.name in test.input_arguments:
+                chosen[o.name] = (o.value, o.flag)
+        if not chosen:
+            continue
+        for name, (value, origin) in chosen.items():
+            _check_value(test, name, value, origin, lab_source if origin.startswith("lab ") else None)
+        out[test.guid] = {name: value for name, (value, _) in chosen.items()}
+    return out
+
+
+def _check_value(test: AtomicTest, name: str, value: str, origin: str, file: str | None) -> None:
+    """Render every template of ``test`` with just this override: a refusal names argument and test."""
+    executor = test.executor.name
+    templates = [(executor, test.executor.command), (executor, test.executor.cleanup_command)]
+    dep_executor = test.dependency_executor_name or executor
+    for dep in test.dependencies:
+        templates += [(dep_executor, dep.prereq_command), (dep_executor, dep.get_prereq_command)]
+    try:
+        for ex, template in templates:
+            if template and template.strip():
+                substitute(template, test, ex, {name: value})
+    except ContentError as exc:
+        raise ContentError(
+            f"{origin}: refused for test {test.name!r} [{test.guid}]: {exc.message}", file=file, hint=exc.hint
+        ) from None
+
+
+_ARG_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_GUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def select_tests(files: Sequence[AtomicFile], selectors: Sequence[str] = ()) -> list[AtomicTest]:

@@ -68,6 +68,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fetch unmet prerequisites, then check again",
     )
     group.addoption(
+        "--atomiclab-arg",
+        metavar="[GUID:]NAME=VALUE",
+        action="append",
+        default=[],
+        help="override an input argument of every collected test declaring NAME, or of test GUID only "
+        "(repeatable; wins over lab.yaml input_arguments)",
+    )
+    group.addoption(
         "--atomiclab-emulate-setting",
         metavar="KEY=VALUE",
         action="append",
@@ -77,7 +85,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    opts = ("atomiclab_lab", "atomiclab_out", "atomiclab_rule", "atomiclab_emulate_setting", "atomiclab_history")
+    opts = (
+        "atomiclab_lab",
+        "atomiclab_out",
+        "atomiclab_rule",
+        "atomiclab_emulate_setting",
+        "atomiclab_history",
+        "atomiclab_arg",
+    )
     if not config.getoption("atomiclab"):
         used = [o for o in opts if config.getoption(o)]
         if used or config.getoption("atomiclab_get_prereqs"):
@@ -262,7 +277,14 @@ class _AtomiclabSession:
         for p in self.extra_rules:
             if not p.is_file():
                 raise pytest.UsageError(f"atomiclab: --atomiclab-rule {p}: file not found")
+        from harness.plan import parse_arg_override
+
+        try:
+            self.arg_overrides = [parse_arg_override(a) for a in config.getoption("atomiclab_arg")]
+        except ValueError as exc:
+            raise pytest.UsageError(f"atomiclab: --atomiclab-arg {exc}") from None
         self.lock = threading.Lock()
+        self.interrupted = False
         self.hosts: dict[str, HostContext | str] = {}
         self.runner: Runner | None = None
         self.sink: ReportDirectory | None = None
@@ -280,7 +302,7 @@ class _AtomiclabSession:
         from harness import __version__
         from harness.cli.run_cmds import HISTORY_FILE, _operator, _reporters, new_run_id
         from harness.execution.executors import new_run_marker
-        from harness.plan import RunPlan, content_files, git_commit, rules_of
+        from harness.plan import RunPlan, content_files, git_commit, resolve_arguments, rules_of
         from harness.reporting.base import ReportDirectory
         from harness.reporting.history import History
         from harness.results import RunMode, RunResult
@@ -289,8 +311,16 @@ class _AtomiclabSession:
 
         if not planned:
             return
-        rule_paths, extras = rules_of(planned, self.root, self.extra_rules)
         lab = self.lab
+        arguments = resolve_arguments(
+            planned,
+            lab=lab.input_arguments if lab else None,
+            lab_source=lab.source if lab else None,
+            cli=self.arg_overrides,
+        )
+        rule_paths, extras = rules_of(planned, self.root, self.extra_rules)
+        if self.config.getoption("collectonly"):
+            return  # inputs checked; nothing runs, so no report folder and no history
         plan = RunPlan(
             targets=self.targets,
             tests=tuple(planned),
@@ -299,7 +329,7 @@ class _AtomiclabSession:
             get_prereqs=bool(self.config.getoption("atomiclab_get_prereqs")),
             command_timeout_s=lab.timeouts.command_s if lab else 300.0,
             default_budget_s=lab.timeouts.telemetry_s if lab else 30.0,
-            arguments=lab.input_arguments if lab else {},
+            arguments=arguments,
             channels=lab.channels if lab else {},
         )
         run_id = new_run_id()
@@ -373,12 +403,24 @@ class _AtomiclabSession:
             now = datetime.now(UTC)
             result = _result(planned, target.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, host, now, now)
         else:
-            result = self.runner.run_test(host, planned)
+            from harness.runner import TestInterrupted
+
+            try:
+                result = self.runner.run_test(host, planned)
+            except TestInterrupted as exc:  # Ctrl-C: keep the test, its command and cleanup, then stop
+                self.interrupted = True
+                if exc.result is not None:
+                    self._add(exc.result)
+                raise
+        self._add(result)
+        return result
+
+    def _add(self, result: TestResult) -> None:
+        assert self.sink is not None
         with self.lock:
             assert self.run_result is not None
             self.run_result = self.run_result.with_test(result)
             self.sink.publish(self.run_result)
-        return result
 
     def finish(self) -> None:
         for host in self.hosts.values():
@@ -387,6 +429,6 @@ class _AtomiclabSession:
         self.hosts.clear()
         if self.run_result is None or self.sink is None or self.history is None or not self.run_result.tests:
             return  # nothing ran here (e.g. an xdist worker that got no group): no reports
-        self.run_result = self.run_result.finished()
+        self.run_result = self.run_result.finished(interrupted=self.interrupted)
         self.sink.publish(self.run_result)
         self.history.record(self.run_result, self.out)

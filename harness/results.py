@@ -345,6 +345,8 @@ class TestResult:
     round_trips: int = 0  # transport commands this test cost (harness overhead measure)
     benign: bool = False
     source: str = ""  # atomics file
+    #: Effective input-argument overrides (lab.yaml, then --arg): name -> value. Not secrets.
+    arguments: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -376,6 +378,7 @@ class TestResult:
             "marker": self.marker,
             "benign": self.benign,
             "source": self.source,
+            "arguments": dict(self.arguments),
             "steps": [s.to_dict() for s in self.steps],
             "events_collected": self.events_collected,
             "events_attributed": self.events_attributed,
@@ -402,6 +405,7 @@ class TestResult:
             marker=d.get("marker"),
             benign=bool(d.get("benign")),
             source=str(d.get("source") or ""),
+            arguments={str(k): str(v) for k, v in (d.get("arguments") or {}).items()},
             steps=tuple(StepRecord.from_dict(s) for s in d.get("steps") or ()),
             events_collected=int(d.get("events_collected") or 0),
             events_attributed=int(d.get("events_attributed") or 0),

@@ -95,6 +95,22 @@ class ExecutionOutcome:
         return None
 
 
+class TestInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a test ran on the interrupted thread, after its cleanup finished.
+
+    ``outcome`` is what the execution did up to the interrupt (raised by ``ExecuteFn``);
+    ``result`` is the test's INTERRUPTED result built from it (raised by ``Runner.run_test``), so
+    whoever records results keeps the test and the transcripts of its command and cleanup.
+    """
+
+    __test__ = False
+
+    def __init__(self, outcome: ExecutionOutcome | None = None, result: TestResult | None = None) -> None:
+        super().__init__("interrupted")
+        self.outcome = outcome
+        self.result = result
+
+
 class ExecuteFn(Protocol):
     """Runs one atomic test on a transport: prerequisites, command (with ``marker``), cleanup."""
 
@@ -463,7 +479,13 @@ class Runner:
                                 _result(pt, target.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, reason, now, now),
                             )
                             return
-                    self._record(shared, self.run_test(host, pt))
+                    try:
+                        result = self.run_test(host, pt)
+                    except TestInterrupted as exc:  # only when execution runs on the interrupted thread
+                        if exc.result is not None:
+                            self._record(shared, exc.result)
+                        raise
+                    self._record(shared, result)
             finally:
                 host.opened.close()
         finally:
@@ -533,7 +555,44 @@ class Runner:
         except HarnessError as exc:
             now = self.clock()
             result = _result(pt, host.info.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, str(exc), now, now)
-        return replace(result, round_trips=host.transport.count - before)
+        except TestInterrupted as exc:
+            if exc.result is None and exc.outcome is not None:
+                interrupted = self._interrupted(host, pt, exc.outcome)
+                exc.result = replace(
+                    interrupted,
+                    round_trips=host.transport.count - before,
+                    arguments=self.plan.arguments_for(pt.test.guid),
+                )
+            raise
+        return replace(
+            result, round_trips=host.transport.count - before, arguments=self.plan.arguments_for(pt.test.guid)
+        )
+
+    def _interrupted(self, host: HostContext, pt: PlannedTest, outcome: ExecutionOutcome) -> TestResult:
+        """The INTERRUPTED result of a test whose execution Ctrl-C stopped (its cleanup done)."""
+        started = outcome.started or self.clock()
+        base = _result(pt, host.info.name, TestStatus.ERROR, FailureKind.INTERRUPTED, "", started, self.clock())
+        steps = self._steps(host.opened.config.name, pt.test.guid, outcome)
+        roles = {s.role for s in steps}
+        done = "cleanup done" if "cleanup" in roles else "no cleanup ran" if pt.test.executor.cleanup_command else ""
+        reason = "interrupted (Ctrl-C) while executing" + (f" ({done})" if done else "")
+        if outcome.cleanup_error:
+            reason += f"; cleanup failed: {outcome.cleanup_error}"
+        return replace(base, steps=steps, reason=reason)
+
+    def _steps(self, target: str, guid: str, outcome: ExecutionOutcome) -> tuple[StepRecord, ...]:
+        return tuple(
+            StepRecord(
+                role=role,
+                command=res.command,
+                exit_code=res.exit_code,
+                started=res.started,
+                ended=res.ended,
+                timed_out=res.timed_out,
+                transcript=self.sink.add_transcript(target, guid, role, res),
+            )
+            for role, res in outcome.steps
+        )
 
     # -- one test
 
@@ -560,18 +619,7 @@ class Runner:
             get_prereqs=self.plan.get_prereqs,
             timeout=self.plan.command_timeout_s,
         )
-        steps = tuple(
-            StepRecord(
-                role=role,
-                command=res.command,
-                exit_code=res.exit_code,
-                started=res.started,
-                ended=res.ended,
-                timed_out=res.timed_out,
-                transcript=self.sink.add_transcript(cfg.name, test.guid, role, res),
-            )
-            for role, res in outcome.steps
-        )
+        steps = self._steps(cfg.name, test.guid, outcome)
         base = _result(pt, cfg.name, TestStatus.ERROR, None, "", started, started)
         base = replace(base, steps=steps, marker=marker)
         if outcome.status is not ExecStatus.EXECUTED:

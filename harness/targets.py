@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,16 @@ from harness.content.labconfig import LabConfig, TargetConfig
 from harness.detect.base import TimeWindow
 from harness.errors import ContentError, EmulationError
 from harness.execution.transport import Transport
-from harness.model import AtomicTest, CommandResult
-from harness.runner import AttributedEvents, ExecStatus, ExecutionOutcome, OpenTarget, RuleSet, load_rules
+from harness.model import AtomicTest, CommandResult, utcnow
+from harness.runner import (
+    AttributedEvents,
+    ExecStatus,
+    ExecutionOutcome,
+    OpenTarget,
+    RuleSet,
+    TestInterrupted,
+    load_rules,
+)
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, Event
 
 #: Channels collected after every test.
@@ -46,10 +55,22 @@ def execute(
     get_prereqs: bool,
     timeout: float,
 ) -> ExecutionOutcome:
-    """``execute_atomic`` as the runner's ``ExecuteFn`` (prerequisites, command, cleanup)."""
+    """``execute_atomic`` as the runner's ``ExecuteFn`` (prerequisites, command, cleanup).
+
+    Ctrl-C on the executing thread: ``execute_atomic`` runs the cleanup and re-raises; the commands
+    that ran are then raised as ``TestInterrupted`` with their results, so the test is recorded
+    with its command and cleanup transcripts instead of vanishing.
+    """
     from harness.execution.lifecycle import execute_atomic
 
-    rec = execute_atomic(transport, test, args=args, marker=marker, get_prereqs=get_prereqs, timeout=timeout)
+    recording = _RecordingTransport(transport)
+    started = utcnow()
+    try:
+        rec = execute_atomic(recording, test, args=args, marker=marker, get_prereqs=get_prereqs, timeout=timeout)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, TestInterrupted):
+            raise
+        raise TestInterrupted(recording.outcome(marker, started)) from exc
     steps: list[tuple[str, CommandResult]] = []
     for p in rec.prereqs:
         steps.append(("prereq", p.check))
@@ -69,6 +90,55 @@ def execute(
         started=rec.started,
         ended=rec.ended,
     )
+
+
+class _RecordingTransport:
+    """Passes commands through and keeps each one's result (None when Ctrl-C stopped it)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self._inner = inner
+        self.calls: list[tuple[str, datetime, CommandResult | None]] = []
+
+    @property
+    def host(self) -> str:
+        return self._inner.host
+
+    def run(self, command_line: str, *, timeout: float) -> CommandResult:
+        index, began = len(self.calls), utcnow()
+        self.calls.append((command_line, began, None))
+        result = self._inner.run(command_line, timeout=timeout)
+        self.calls[index] = (command_line, began, result)
+        return result
+
+    def put_file(self, local: Path, remote: str) -> None:
+        self._inner.put_file(local, remote)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def outcome(self, marker: str, started: datetime) -> ExecutionOutcome:
+        """The interrupted execution's steps: prerequisites, the command (it carries ``marker``), cleanup."""
+        steps: list[tuple[str, CommandResult]] = []
+        role = "prereq"
+        cleanup_error: str | None = None
+        for line, began, result in self.calls:
+            if marker in line:
+                role = "command"
+            elif role == "command":
+                role = "cleanup"
+            if result is None:
+                result = CommandResult(line, None, "", "interrupted (Ctrl-C) before it finished", began, utcnow())
+            elif role == "cleanup" and (result.exit_code != 0 or result.timed_out):
+                cleanup_error = f"cleanup exited with {result.exit_code}"
+            steps.append((role, result))
+        return ExecutionOutcome(
+            status=ExecStatus.ERROR,
+            reason="interrupted",
+            steps=tuple(steps),
+            cleanup_error=cleanup_error,
+            started=started,
+            ended=utcnow(),
+        )
 
 
 # ------------------------------------------------------------------------------------ telemetry

@@ -123,6 +123,39 @@ def test_security_4688_v2_matches_real_field_order(host: EmulatedHost) -> None:
         assert mine.findtext(f"{NS}System/{NS}{tag}") == evtx_real.findtext(f"{NS}System/{NS}{tag}")
 
 
+def test_security_4689_v0_matches_real_fields_and_system_values(host: EmulatedHost) -> None:
+    """4689 (process exit) against real 4689s of the security-datasets export; the recordings hold it
+    only as JSON lines (no Version), so the version is checked against Microsoft's documentation: 4689
+    has only version 0 (SubjectUserSid .. SubjectLogonId, Status, ProcessId, ProcessName)."""
+    mine = emulated(host, SECURITY, 4689)
+    assert mine.findtext(f"{NS}System/{NS}Version") == "0"
+    path = recording(OTRF_ZIP)
+    reals: list[dict[str, object]] = []
+    with zipfile.ZipFile(path) as z, z.open(z.namelist()[0]) as fh:
+        for line in fh:
+            d = json.loads(line)
+            if d.get("EventID") == 4689:
+                reals.append(d)
+    assert reals, f"{OTRF_ZIP} has no 4689"
+    for d in reals:
+        keys = list(d)
+        assert names(mine) == keys[keys.index("Task") + 1 :]  # the export lists EventData after the System fields
+        assert mine.findtext(f"{NS}System/{NS}Task") == d["Task"]
+        assert mine.findtext(f"{NS}System/{NS}Level") == d["Level"]
+        assert mine.findtext(f"{NS}System/{NS}Keywords") == d["Keywords"]
+        provider = mine.find(f"{NS}System/{NS}Provider")
+        assert provider is not None and provider.get("Name") == d["SourceName"]
+        assert (provider.get("Guid") or "").lower() == str(d["ProviderGuid"]).lower()
+    assert system_tags(mine) == system_tags(emulated(host, SECURITY, 4688))
+    # Values formatted as real ones: hex ids and status, the full image path.
+    data = {d.get("Name"): d.text or "" for d in mine.iter(f"{NS}Data")}
+    for real in reals:
+        for name in ("SubjectLogonId", "Status", "ProcessId"):
+            assert re.fullmatch(r"0x[0-9a-f]+", str(real[name])) and re.fullmatch(r"0x[0-9a-f]+", data[name]), name
+    assert re.fullmatch(r"[A-Z]:\\.+\.exe", data["ProcessName"], re.I)
+    assert data["SubjectUserSid"].startswith("S-1-5-")
+
+
 def test_value_formats_like_real_hosts(host: EmulatedHost) -> None:
     s1 = emulated(host, SYSMON, 1)
     data = {d.get("Name"): d.text or "" for d in s1.iter(f"{NS}Data")}

@@ -1,20 +1,30 @@
 """The five T1046 atomics against the emulated host produce every "Expected signal" of the detection card.
 
+The first tests drive ``EmulatedHost.execute`` directly; the last ones run the atomics the way a run
+does (``lifecycle.execute_atomic`` rendering, ``WinRMTransport`` over pypsrp, the WS-Man listener).
+
 Command lines are rendered here the way Invoke-AtomicRedTeam renders them (defaults substituted,
 ``"`` -> ``\\""`` for powershell, lines joined with `` & `` for cmd), with a run marker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from harness.content.atomics import load_atomic_file
 from harness.emulated.host import EmulatedHost, HostSettings
+from harness.emulated.wsman import EmulatedHostServer
+from harness.execution.executors import new_run_marker
+from harness.execution.lifecycle import ExecutionStatus, execute_atomic
+from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMTransport
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON
 
 ATOMICS = Path(__file__).resolve().parents[1] / "atomics" / "T1046" / "T1046.yaml"
@@ -245,3 +255,143 @@ def test_logging_off_states() -> None:
     assert SYSMON not in bare.eventlog.channels()
     res = bare.execute("wevtutil qe Microsoft-Windows-Sysmon/Operational /c:1")
     assert res.exit_code == 15007 and "could not be found" in res.stderr
+
+
+# --- The same signals through the real WinRM transport (pypsrp) and the harness's own rendering ----
+
+
+@contextlib.contextmanager
+def winrm_host(settings: HostSettings | None = None) -> Iterator[tuple[EmulatedHost, WinRMTransport]]:
+    """An emulated host behind its WS-Man listener, and the harness's WinRM transport to it."""
+    host = EmulatedHost(settings or HostSettings())
+    with EmulatedHostServer(host) as srv:
+        secret = srv.password
+        transport = WinRMTransport(
+            WinRMConfig(host="127.0.0.1", port=srv.port, username=srv.username, password_env="ATOMICLAB_EMU_PW",
+                        auth=WinRMAuth.NTLM, ca_bundle=srv.ca_cert_path, operation_timeout_s=5),
+            secrets=lambda _name: secret,
+        )
+        try:
+            yield host, transport
+        finally:
+            transport.close()
+
+
+def _tree(sysmon1: list[dict[str, str]], marker: str) -> list[dict[str, str]]:
+    """The marked root process and all its descendants (Sysmon 1 events)."""
+    roots = [e for e in sysmon1 if marker in e["CommandLine"]]
+    assert len(roots) == 1, marker
+    out, guids = list(roots), {roots[0]["ProcessGuid"]}
+    for e in sysmon1:  # creation order: a parent always precedes its children
+        if e["ParentProcessGuid"] in guids and e not in out:
+            out.append(e)
+            guids.add(e["ProcessGuid"])
+    return out
+
+
+@pytest.mark.network
+def test_five_atomics_through_winrm_produce_every_expected_signal() -> None:
+    atomics = load_atomic_file(ATOMICS)
+    temp = "C:\\Users\\atomiclab\\AppData\\Local\\Temp\\"
+    with winrm_host() as (host, transport):
+        seen: dict[int, dict[str, Any]] = {}
+        for n, test in enumerate(atomics.tests, 1):
+            marks = {ch: host.eventlog.last_record_id(ch) for ch in (SYSMON, SECURITY, POWERSHELL_OPERATIONAL)}
+            marker = new_run_marker()
+            record = execute_atomic(transport, test, args={}, marker=marker, get_prereqs=False, timeout=60,
+                                    cleanup=False, platform="windows")
+            assert record.status is ExecutionStatus.EXECUTED, (test.name, record.reason, record.error)
+            assert record.result is not None and record.result.exit_code == 0, (test.name, record.result)
+            sysmon = events(host, SYSMON, marks[SYSMON])
+            tree = _tree(of(sysmon, 1), marker)
+            guids = {e["ProcessGuid"] for e in tree}
+            seen[n] = {
+                "line": record.command_line,
+                "tree": tree,
+                "net": [e for e in of(sysmon, 3) if e["ProcessGuid"] in guids],
+                "files": [e for e in of(sysmon, 11) if e["ProcessGuid"] in guids],
+                "4688": of(events(host, SECURITY, marks[SECURITY]), 4688),
+                "4104": [e["ScriptBlockText"] for e in of(events(host, POWERSHELL_OPERATIONAL,
+                                                                  marks[POWERSHELL_OPERATIONAL]), 4104)],
+            }
+        netstat_file = host.fs.read(temp + "df00tech-netstat.txt").decode()
+
+    def image(e: dict[str, str], name: str) -> bool:
+        return e["Image"].lower().endswith("\\" + name)
+
+    # 1. nmap: Sysmon 1 (nmap.exe, '-sV -p', '127.0.0.1'), Sysmon 3 per port, Sysmon 11 %TEMP% file, 4688.
+    s = seen[1]
+    nmap = [e for e in s["tree"] if image(e, "nmap.exe")]
+    assert len(nmap) == 1 and "-sV -p" in nmap[0]["CommandLine"] and "127.0.0.1" in nmap[0]["CommandLine"]
+    conns = [e for e in s["net"] if image(e, "nmap.exe")]
+    assert sorted(int(e["DestinationPort"]) for e in conns) == [22, 80, 135, 445, 3389]
+    assert {e["DestinationIp"] for e in conns} == {"127.0.0.1"}
+    assert [e["TargetFilename"] for e in s["files"]] == [temp + "df00tech-nmap-test.txt"]
+    assert any(e["NewProcessName"].lower().endswith("\\nmap.exe") and "-sV -p" in e["CommandLine"] for e in s["4688"])
+    # 2. TcpClient loop: Sysmon 1 powershell.exe ('Net.Sockets.TcpClient', 'Connect'), Sysmon 3 per port, 4104.
+    s = seen[2]
+    root = s["tree"][0]
+    assert image(root, "powershell.exe") and "Net.Sockets.TcpClient" in root["CommandLine"]
+    assert "Connect" in root["CommandLine"]
+    assert {e["Image"] for e in s["net"]} == {root["Image"]}
+    assert {e["DestinationIp"] for e in s["net"]} == {"127.0.0.1"}
+    assert sorted(int(e["DestinationPort"]) for e in s["net"]) == [22, 80, 135, 139, 445, 3389, 5985, 5986]
+    assert any("New-Object System.Net.Sockets.TcpClient" in b and "$tcp.Connect(" in b for b in s["4104"])
+    # 3. Test-NetConnection sweep: Sysmon 1 ('1..5', 'Test-NetConnection', '-Port 80'), Sysmon 3 .1-.5:80, 4104.
+    s = seen[3]
+    root = s["tree"][0]
+    assert image(root, "powershell.exe")
+    assert all(part in root["CommandLine"] for part in ("1..5", "Test-NetConnection", "-Port 80"))
+    assert {e["Image"] for e in s["net"]} == {root["Image"]}
+    assert sorted(e["DestinationIp"] for e in s["net"]) == [f"127.0.0.{i}" for i in range(1, 6)]
+    assert {e["DestinationPort"] for e in s["net"]} == {"80"}
+    assert any("ForEach-Object { Test-NetConnection" in b for b in s["4104"])
+    # 4. nbtscan: Sysmon 1 (nbtscan.exe, an address range), Sysmon 3 UDP to 137, 4688.
+    s = seen[4]
+    nbt = [e for e in s["tree"] if image(e, "nbtscan.exe")]
+    assert len(nbt) == 1 and re.search(r"127\.0\.0\.1-5\b", nbt[0]["CommandLine"])
+    conns = [e for e in s["net"] if image(e, "nbtscan.exe")]
+    assert conns and {e["Protocol"] for e in conns} == {"udp"} and {e["DestinationPort"] for e in conns} == {"137"}
+    assert any(e["NewProcessName"].lower().endswith("\\nbtscan.exe") and "127.0.0.1-5" in e["CommandLine"]
+               for e in s["4688"])
+    # 5. netstat: Sysmon 1 cmd.exe ('netstat -ano', 'findstr LISTENING'), Sysmon 11 with listening output, 4688.
+    s = seen[5]
+    root = s["tree"][0]
+    assert image(root, "cmd.exe") and "netstat -ano" in root["CommandLine"] and "findstr LISTENING" in root["CommandLine"]
+    assert temp + "df00tech-netstat.txt" in [e["TargetFilename"] for e in s["files"]]
+    assert "LISTENING" in netstat_file and "ESTABLISHED" not in netstat_file
+    assert any(e["NewProcessName"].lower().endswith("\\cmd.exe") and e["CommandLine"] == s["line"] for e in s["4688"])
+    # Lineage as on Windows: the WinRM host process starts every executor shell.
+    for s in seen.values():
+        assert s["tree"][0]["ParentImage"] == "C:\\Windows\\System32\\winrshost.exe"
+
+
+@pytest.mark.network
+def test_winrm_sysmon_network_off_gives_no_eid3() -> None:
+    atomics = load_atomic_file(ATOMICS)
+    with winrm_host(HostSettings(sysmon_network=False)) as (host, transport):
+        for test in atomics.tests:
+            record = execute_atomic(transport, test, args={}, marker=new_run_marker(), get_prereqs=False,
+                                    timeout=60, platform="windows")
+            assert record.status is ExecutionStatus.EXECUTED, (test.name, record.reason, record.error)
+        sysmon = events(host, SYSMON)
+    assert of(sysmon, 3) == []
+    assert [e for e in of(sysmon, 1) if e["Image"].lower().endswith("\\nmap.exe")]  # the scan itself still ran
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("get_prereqs", [False, True])
+def test_winrm_nmap_not_installed_fails_the_prerequisite(get_prereqs: bool) -> None:
+    test = load_atomic_file(ATOMICS).tests[0]
+    with winrm_host(HostSettings(tools=frozenset({"nbtscan"}))) as (host, transport):
+        record = execute_atomic(transport, test, args={}, marker=new_run_marker(), get_prereqs=get_prereqs,
+                                timeout=60, platform="windows")
+        sysmon = events(host, SYSMON)
+    assert record.status is ExecutionStatus.SKIPPED_PREREQ
+    assert record.reason is not None
+    assert "nmap.exe must exist at C:\\Program Files (x86)\\Nmap\\nmap.exe" in record.reason
+    assert len(record.prereqs) == 1 and not record.prereqs[0].met
+    assert record.prereqs[0].check.exit_code == 1
+    assert (record.prereqs[0].get is not None) is get_prereqs
+    assert record.result is None  # the atomic itself never ran
+    assert not [e for e in of(sysmon, 1) if e["Image"].lower().endswith("nmap.exe")]

@@ -36,7 +36,12 @@ def test_without_flag_atomics_are_not_collected(pytester):
 
 
 def test_collect_ids_and_k(pytester):
-    result = pytester.runpytest_inprocess("--atomiclab", str(T1046), "--collect-only", "-q", "-k", "nbtscan or netstat")
+    out = pytester.path / "atomiclab-out"
+    result = pytester.runpytest_inprocess(
+        "--atomiclab", str(T1046), "--collect-only", "-q", "-k", "nbtscan or netstat",
+        "--atomiclab-out", str(out), "--atomiclab-history", str(pytester.path / "h.sqlite"),
+    )
+    assert not out.exists() and not (pytester.path / "h.sqlite").exists()  # nothing ran: no report folder
     result.stdout.fnmatch_lines([
         "*T1046.yaml::T1046[[]emulated[]]::NetBIOS discovery with nbtscan",
         "*T1046.yaml::T1046[[]emulated[]]::Listening services with netstat piped to findstr",

@@ -14,7 +14,14 @@ import evtx
 import pytest
 
 from harness.telemetry.readers import read_events
-from harness.telemetry.readers.evtxfile import LazyFields, _fast_from_rs_json, _rs_match, json_loads
+from harness.telemetry.readers.evtxfile import (
+    LazyFields,
+    _fast_from_rs_json,
+    _lazy_event,
+    _rs_match,
+    _rs_system,
+    json_loads,
+)
 
 PUBLIC = Path(__file__).resolve().parents[1] / ".." / "shared" / "telemetry" / "public"
 T1046_10 = PUBLIC / "atomic-evtx/attacks_by_category_unfiltered/discovery/Port-Scanning -24 Subnet with PowerShell"
@@ -103,3 +110,27 @@ def test_pattern_rejects_what_it_cannot_read_exactly() -> None:
     assert _rs_match(text.replace('"Version":5', '"Version":"5"', 1)) is None
     assert _rs_match(text.replace('"Version":5', '"Version":-5', 1)) is None
     assert _rs_match(text.replace('"Version":5', '"Version":05', 1)) is None
+
+
+def test_segment_memo_and_time_shapes() -> None:
+    """System is read in segments whose values are memoized per file: a memo hit gives the values a
+    fresh read gives, and a SystemTime in any shape but evtx-rs's own is left to the whole-record path."""
+    path = FILES[0]
+    if not path.is_file():
+        pytest.skip(f"shared telemetry not present at {PUBLIC}")
+    texts = _records(path)[:50]
+    heads: dict = {}
+    tails: dict = {}
+    for text in texts * 2:
+        system = _rs_system(text, heads, tails)
+        assert system is not None and system == _rs_system(text)
+        reference = _fast_from_rs_json(json_loads(text), "o", None)
+        assert _lazy_event(system, text, "o", None) == reference
+    assert 0 < len(heads) < len(texts) and 0 < len(tails) < len(texts)
+    text = texts[0]
+    stamp = json_loads(text)["Event"]["System"]["TimeCreated"]["#attributes"]["SystemTime"]
+    for other in (stamp.replace("T", " "), stamp.replace("Z", "+01:00"), stamp[:-1], stamp.replace("T", "\\u0054")):
+        assert _rs_system(text.replace(stamp, other, 1)) is None
+    # a segment that does not match is never memoized
+    bad = text.replace('"Computer":"', '"Computer":"a\\\\', 1)
+    assert _rs_system(bad, heads, tails) is None and _rs_system(bad, heads, tails) is None

@@ -220,3 +220,41 @@ def test_fast_path_equals_lxml(values: list[str], quote: str) -> None:
     assert got == _lxml_reference(text)
     # and the fast path itself (not a silent fallback) read it
     assert [winxml._fast_event(text, origin="<xml>", keep_raw=False)] == got
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("</Data><Data", "</Data>\x1c<Data"),  # a character XML forbids, where whitespace may stand
+        ("<EventID>", "<EventID\xa0>"),  # Unicode space inside a tag
+        ("<EventID>", "<EventID\x1d>"),
+        ("</Data><Data", "</Data>\xa0<Data"),  # Unicode space as text between items: lxml ignores it
+        ("Name='RuleName'", "Name='Rule\tName'"),  # XML turns a tab in an attribute into a space
+        ("Name='RuleName'", "Name='Rule\nName'"),
+        ("Guid=", "x\u00b2='1' Guid="),  # a character no XML name may hold
+        ("<Data Name='UtcTime'>", "<!-- </Event> --><Data Name='UtcTime'>"),  # splitting needs lxml
+        ("<Data Name='UtcTime'>", "<?pi </Event>?><Data Name='UtcTime'>"),
+    ],
+)
+def test_fast_path_never_accepts_what_lxml_reads_otherwise(old: str, new: str) -> None:
+    """Python's ``\\s`` and ``\\w`` are wider than XML's whitespace and names: text the fast path's
+    patterns would have taken that way must be read (or rejected) exactly as lxml does."""
+    text = SYSMON_1.replace(old, new, 1)
+    assert text != SYSMON_1
+    try:
+        expected: list[object] = _lxml_reference(text)
+    except (etree.XMLSyntaxError, TelemetryError):
+        expected = ["malformed"]
+    try:
+        got: list[object] = list(parse_event_xml(text, keep_raw=False))
+    except TelemetryError:
+        got = ["malformed"]
+    assert got == expected
+
+
+def test_markup_scan_equals_plain_search() -> None:
+    """``_has_markup`` (the cheap scan for ``<!``/``<?``) answers as ``in`` does, past its hop limit too."""
+    texts = ["", "<", "!", "<!", "a<!", "!<!", "?" * 40 + "<?", "!" * 40, "a!b!c" * 20 + "<!x", "<" + "!" * 3]
+    for text in texts:
+        for mark in "!?":
+            assert winxml._has_markup(text, mark) == (("<" + mark) in text), (text, mark)

@@ -10,6 +10,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from harness.plan import ArgOverride, parse_arg_override
+
 
 def _int(text: str) -> int:
     try:
@@ -51,3 +53,11 @@ def positive_float(text: str) -> float:
 
 non_negative_int = int_at_least(0)
 positive_int = int_at_least(1)
+
+
+def input_override(text: str) -> ArgOverride:
+    """``NAME=VALUE`` or ``GUID:NAME=VALUE`` (``run --arg``); the value is checked later, per test."""
+    try:
+        return parse_arg_override(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

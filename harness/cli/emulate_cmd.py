@@ -5,6 +5,10 @@ password file readable only by the owner (0600) into a state directory, prints t
 username and the NAME of the environment variable the harness reads the password from, with the
 ``export`` line that fills it from the file, and serves until Ctrl-C. The password is never printed
 and never put on a command line; both files are removed on exit.
+
+``--fault KIND[=VALUE]`` (repeatable) injects the listener's faults (``FaultConfig``) for testing a
+client against a misbehaving host: ``drop-on-request=N``, ``drop-mid-receive``,
+``http-500=ACTION[,ACTION...]``, ``slow-receive=SECONDS``, ``timeout-next-receive``.
 """
 
 from __future__ import annotations
@@ -56,6 +60,16 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--delivery-delay", type=float, default=0.0, metavar="SECONDS", help="event delivery delay")
     p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[=VALUE]",
+        help="inject a listener fault (repeatable): drop-on-request=N (reset the Nth WS-Man request's "
+        "connection), drop-mid-receive (reset the next Receive once output is ready), "
+        "http-500=ACTION[,ACTION...] (HTTP 500 for Create|Command|Receive|Send|Signal|Delete|Get), "
+        "slow-receive=SECONDS (delay every Receive), timeout-next-receive (operation-timeout fault once)",
+    )
+    p.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -81,6 +95,88 @@ def _settings_overrides(args: argparse.Namespace, default_tools: frozenset[str])
         "tools": frozenset(default_tools) - set(args.no_tool),
         "delivery_delay_s": args.delivery_delay,
     }
+
+
+_FAULT_KINDS = ("drop-on-request", "drop-mid-receive", "http-500", "slow-receive", "timeout-next-receive")
+_FLAG_FAULTS = ("drop-mid-receive", "timeout-next-receive")
+
+
+def parse_faults(specs: list[str]) -> Any:
+    """The ``FaultConfig`` for ``--fault`` values; EmulationError (one line) for a bad one."""
+    from harness.emulated.wsman import FaultConfig
+    from harness.emulated.wsman_soap import Action
+
+    by_name = {a.short.lower(): a for a in Action}
+    drop_on: int | None = None
+    delay = 0.0
+    actions: set[Action] = set()
+    flags: set[str] = set()
+    for spec in specs:
+        kind, has_value, value = (part.strip() for part in spec.partition("="))
+        kind = kind.lower()
+        where = f"--fault {spec}"
+        if kind not in _FAULT_KINDS:
+            raise EmulationError(f"{where}: unknown fault", hint=f"choose from {', '.join(_FAULT_KINDS)}")
+        if kind in _FLAG_FAULTS:
+            if has_value:
+                raise EmulationError(f"{where}: {kind} takes no value", hint=f"write --fault {kind}")
+            flags.add(kind)
+            continue
+        if not value:
+            raise EmulationError(f"{where}: {kind} needs a value", hint=f"write --fault {kind}=VALUE")
+        if kind == "drop-on-request":
+            if not value.isdigit() or int(value) < 1:
+                raise EmulationError(f"{where}: N must be a whole number >= 1 (the Nth WS-Man request)")
+            drop_on = int(value)
+        elif kind == "slow-receive":
+            try:
+                delay = float(value)
+            except ValueError:
+                delay = math.nan
+            if not math.isfinite(delay) or delay < 0:
+                raise EmulationError(f"{where}: must be a finite number of seconds >= 0")
+        else:  # http-500
+            for name in (n.strip().lower() for n in value.split(",")):
+                if name not in by_name:
+                    known = "|".join(a.short for a in Action)
+                    raise EmulationError(f"{where}: unknown WS-Man action {name!r}", hint=f"choose from {known}")
+                actions.add(by_name[name])
+    return FaultConfig(
+        drop_on_request=drop_on,
+        drop_mid_receive="drop-mid-receive" in flags,
+        http_500_actions=frozenset(actions),
+        receive_delay_s=delay,
+        timeout_next_receive="timeout-next-receive" in flags,
+    )
+
+
+def describe_faults(faults: Any) -> str:
+    """The injected faults as ``--fault`` values (empty when none)."""
+    parts: list[str] = []
+    if faults.drop_on_request is not None:
+        parts.append(f"drop-on-request={faults.drop_on_request}")
+    if faults.drop_mid_receive:
+        parts.append("drop-mid-receive")
+    if faults.http_500_actions:
+        parts.append("http-500=" + ",".join(sorted(a.short for a in faults.http_500_actions)))
+    if faults.receive_delay_s:
+        parts.append(f"slow-receive={faults.receive_delay_s:g}")
+    if faults.timeout_next_receive:
+        parts.append("timeout-next-receive")
+    return " ".join(parts)
+
+
+def server_config(args: argparse.Namespace) -> Any:
+    """The listener's ``ServerConfig`` from the parsed flags (EmulationError for bad ones)."""
+    from harness.emulated.wsman import ServerConfig
+
+    if not 0 <= args.port <= 65535:
+        raise EmulationError(f"--port {args.port}: must be between 0 and 65535")
+    if args.http and args.allow_basic:
+        raise EmulationError("--allow-basic needs HTTPS: Basic over plain HTTP sends the password in clear",
+                             hint="drop --http or --allow-basic")
+    return ServerConfig(port=args.port, use_tls=not args.http, allow_basic=args.allow_basic,
+                        username=args.username, faults=parse_faults(list(getattr(args, "fault", []) or [])))
 
 
 def _build_host(args: argparse.Namespace) -> Any:
@@ -183,6 +279,9 @@ def serve(
             print(f"  password:   in ${PASSWORD_ENV} (file {password_file}, mode 0600)", file=out)
             print(f"  lab file:   {lab_file}", file=out)
             print(f"  responses carry {EMULATED_HEADER}: true", file=out)
+            faults = describe_faults(server.config.faults)
+            if faults:
+                print(f"  INJECTED FAULTS: {faults}", file=out)
             print(f'  export {PASSWORD_ENV}="$(cat {password_file})"', file=out)
             print("Serving until Ctrl-C.", file=out, flush=True)
             if on_ready is not None:
@@ -197,15 +296,8 @@ def serve(
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from harness.emulated.wsman import ServerConfig
-
-    if not 0 <= args.port <= 65535:
-        raise EmulationError(f"--port {args.port}: must be between 0 and 65535")
-    if args.http and args.allow_basic:
-        raise EmulationError("--allow-basic needs HTTPS: Basic over plain HTTP sends the password in clear",
-                             hint="drop --http or --allow-basic")
+    config = server_config(args)
     host = _build_host(args)
-    config = ServerConfig(port=args.port, use_tls=not args.http, allow_basic=args.allow_basic, username=args.username)
     owned_dir = args.state_dir is None
     state_dir = Path(tempfile.mkdtemp(prefix="atomiclab-emulate-")) if owned_dir else args.state_dir
     stop = threading.Event()

@@ -3,13 +3,15 @@
 ``run`` without ``--lab`` starts the EMULATED Windows host on 127.0.0.1 for the run (results are
 labelled emulated); ``--emulate-setting KEY=VALUE`` (repeatable) changes its lab state, e.g.
 ``sysmon_network=false`` (no Sysmon EID 3), ``tools=nbtscan,git`` (nmap not installed),
-``delivery_delay_s=2`` (late events), ``script_block_logging=false``. ``--sumo-tenant`` also judges
-every Sumo Logic rule in a real tenant (Search Job API) over each test's time window, as a separate
-entry ``RULE@sumo-api`` (needs --lab: the emulated host's events never reach a tenant). Every run lints
-the published upstream rules (detections/sumo/upstream/) and reports their findings, not judged
-unless --rule adds them. Exit codes: 0 every test
-passed (or was skipped), 1 a test failed or errored / verify found a difference, 2 usage or
-configuration error, 130 interrupted (reports for what finished are written).
+``delivery_delay_s=2`` (late events), ``script_block_logging=false``. ``--arg [GUID:]NAME=VALUE``
+overrides an input argument (over lab.yaml ``input_arguments``, over the YAML default), checked and
+quoted per executor before anything runs. ``--sumo-tenant`` also judges every Sumo Logic rule in a
+real tenant (Search Job API) over each test's time window, as a separate entry ``RULE@sumo-api``
+(needs --lab: the emulated host's events never reach a tenant). Every run lints the published
+upstream rules (detections/sumo/upstream/) and reports their findings, not judged unless --rule
+adds them. Exit codes: 0 every test passed (or was skipped), 1 a test failed or errored / verify
+found a difference, 2 usage or configuration error, 130 interrupted (reports for what finished are
+written).
 """
 
 from __future__ import annotations
@@ -29,15 +31,48 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import __version__
-from harness.cli.argtypes import positive_float, positive_int
+from harness.cli.argtypes import input_override, positive_float, positive_int
 from harness.errors import ContentError, HarnessError
-from harness.plan import PlannedTest, RunPlan, content_files, git_commit, published_rules, rules_of, select_tests
+from harness.plan import (
+    PlannedTest,
+    RunPlan,
+    content_files,
+    git_commit,
+    published_rules,
+    resolve_arguments,
+    rules_of,
+    select_tests,
+)
 from harness.reporting.base import ReportDirectory, Reporter
 from harness.reporting.history import History
 from harness.results import RunMode, RunResult, TargetInfo
 from harness.telemetry.event import Event
 
 DEFAULT_ATOMICS = ("atomics/T1046", "atomics/benign")
+
+RUN_DESCRIPTION = (
+    "Run atomic tests on the lab targets (without --lab: an EMULATED Windows host started on 127.0.0.1, "
+    "results labelled emulated), collect the telemetry each test caused, and judge the expected events "
+    "and the detection rules. Input arguments come from the atomic's YAML defaults, overridden by the "
+    "lab file's input_arguments, overridden by --arg. Reports go to --out (default reports/<run-id>/). "
+    "Exit 0 when every test passed or was skipped, 1 when a test failed or errored, 2 for usage or "
+    "configuration errors, 130 when interrupted (reports cover what finished)."
+)
+EVALUATE_DESCRIPTION = (
+    "Judge recorded telemetry (EVTX, XML, JSON, JSONL) against the expectations and detection rules, "
+    "executing nothing. Events are attributed by run marker when the capture carries one, else the whole "
+    "capture is each test's evidence. Reports are written as for run."
+)
+VERIFY_DESCRIPTION = (
+    "Recompute the SHA-256 of every file of a report folder and compare with its manifest.json; names "
+    "every file that changed, is missing or is not listed, and checks results.json against its schema. "
+    "Exit 0 when everything matches, 1 otherwise."
+)
+HISTORY_DESCRIPTION = (
+    "List the last runs recorded in the history database and show, per test, regressions (passed "
+    "before, fails now), fixes (failed before, passes now) and flaky tests (outcome changing across "
+    "the runs listed)."
+)
 HISTORY_FILE = "history.sqlite"
 
 
@@ -45,8 +80,7 @@ def register(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
         help="run atomics on targets (default: the emulated host), judge telemetry and detections",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=RUN_DESCRIPTION,
     )
     run.add_argument("--lab", type=Path, help="lab.yaml with the targets (default: the EMULATED host)")
     run.add_argument("--tests", nargs="+", default=[], metavar="GUID-OR-NAME", help="tests to run (default: all)")
@@ -57,6 +91,15 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="PATH",
         help=f"atomics files or folders (default: {' and '.join(DEFAULT_ATOMICS)})",
+    )
+    run.add_argument(
+        "--arg",
+        action="append",
+        type=input_override,
+        default=[],
+        metavar="[GUID:]NAME=VALUE",
+        help="override an input argument of every selected test declaring NAME, or of test GUID only "
+        "(repeatable; wins over lab.yaml input_arguments)",
     )
     _common(run)
     run.add_argument("--get-prereqs", action="store_true", help="fetch unmet prerequisites, then check again")
@@ -93,8 +136,7 @@ def register(subparsers: Any) -> None:
     ev = subparsers.add_parser(
         "evaluate",
         help="judge recorded telemetry against the expectations, executing nothing",
-        description="The same judgement as `run` over telemetry files (EVTX, XML, JSON, JSONL). "
-        "Attribution: by run marker when the capture carries one, else the whole file.",
+        description=EVALUATE_DESCRIPTION,
     )
     ev.add_argument("--telemetry", nargs="+", type=Path, required=True, metavar="FILE")
     ev.add_argument(
@@ -108,11 +150,15 @@ def register(subparsers: Any) -> None:
     _common(ev)
     ev.set_defaults(handler=_evaluate)
 
-    ve = subparsers.add_parser("verify", help="check a report folder against its manifest.json")
+    ve = subparsers.add_parser(
+        "verify", help="check a report folder against its manifest.json", description=VERIFY_DESCRIPTION
+    )
     ve.add_argument("dir", type=Path, metavar="DIR")
     ve.set_defaults(handler=_verify)
 
-    hi = subparsers.add_parser("history", help="list runs; per test regressions, fixes and flaky tests")
+    hi = subparsers.add_parser(
+        "history", help="list runs; per test regressions, fixes and flaky tests", description=HISTORY_DESCRIPTION
+    )
     hi.add_argument("--last", type=positive_int, default=10, metavar="N", help="runs to analyse (default 10)")
     hi.add_argument("--history", type=Path, default=None, help="history database (default reports/history.sqlite)")
     hi.set_defaults(handler=_history)
@@ -263,6 +309,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.sumo_tenant or args.sumo_endpoint:
         _check_tenant(args, emulated_host=lab is None)
     planned, atomics, expectations = _planned(root, args.atomics, args.tests)
+    arguments = resolve_arguments(
+        planned,
+        lab=lab.input_arguments if lab else None,
+        lab_source=lab.source if lab else None,
+        cli=args.arg,
+    )
     rule_paths, extras = rules_of(planned, root, args.rule)
     published = published_rules(root)
     factory: TargetFactory
@@ -280,7 +332,7 @@ def _run(args: argparse.Namespace) -> int:
         get_prereqs=args.get_prereqs,
         command_timeout_s=args.timeout or (lab.timeouts.command_s if lab else 300.0),
         default_budget_s=lab.timeouts.telemetry_s if lab else 30.0,
-        arguments=lab.input_arguments if lab else {},
+        arguments=arguments,
         channels=lab.channels if lab else {},
     )
     rules = load_rule_set(

@@ -9,7 +9,8 @@ Contract:
   left out). The first problem is raised as ``ContentError`` (``FILE:LINE: YAML-PATH: message``);
   ``check_atomic_file`` returns all of them instead.
 * Cross-reference problems (``#{arg}`` placeholders, unused arguments, duplicate GUIDs) do not stop
-  loading: ``lint_atomic_file`` / ``duplicate_guids`` report them for ``atomiclab validate``.
+  loading: ``lint_atomic_file`` / ``duplicate_guids_in_docs`` report them for ``atomiclab validate``,
+  on every well-formed part of a file even when its schema check fails elsewhere.
 * Input-argument defaults keep the exact scalar text written in YAML (``1.50`` stays ``1.50``).
 """
 
@@ -133,27 +134,44 @@ def _build_test(doc: YamlDoc, technique: str, index: int, raw: dict[str, Any]) -
     )
 
 
+def _raw_tests(doc: YamlDoc) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(index, mapping) of every test entry that is a mapping, whatever else in the file is broken."""
+    data = doc.data
+    tests = data.get("atomic_tests") if isinstance(data, dict) else None
+    if isinstance(tests, list):
+        for index, test in enumerate(tests):
+            if isinstance(test, dict):
+                yield index, test
+
+
 def _texts_of(test: dict[str, Any], base: YamlPath) -> Iterator[tuple[YamlPath, str]]:
     """Every text Invoke-AtomicRedTeam substitutes ``#{arg}`` in, with its YAML path."""
-    ex = test.get("executor") or {}
-    for key in ("command", "cleanup_command", "steps"):
-        if isinstance(ex.get(key), str):
-            yield (*base, "executor", key), ex[key]
-    for i, dep in enumerate(test.get("dependencies") or ()):
+    ex = test.get("executor")
+    if isinstance(ex, dict):
+        for key in ("command", "cleanup_command", "steps"):
+            if isinstance(ex.get(key), str):
+                yield (*base, "executor", key), ex[key]
+    deps = test.get("dependencies")
+    for i, dep in enumerate(deps if isinstance(deps, list) else ()):
         for key in ("description", "prereq_command", "get_prereq_command"):
             if isinstance(dep, dict) and isinstance(dep.get(key), str):
                 yield (*base, "dependencies", i, key), dep[key]
 
 
 def lint_atomic_file(checked: CheckedAtomics) -> list[ContentError]:
-    """Cross-reference problems inside one (schema-valid) file: undeclared and unused arguments."""
+    """Cross-reference problems inside one file: undeclared and unused arguments. Runs on every
+    well-formed part of the file even when the schema check failed elsewhere (one ``validate`` run
+    reports all problems); a test whose ``input_arguments`` is not a mapping is left to the schema."""
     doc = checked.doc
-    if doc is None or checked.file is None:
+    if doc is None:
         return []
     problems: list[ContentError] = []
-    for index, test in enumerate(doc.data["atomic_tests"]):
+    for index, test in _raw_tests(doc):
         base: YamlPath = ("atomic_tests", index)
-        declared = dict.fromkeys((test.get("input_arguments") or {}).keys())
+        raw_args = test.get("input_arguments")
+        if raw_args is not None and not isinstance(raw_args, dict):
+            continue
+        declared = dict.fromkeys(str(k) for k in (raw_args or {}))
         used: set[str] = set()
         for path, text in _texts_of(test, base):
             for lineno, line in enumerate(text.splitlines() or [""]):
@@ -213,6 +231,30 @@ def duplicate_guids(files: Sequence[AtomicFile], docs: Sequence[YamlDoc] = ()) -
                     hint="give each test its own UUID (python -c 'import uuid; print(uuid.uuid4())')"))
             else:
                 first[test.guid] = test
+    return problems
+
+
+def duplicate_guids_in_docs(docs: Sequence[YamlDoc]) -> list[ContentError]:
+    """Like :func:`duplicate_guids`, over the parsed documents: every test entry with a scalar
+    ``auto_generated_guid`` counts, also in files (or tests) that fail the schema elsewhere."""
+    first: dict[str, tuple[str, str, int | None]] = {}  # guid -> (name, file, line)
+    problems: list[ContentError] = []
+    for doc in docs:
+        for index, test in _raw_tests(doc):
+            raw = test.get("auto_generated_guid")
+            if raw is None or isinstance(raw, bool | dict | list):
+                continue
+            guid = str(raw).strip().lower()
+            base: YamlPath = ("atomic_tests", index)
+            guid_path: YamlPath = (*base, "auto_generated_guid")
+            if guid in first:
+                name, source, line = first[guid]
+                problems.append(ContentError(
+                    f"duplicate GUID {guid} (also {name!r} at {source}:{line})",
+                    file=doc.file, line=doc.line_of(guid_path), path=format_path(guid_path),
+                    hint="give each test its own UUID (python -c 'import uuid; print(uuid.uuid4())')"))
+            else:
+                first[guid] = (str(test.get("name")), doc.file, doc.line_of(base))
     return problems
 
 

@@ -220,44 +220,65 @@ def discover_expectations(root: Path) -> list[ExpectationFile]:
     return [load_expectations(p) for p in files]
 
 
+def _raw_refs(doc: YamlDoc) -> tuple[str | None, list[tuple[str, str | None, list[tuple[int, str]]]]]:
+    """(atomics path, [(test key, name, [(detection index, rule)])]) read from whatever parts of the
+    document are well-formed; the schema check reports the rest."""
+    data = doc.data if isinstance(doc.data, dict) else {}
+    atomics = data.get("atomics")
+    tests = data.get("tests")
+    refs: list[tuple[str, str | None, list[tuple[int, str]]]] = []
+    for key, raw in (tests.items() if isinstance(tests, dict) else ()):
+        if not isinstance(key, str) or not isinstance(raw, dict):
+            continue
+        name = raw.get("name")
+        dets = raw.get("detections")
+        rules = [(i, d["rule"]) for i, d in enumerate(dets if isinstance(dets, list) else ())
+                 if isinstance(d, dict) and isinstance(d.get("rule"), str) and d["rule"].strip()]
+        refs.append((key, name if isinstance(name, str) else None, rules))
+    return (atomics if isinstance(atomics, str) and atomics.strip() else None), refs
+
+
 def cross_check(checked: CheckedExpectations, root: Path,
                 atomics_cache: dict[Path, AtomicFile | None] | None = None) -> list[ContentError]:
-    """Problems of a (self-consistent) expectations file against the content under ``root``:
-    atomics file missing or broken, GUIDs it does not hold, names that differ, rule files missing."""
-    exp, doc = checked.file, checked.doc
-    if exp is None or doc is None:
+    """Problems of an expectations file against the content under ``root``: atomics file missing or
+    broken, GUIDs it does not hold, names that differ, rule files missing. Runs on the well-formed
+    parts of the file even when the file's own checks failed (one ``validate`` run reports all)."""
+    doc = checked.doc
+    if doc is None:
         return []
+    atomics_rel, refs = _raw_refs(doc)
     cache = atomics_cache if atomics_cache is not None else {}
     problems: list[ContentError] = []
-    atomics_path = (root / exp.atomics).resolve()
-    if atomics_path not in cache:
-        loaded = check_atomic_file(atomics_path) if atomics_path.is_file() else None
-        cache[atomics_path] = loaded.file if loaded is not None else None
-    atomics = cache[atomics_path]
-    if not atomics_path.is_file():
-        problems.append(doc.error(("atomics",), f"atomics file {exp.atomics} does not exist under {root}",
-                                  hint="the path is relative to the content root"))
-    elif atomics is None:
-        problems.append(doc.error(("atomics",), f"atomics file {exp.atomics} does not load",
-                                  hint=f"run `atomiclab validate {exp.atomics}`"))
+    atomics: AtomicFile | None = None
+    if atomics_rel is not None:
+        atomics_path = (root / atomics_rel).resolve()
+        if atomics_path not in cache:
+            loaded = check_atomic_file(atomics_path) if atomics_path.is_file() else None
+            cache[atomics_path] = loaded.file if loaded is not None else None
+        atomics = cache[atomics_path]
+        if not atomics_path.is_file():
+            problems.append(doc.error(("atomics",), f"atomics file {atomics_rel} does not exist under {root}",
+                                      hint="the path is relative to the content root"))
+        elif atomics is None:
+            problems.append(doc.error(("atomics",), f"atomics file {atomics_rel} does not load",
+                                      hint=f"run `atomiclab validate {atomics_rel}`"))
     by_guid = {t.guid: t for t in atomics.tests} if atomics is not None else {}
-    for guid, test in exp.tests.items():
-        key_guid = next((g for g in doc.data["tests"] if g.lower() == guid), guid)
+    for key_guid, name, rules in refs:
+        guid = key_guid.lower()
         base: YamlPath = ("tests", key_guid)
         if atomics is not None:
             atomic = by_guid.get(guid)
             if atomic is None:
-                problems.append(doc.error(base, f"unknown test GUID {guid}: not in {exp.atomics}", key=True,
+                problems.append(doc.error(base, f"unknown test GUID {guid}: not in {atomics_rel}", key=True,
                                           hint="`atomiclab list` shows the GUIDs"))
-            elif atomic.name != test.name:
-                problems.append(doc.error((*base, "name"), f"name {test.name!r} differs from the atomic's "
+            elif name is not None and atomic.name != name:
+                problems.append(doc.error((*base, "name"), f"name {name!r} differs from the atomic's "
                                           f"name {atomic.name!r} ({atomic.source}:{atomic.line})",
                                           hint="copy the atomic's name exactly"))
-        for i, det in enumerate(test.detections):
-            rule_path = root / det.rule
+        for i, rule in rules:
+            rule_path = root / rule
             if not rule_path.is_file():
                 problems.append(doc.error((*base, "detections", i, "rule"),
-                                          f"rule file {det.rule} does not exist under {root}",
+                                          f"rule file {rule} does not exist under {root}",
                                           hint="rule paths are relative to the content root"))
     return problems
-

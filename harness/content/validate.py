@@ -29,7 +29,7 @@ from harness.content.atomics import (
     YAML_SUFFIXES,
     CheckedAtomics,
     check_atomic_file,
-    duplicate_guids,
+    duplicate_guids_in_docs,
     lint_atomic_file,
 )
 from harness.content.expectations import check_expectations_file, cross_check
@@ -203,15 +203,14 @@ def validate_paths(paths: Sequence[Path] | None = None, *, root: Path | None = N
             n_expectations += 1
             exp = check_expectations_file(path)
             problems.extend(exp.problems)
-            if exp.file is not None:
-                problems.extend(cross_check(exp, _root_for(path, root), atomics_cache))
+            problems.extend(cross_check(exp, _root_for(path, root), atomics_cache))
         else:
             n_rules += 1
             rule_problems, loaded = _check_rule(path, load)
             problems.extend(rule_problems)
             n_loaded += loaded
     loaded_files = [c.file for c in checked_atomics if c.file is not None]
-    problems.extend(duplicate_guids(loaded_files, [c.doc for c in checked_atomics if c.doc is not None]))
+    problems.extend(duplicate_guids_in_docs([c.doc for c in checked_atomics if c.doc is not None]))
     ordered = sorted(problems, key=lambda e: (str(e.file or ""), e.line or 0, e.path or "", e.message))
     unique = list({str(e): e for e in ordered}.values())
     return ValidationReport(

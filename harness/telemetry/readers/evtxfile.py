@@ -44,6 +44,7 @@ _CHUNK_SIZE = 65536
 
 
 _NO_ATTRIBUTES: dict[str, Any] = {}
+_fromisoformat = datetime.fromisoformat
 
 
 def _fast_from_rs_json(record: Mapping[str, Any], origin: str, raw: str | None) -> Event:
@@ -95,26 +96,120 @@ _RS_PREFIX = (
     '{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},'
     '"System":{"Provider":{"#attributes":{"Name":'
 )
-_RS_SYSTEM = re.compile(
+_RS_START = len(_RS_PREFIX)
+_RS_EVENTDATA = '},"EventData":'  # System's end
+
+# System after the prefix is read in three segments, cut at fixed literals. Each literal is found
+# with str.find and is unambiguous: a string value matched here holds no '"' (the patterns exclude
+# it), and every cut literal starts or ends with a '"' that belongs to the structure.
+#   head: provider .. Keywords          -> (provider, event id, version)       [_RS_HEAD]
+#   time: the SystemTime string, then EventRecordID                          [_RS_RECORD]
+#   tail: Correlation .. '},"EventData":' -> (channel, computer, sid, pid, tid) [_RS_TAIL]
+# Head and tail repeat across a log's records (one provider, host and writer process), so the
+# reader memoizes their values per file keyed by their exact text; only the time and record id,
+# which differ in every record, are read per record. Joined, the three patterns accept exactly the
+# text the single System pattern used before accepted.
+_RS_HEAD = re.compile(
     _S + r'(?:,"Guid":"[^"\\]*")?(?:,"EventSourceName":"[^"\\]*")?\}\},'
     r'"EventID":(?:' + _N + r'|\{"#attributes":\{"Qualifiers":[0-9]+\},"#text":' + _N + r"\}),"
-    r'"Version":' + _N + r',"Level":[0-9]+,"Task":[0-9]+,"Opcode":[0-9]+,"Keywords":"[^"\\]*",'
-    r'"TimeCreated":\{"#attributes":\{"SystemTime":' + _S + r"\}\},"
-    r'"EventRecordID":' + _N + r","
+    r'"Version":' + _N + r',"Level":[0-9]+,"Task":[0-9]+,"Opcode":[0-9]+,"Keywords":"[^"\\]*"'
+)
+_RS_TIME = ',"TimeCreated":{"#attributes":{"SystemTime":"'
+_RS_TIME_LEN = len(_RS_TIME)
+_RS_RECORD = re.compile(r'"\}\},"EventRecordID":' + _N + ",")
+_RS_TAIL = re.compile(
     r'"Correlation":(?:null|\{"#attributes":\{"ActivityID":"[^"\\]*"(?:,"RelatedActivityID":"[^"\\]*")?\}\}),'
     r'"Execution":\{"#attributes":\{"ProcessID":' + _N + r',"ThreadID":' + _N + r"\}\},"
     r'"Channel":' + _S + r',"Computer":' + _S + r","
     r'"Security":(?:null|\{"#attributes":\{"UserID":' + _S + r'\}\})\},"EventData":'
 )
-_RS_START = len(_RS_PREFIX)
+#: Most distinct head/tail segments memoized per file (a log has a handful; beyond this bound,
+#: e.g. in a crafted file, segments are still read, just not remembered).
+_RS_MEMO_MAX = 512
+
+_RsHead = tuple[str, int, int]  # provider, event id, version
+_RsTail = tuple[str, str, "str | None", int, int]  # canonical channel, computer, user SID, pid, tid
 
 
-def _rs_match(text: str) -> re.Match[str] | None:
-    """The System values of a record in the common evtx-rs shape, or None."""
-    return _RS_SYSTEM.match(text, _RS_START) if text.startswith(_RS_PREFIX) else None
+def _rs_head(text: str, start: int, end: int) -> _RsHead | None:
+    m = _RS_HEAD.fullmatch(text, start, end)
+    if m is None:
+        return None
+    provider, eid, eid_q, version = m.groups()
+    return provider, int(eid if eid_q is None else eid_q), int(version)
 
 
-_RS_EVENTDATA = '},"EventData":'
+def _rs_tail(text: str, start: int, end: int) -> _RsTail | None:
+    m = _RS_TAIL.fullmatch(text, start, end)
+    if m is None:
+        return None
+    pid, tid, channel, computer, user_sid = m.groups()
+    return canonical_channel(channel), computer, user_sid, int(pid), int(tid)
+
+
+_RsSystem = tuple[_RsHead, datetime, int, _RsTail]
+
+
+def _rs_system(
+    text: str, heads: dict[str, _RsHead] | None = None, tails: dict[str, _RsTail] | None = None
+) -> _RsSystem | None:
+    """The System values of a record in the common evtx-rs shape (head values, time, record id,
+    tail values), or None when the record must be decoded whole. ``heads``/``tails`` memoize
+    segment values (see above). ``_read_evtx`` inlines this function step for step."""
+    if not text.startswith(_RS_PREFIX):
+        return None
+    i = text.find(_RS_TIME, _RS_START)
+    if i < 0:
+        return None
+    key = text[_RS_START:i]
+    head = heads.get(key) if heads is not None else None
+    if head is None:
+        head = _rs_head(text, _RS_START, i)
+        if head is None:
+            return None
+        if heads is not None and len(heads) < _RS_MEMO_MAX:
+            heads[key] = head
+    i += _RS_TIME_LEN
+    j = text.find('"', i)
+    t = _rs_time(text[i:j]) if j > 0 else None
+    if t is None:
+        return None
+    m = _RS_RECORD.match(text, j)
+    if m is None:
+        return None
+    k = m.end()
+    end = text.find(_RS_EVENTDATA, k) + len(_RS_EVENTDATA)
+    if end < len(_RS_EVENTDATA):
+        return None
+    key = text[k:end]
+    tail = tails.get(key) if tails is not None else None
+    if tail is None:
+        tail = _rs_tail(text, k, end)
+        if tail is None:
+            return None
+        if tails is not None and len(tails) < _RS_MEMO_MAX:
+            tails[key] = tail
+    return head, t, int(m.group(1)), tail
+
+
+def _rs_time(system_time: str) -> datetime | None:
+    """SystemTime as evtx-rs writes it (``2024-10-21T09:26:14.809394Z``), else None (the record is
+    decoded whole, and parse_time reads the other shapes there). fromisoformat takes only digits and
+    separators where it reads them, and the 'T' check pins the one place where 3.11 would take any
+    character: so the text holds no '"', '\\' or control character, as a JSON string read literally
+    must not."""
+    try:
+        t = _fromisoformat(system_time)
+    except ValueError:
+        return None
+    return t if t.tzinfo is UTC and system_time[10:11] == "T" else None
+
+
+def _rs_match(text: str) -> _RsSystem | None:
+    """The System values of a record in the common evtx-rs shape (read without decoding it), or None."""
+    return _rs_system(text)
+
+
 _RS_QUALIFIED = '"EventID":{"#attributes":{"Qualifiers":'
 
 
@@ -231,33 +326,25 @@ class LazyFields(_FieldsBase):
 
 
 Mapping.register(_FieldsBase)
-_fromisoformat = datetime.fromisoformat
 
 
-def _lazy_event(m: re.Match[str], text: str, origin: str, raw: str | None) -> Event:
-    """The Event of a record ``_RS_SYSTEM`` matched, equal to the whole-record path's."""
-    provider, eid, eid_q, version, system_time, record_id, pid, tid, channel, computer, user_sid = m.groups()
-    try:
-        t = _fromisoformat(system_time)
-    except ValueError:
-        t = parse_time(system_time)
-    if t.tzinfo is not UTC:
-        t = parse_time(system_time)
-    canonical = canonical_channel(channel)
+def _lazy_event(system: _RsSystem, text: str, origin: str, raw: str | None) -> Event:
+    """The Event of a record ``_rs_system`` read, equal to the whole-record path's."""
+    (provider, event_id, version), t, record_id, (channel, computer, user_sid, pid, tid) = system
     fields = object.__new__(LazyFields)
     fields._src = text
     return make_event(
-        canonical,
+        channel,
         provider,
-        int(eid if eid_q is None else eid_q),
+        event_id,
         t,
         computer,
         cast(Mapping[str, str], fields),
-        int(version),
-        int(record_id),
+        version,
+        record_id,
         user_sid,
-        int(pid),
-        int(tid),
+        pid,
+        tid,
         raw,
         origin,
     )
@@ -392,11 +479,14 @@ def _read_evtx(
     max_errors = (size_hint or 0) // _CHUNK_SIZE * 2 + 64
     errors = 0
     loads = json_loads
-    match = _RS_SYSTEM.match
     prefix, start = _RS_PREFIX, _RS_START
+    time_at, time_len = _RS_TIME, _RS_TIME_LEN
+    record_match = _RS_RECORD.match
+    system_end, system_end_len = _RS_EVENTDATA, len(_RS_EVENTDATA)
+    heads: dict[str, _RsHead] = {}  # per file, bounded by _RS_MEMO_MAX (see _rs_system)
+    tails: dict[str, _RsTail] = {}
     twin = EVENT_TWIN
     new = object.__new__
-    channels: dict[str, str] = {}  # per file: a log holds a handful of channel names
     fromisoformat = _fromisoformat
     in_parser = True
     while True:
@@ -409,40 +499,50 @@ def _read_evtx(
                 if record is not None:
                     text = record["data"]
                     try:
-                        m = match(text, start) if text.startswith(prefix) else None
-                        if m is None:
-                            event = _fast_from_rs_json(loads(text), origin, text if keep_raw else None)
-                        elif twin is None:  # pragma: no cover - Event changed shape
-                            event = _lazy_event(m, text, origin, text if keep_raw else None)
-                        else:  # _lazy_event, inlined: this loop is the EVTX hot path
-                            (provider, eid, eid_q, version, system_time, record_id, pid, tid, channel, computer,
-                             user_sid) = m.groups()  # fmt: skip
-                            try:
-                                t = fromisoformat(system_time)
-                            except ValueError:
-                                t = parse_time(system_time)  # the shapes fromisoformat does not take
-                            if t.tzinfo is not UTC:
-                                t = parse_time(system_time)
-                            canonical = channels.get(channel)
-                            if canonical is None:
-                                canonical = channels[channel] = canonical_channel(channel)
-                            fields = new(LazyFields)
-                            fields._src = text
-                            event = new(twin)
-                            event.channel = canonical
-                            event.provider = provider
-                            event.event_id = int(eid if eid_q is None else eid_q)
-                            event.time = t
-                            event.computer = computer
-                            event.fields = fields
-                            event.version = int(version)
-                            event.record_id = int(record_id)
-                            event.user_sid = user_sid
-                            event.pid = int(pid)
-                            event.tid = int(tid)
-                            event.raw = text if keep_raw else None
-                            event.origin = origin
-                            event.__class__ = Event
+                        # _rs_system and _lazy_event, inlined step for step: this loop is the EVTX
+                        # hot path. Any step that fails leaves ``event`` None: the record is decoded whole.
+                        event = None
+                        if twin is not None and text.startswith(prefix) and (i := text.find(time_at, start)) > 0:
+                            key = text[start:i]
+                            head = heads.get(key)
+                            if head is None and (head := _rs_head(text, start, i)) and len(heads) < _RS_MEMO_MAX:
+                                heads[key] = head
+                            i += time_len
+                            j = text.find('"', i)
+                            t = None
+                            if head is not None and j > i + 10 and text[i + 10] == "T":  # see _rs_time
+                                try:
+                                    t = fromisoformat(text[i:j])
+                                except ValueError:
+                                    t = None  # another shape: parse_time reads it on the whole-record path
+                            m = record_match(text, j) if t is not None and t.tzinfo is UTC else None
+                            if m is not None:
+                                k = m.end()
+                                end = text.find(system_end, k) + system_end_len
+                                tail = None
+                                if end > system_end_len:
+                                    key = text[k:end]
+                                    tail = tails.get(key)
+                                    if tail is None and (tail := _rs_tail(text, k, end)) and len(tails) < _RS_MEMO_MAX:
+                                        tails[key] = tail
+                                if tail is not None and head is not None:
+                                    fields = new(LazyFields)
+                                    fields._src = text
+                                    event = new(twin)
+                                    event.provider, event.event_id, event.version = head
+                                    event.channel, event.computer, event.user_sid, event.pid, event.tid = tail
+                                    event.time = t
+                                    event.record_id = int(m.group(1))
+                                    event.fields = fields
+                                    event.raw = text if keep_raw else None
+                                    event.origin = origin
+                                    event.__class__ = Event
+                        if event is None:
+                            system = _rs_system(text) if twin is None else None
+                            if system is not None:  # pragma: no cover - Event changed shape
+                                event = _lazy_event(system, text, origin, text if keep_raw else None)
+                            else:
+                                event = _fast_from_rs_json(loads(text), origin, text if keep_raw else None)
                     except (KeyError, ValueError, TypeError) as exc:
                         stats.skipped_records += 1
                         stats.problem(origin, f"record {record.get('event_record_id')}: {exc!r}")

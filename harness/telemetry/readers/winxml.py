@@ -183,7 +183,18 @@ def event_from_element(ev: etree._Element, *, origin: str | None, keep_raw: bool
 _BAD = "\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff"
 _V = "[^<" + _BAD + "]"
 _QV = '(?:"[^"<' + _BAD + "]*\"|'[^'<" + _BAD + "]*')"
-_A = r"(?:\s+[\w:.-]+\s*=\s*" + _QV + ")*"  # attributes
+_NAME = "[A-Za-z_:][A-Za-z0-9_:.-]*"  # an XML name, ASCII only (others go to lxml)
+_A = r"(?:\s+" + _NAME + r"\s*=\s*" + _QV + ")*"  # attributes
+
+
+def _xml_re(pattern: str) -> re.Pattern[str]:
+    r"""Compile a fast-path pattern with ``\s`` meaning XML whitespace only (space, tab, CR, LF).
+
+    Python's ``\s`` also takes U+001C..U+001F, U+0085, U+00A0 and other Unicode spaces: XML forbids
+    the first as characters and none of them may stand between a tag's name and its attributes, so
+    text holding them must go to lxml (which rejects it or reads it as text).
+    """
+    return re.compile(pattern.replace(r"\s", "[ \t\r\n]"))
 
 
 def _qattr(name: str, group: str, value: str = _V) -> str:
@@ -192,7 +203,7 @@ def _qattr(name: str, group: str, value: str = _V) -> str:
     return rf"\s+{name}=(?:\"(?P<{group}>{body}*)\"|'(?P<{group}_>{body1}*)')"
 
 
-_SYSTEM_RE = re.compile(
+_SYSTEM_RE = _xml_re(
     r"\s*<Provider(?:" + _qattr("Name", "pn") + r")?(?P<prov>" + _A + r")\s*(?:/>|>\s*</Provider>)"
     r"\s*<EventID(?:\s+Qualifiers=" + _QV + r")?\s*>\s*(?P<eid>\d+)\s*</EventID>"
     r"(?:\s*<Version>\s*(?P<ver>\d*)\s*</Version>|\s*<Version\s*/>)?"
@@ -215,22 +226,24 @@ _SYSTEM_RE = re.compile(
     r"(?:\s*<Container>" + _V + r"*</Container>)?"
     r"(?:\s*<Security(?:" + _qattr("UserID", "sid") + r")?(?P<sec>" + _A + r")\s*(?:/>|>\s*</Security>))?\s*"
 )
-_NAMED_FULL = {
-    q: re.compile(r"(?:\s*<Data Name=" + q + "[^" + q + "<" + _BAD + "]*" + q + ">" + _V + r"*</Data>)*\s*")
+# One named <Data> item (whitespace before it included), per quote style. A Name holding a tab or
+# line end is left to the general path: XML turns those into spaces in attribute values.
+_NAMED_ITEM = {
+    q: _xml_re(r"\s*<Data Name=" + q + "([^" + q + "<\t\n\r" + _BAD + "]*)" + q + ">(" + _V + r"*)</Data>")
     for q in "'\""
 }
-_NAMED_PAIRS = {q: re.compile(r"<Data Name=" + q + "([^" + q + "<]*)" + q + ">([^<]*)</Data>") for q in "'\""}
 _EVENT_OPENS = (
     '<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event">',
     "<Event xmlns='http://schemas.microsoft.com/win/2004/08/events/event'>",
 )
-_DATA_FULL_RE = re.compile(
-    r"(?:\s*<Data(?:\s+Name=" + _QV + r")?\s*(?:/>|>" + _V + r"*</Data>)"
+_QN = '(?:"[^"<\t\n\r' + _BAD + "]*\"|'[^'<\t\n\r" + _BAD + "]*')"  # a quoted Data Name, see _NAMED_ITEM
+_DATA_FULL_RE = _xml_re(
+    r"(?:\s*<Data(?:\s+Name=" + _QN + r")?\s*(?:/>|>" + _V + r"*</Data>)"
     r"|\s*<Binary\s*(?:/>|>" + _V + r"*</Binary>))*\s*"
 )
 _DATA_ITEM_RE = re.compile(r"<(Data|Binary)(\s+Name=(?:\"([^\"<]*)\"|'([^'<]*)'))?\s*(?:/>|>([^<]*)</(?:Data|Binary)>)")
-_ATTR_RE = re.compile(r"([\w:.-]+)\s*=\s*(?:\"([^\"<]*)\"|'([^'<]*)')")
-_GAP_RE = re.compile(r"\s*(?:<(/?)Events(?:\s+[\w:.-]+\s*=\s*\"[^\"<]*\")*\s*(/?)>\s*)?")
+_ATTR_RE = _xml_re(r"(" + _NAME + r")\s*=\s*(?:\"([^\"<]*)\"|'([^'<]*)')")
+_GAP_RE = _xml_re(r"\s*(?:<(/?)Events(?:\s+" + _NAME + r"\s*=\s*\"[^\"<]*\")*\s*(/?)>\s*)?")
 _ENTITY_RE = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#([0-9]+)|#x([0-9a-fA-F]+));|&")
 _PREDEFINED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
@@ -299,9 +312,14 @@ def _fast_event(text: str, *, origin: str | None, keep_raw: bool) -> Event:
             raise ValueError(f"event larger than {MAX_EVENT_CHARS} characters of data")
         quote = "'" if "<Data Name='" in data else '"'
         escaped = "&" in data or "\r" in data
-        if _NAMED_FULL[quote].fullmatch(data) is not None:
-            # The common case: only named <Data>, one quote style; built in C by dict().
-            fields = dict(_NAMED_PAIRS[quote].findall(data))
+        # The common case: only named <Data>, one quote style. split() gives [gap, name, value,
+        # gap, name, value, ..., rest]; every item's leading whitespace is in the pattern, so the
+        # data is exactly those items when every gap is empty and the rest is whitespace. One scan
+        # both checks and extracts, and dict() builds the fields in C (a repeated Name keeps its
+        # last value at its first position, as assigning in document order does).
+        parts = _NAMED_ITEM[quote].split(data)
+        if len(parts) > 1 and not any(parts[0:-1:3]) and not parts[-1].strip(" \t\r\n"):
+            fields = dict(zip(parts[1::3], parts[2::3], strict=True))
             if escaped:
                 fields = {_text(k): _text(v) for k, v in fields.items()}
         elif "<" in data:
@@ -352,8 +370,27 @@ def _fast_event(text: str, *, origin: str | None, keep_raw: bool) -> Event:
     )
 
 
+def _has_markup(text: str, mark: str) -> bool:
+    """Whether ``"<" + mark`` occurs in ``text`` (mark "!" or "?": declarations, comments, CDATA,
+    processing instructions).
+
+    Same answer as ``"<" + mark in text``, faster: that search stops at every '<' (one per tag),
+    while event text holds '!' and '?' rarely, and finding a single character runs at memchr speed.
+    After a few occurrences without a '<' in front, the plain search reads the rest, so no text
+    costs more than that search plus those few steps.
+    """
+    i = text.find(mark)
+    for _ in range(16):
+        if i < 0:
+            return False
+        if i > 0 and text[i - 1] == "<":
+            return True
+        i = text.find(mark, i + 1)
+    return i >= 0 and text.find("<" + mark, max(i - 1, 0)) >= 0
+
+
 def _check_declarations(chunk: str, origin: str) -> None:
-    if "<!" in chunk and ("<!DOCTYPE" in chunk or "<!ENTITY" in chunk):
+    if _has_markup(chunk, "!") and ("<!DOCTYPE" in chunk or "<!ENTITY" in chunk):
         raise TelemetryError(
             "XML with a DOCTYPE/ENTITY declaration rejected (entity expansion and external entities "
             "are never allowed in event XML)",
@@ -406,7 +443,8 @@ class _XmlStream:
         self.index = 0
         self.slow: etree.XMLPullParser | None = None
 
-    def _emit(self, text: str, line: int) -> Iterator[Event]:
+    def _emit(self, text: str, line: int) -> Event | None:
+        """One event's text as an Event, or None when it is skipped (counted in stats)."""
         self.index += 1
         try:
             try:
@@ -416,9 +454,9 @@ class _XmlStream:
         except (ValueError, TypeError) as exc:
             self.stats.skipped_records += 1
             self.stats.problem(self.origin, f"event #{self.index} (line {line}): {exc}")
-            return
+            return None
         self.stats.events += 1
-        yield event
+        return event
 
     def _gap(self, gap: str) -> bool:
         """Account for wrapper tags between events; False if the gap is not just those."""
@@ -444,7 +482,7 @@ class _XmlStream:
             yield from self._feed_slow(chunk, final)
             return
         text = self.pending + chunk
-        if "<!--" in text or "<![CDATA[" in text or "<?" in text:
+        if _has_markup(text, "!") or _has_markup(text, "?"):  # comments, CDATA, PIs: lxml splits those
             yield from self._switch_to_slow(text, final)
             return
         pos = 0
@@ -466,7 +504,9 @@ class _XmlStream:
                 return
             line += gap.count("\n")
             event_text = text[start:end]
-            yield from self._emit(event_text, line)
+            event = self._emit(event_text, line)
+            if event is not None:
+                yield event
             line += event_text.count("\n")
             pos = end
         rest = text[pos:]
@@ -549,7 +589,7 @@ def _events_from_text_chunks(
     for chunk in chunks:
         if previous is not None:
             yield from stream.feed(previous)
-        previous = _DECL_STR_RE.sub("", chunk)
+        previous = _DECL_STR_RE.sub("", chunk) if _has_markup(chunk, "?") else chunk
     yield from stream.feed(previous or "", final=True)
 
 
