@@ -125,6 +125,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return collector
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: the plan covers what will run
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash.get(_SESSION_KEY, None)
     if state is None:

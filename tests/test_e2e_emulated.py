@@ -106,11 +106,11 @@ def test_upstream_rule_every_verdict_fails_and_says_why(tmp_path):
     assert data["lint"][rel], "the published query's defects are listed"
 
 
-def _spawn(out: Path, tmp: Path) -> subprocess.Popen[bytes]:
+def _spawn(out: Path, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--no-progress", "--out", str(out), "--history",
-         str(tmp / "h.sqlite")], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         str(tmp / "h.sqlite"), *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
 def _wait_for_tests(out: Path, n: int, proc: subprocess.Popen[bytes]) -> dict:
@@ -146,10 +146,18 @@ def test_sigkill_mid_run_leaves_valid_results(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_finishes_cleanup_and_writes_reports(tmp_path):
+    # Events arrive 3 s late, so the second test (netstat, which has a cleanup) is still waiting for
+    # its telemetry, its command and cleanup done, when Ctrl-C arrives.
     out = tmp_path / "interrupted"
-    proc = _spawn(out, tmp_path)
+    netstat = "d7b2043f-3075-47e3-87ca-8ca224d06bec"
+    proc = _spawn(out, tmp_path, "--tests", NMAP, netstat, "--emulate-setting", "delivery_delay_s=3")
+    cleanup = out / "evidence" / "transcripts" / "emulated" / f"{netstat}-cleanup.txt"
     try:
         _wait_for_tests(out, 1, proc)
+        deadline = time.monotonic() + 60
+        while not cleanup.is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert cleanup.is_file(), "the second test never ran its cleanup"
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(120)
     finally:
@@ -160,6 +168,12 @@ def test_ctrl_c_finishes_cleanup_and_writes_reports(tmp_path):
     assert schema_problems(data) == [] and data["interrupted"]
     for t in data["tests"]:  # every test that ran its command also ran its cleanup
         roles = [s["role"] for s in t["steps"]]
-        if "command" in roles and t["guid"] in (NMAP, "d7b2043f-3075-47e3-87ca-8ca224d06bec"):
+        if "command" in roles and t["guid"] in (NMAP, netstat):
             assert "cleanup" in roles
+    # the test that was running is recorded, with its command and cleanup transcripts
+    (running,) = [t for t in data["tests"] if t["guid"] == netstat]
+    assert running["status"] == "error" and running["failure"] == "interrupted", running["reason"]
+    steps = {s["role"]: s for s in running["steps"]}
+    assert {"command", "cleanup"} <= set(steps) and steps["cleanup"]["exit_code"] == 0
+    assert (out / steps["cleanup"]["transcript"]).is_file() and (out / steps["command"]["transcript"]).is_file()
     assert (out / "report.html").is_file() and verify_manifest(out).ok
