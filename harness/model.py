@@ -117,3 +117,13 @@ class CommandResult:
     @property
     def duration_s(self) -> float:
         return (self.ended - self.started).total_seconds()
+
+
+class ExecutionStatus(enum.StrEnum):
+    """How executing one atomic ended (``harness.execution.lifecycle`` and the runner share it)."""
+
+    EXECUTED = "executed"
+    SKIPPED_MANUAL = "skipped_manual"
+    SKIPPED_PREREQ = "skipped_prereq"
+    SKIPPED_PLATFORM = "skipped_platform"
+    ERROR = "error"

@@ -19,7 +19,6 @@ and ``KeyboardInterrupt`` propagates to the CLI (exit 130).
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,7 +32,7 @@ from harness.content.labconfig import TargetConfig
 from harness.detect.base import Detector, Engine, TimeWindow
 from harness.errors import DetectionError, HarnessError
 from harness.execution.transport import Transport
-from harness.model import AtomicTest, CommandResult, utcnow
+from harness.model import AtomicTest, CommandResult, ExecutionStatus, utcnow
 from harness.plan import PlannedTest, RunPlan
 from harness.results import (
     FailureKind,
@@ -63,14 +62,6 @@ WINDOW_SLACK_S = 60.0
 # ---------------------------------------------------------------------------------------- seams
 
 
-class ExecStatus(enum.StrEnum):
-    EXECUTED = "executed"
-    SKIPPED_MANUAL = "skipped_manual"
-    SKIPPED_PREREQ = "skipped_prereq"
-    SKIPPED_PLATFORM = "skipped_platform"
-    ERROR = "error"
-
-
 @dataclass(frozen=True, slots=True)
 class ExecutionOutcome:
     """What executing one atomic did (the runner's view of the execution lifecycle's record).
@@ -80,7 +71,7 @@ class ExecutionOutcome:
     test's own result and never replaces it.
     """
 
-    status: ExecStatus
+    status: ExecutionStatus
     reason: str = ""
     steps: tuple[tuple[str, CommandResult], ...] = ()
     cleanup_error: str | None = None
@@ -622,7 +613,7 @@ class Runner:
         steps = self._steps(cfg.name, test.guid, outcome)
         base = _result(pt, cfg.name, TestStatus.ERROR, None, "", started, started)
         base = replace(base, steps=steps, marker=marker)
-        if outcome.status is not ExecStatus.EXECUTED:
+        if outcome.status is not ExecutionStatus.EXECUTED:
             status, kind = _SKIPS.get(outcome.status, (TestStatus.ERROR, FailureKind.HARNESS_ERROR))
             return replace(
                 base, status=status, failure=kind, reason=outcome.reason or str(outcome.status), ended=self.clock()
@@ -728,11 +719,11 @@ class Runner:
         return len(late_all), ordered, len(first), None, False
 
 
-_SKIPS: dict[ExecStatus, tuple[TestStatus, FailureKind]] = {
-    ExecStatus.SKIPPED_MANUAL: (TestStatus.SKIPPED, FailureKind.SKIPPED_MANUAL),
-    ExecStatus.SKIPPED_PREREQ: (TestStatus.SKIPPED, FailureKind.SKIPPED_PREREQ),
-    ExecStatus.SKIPPED_PLATFORM: (TestStatus.SKIPPED, FailureKind.SKIPPED_PLATFORM),
-    ExecStatus.ERROR: (TestStatus.ERROR, FailureKind.HARNESS_ERROR),
+_SKIPS: dict[ExecutionStatus, tuple[TestStatus, FailureKind]] = {
+    ExecutionStatus.SKIPPED_MANUAL: (TestStatus.SKIPPED, FailureKind.SKIPPED_MANUAL),
+    ExecutionStatus.SKIPPED_PREREQ: (TestStatus.SKIPPED, FailureKind.SKIPPED_PREREQ),
+    ExecutionStatus.SKIPPED_PLATFORM: (TestStatus.SKIPPED, FailureKind.SKIPPED_PLATFORM),
+    ExecutionStatus.ERROR: (TestStatus.ERROR, FailureKind.HARNESS_ERROR),
 }
 
 

@@ -25,10 +25,9 @@ from harness.content.labconfig import LabConfig, TargetConfig
 from harness.detect.base import TimeWindow
 from harness.errors import ContentError, EmulationError
 from harness.execution.transport import Transport
-from harness.model import AtomicTest, CommandResult, utcnow
+from harness.model import AtomicTest, CommandResult, ExecutionStatus, utcnow
 from harness.runner import (
     AttributedEvents,
-    ExecStatus,
     ExecutionOutcome,
     OpenTarget,
     RuleSet,
@@ -83,7 +82,7 @@ def execute(
     if rec.cleanup is not None:
         steps.append(("cleanup", rec.cleanup))
     return ExecutionOutcome(
-        status=ExecStatus(rec.status.value),
+        status=rec.status,
         reason=rec.reason or rec.error or "",
         steps=tuple(steps),
         cleanup_error=rec.cleanup_error,
@@ -132,7 +131,7 @@ class _RecordingTransport:
                 cleanup_error = f"cleanup exited with {result.exit_code}"
             steps.append((role, result))
         return ExecutionOutcome(
-            status=ExecStatus.ERROR,
+            status=ExecutionStatus.ERROR,
             reason="interrupted",
             steps=tuple(steps),
             cleanup_error=cleanup_error,

@@ -12,8 +12,8 @@ from harness.content.expectations import DetectionExpectation, EventExpectation,
 from harness.content.labconfig import TargetConfig
 from harness.detect.base import DetectionResult, Engine, TimeWindow
 from harness.matching import Conditions
-from harness.model import AtomicTest, CommandResult, Executor, ExecutorName
-from harness.runner import AttributedEvents, ExecStatus, ExecutionOutcome, OpenTarget
+from harness.model import AtomicTest, CommandResult, ExecutionStatus, Executor, ExecutorName
+from harness.runner import AttributedEvents, ExecutionOutcome, OpenTarget
 from harness.telemetry.event import SECURITY, SYSMON, Event
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -135,7 +135,7 @@ class FakeExecute:
     """Executes by telling the source the marker (as if the host logged the command)."""
 
     source: FakeSource
-    status: ExecStatus = ExecStatus.EXECUTED
+    status: ExecutionStatus = ExecutionStatus.EXECUTED
     exit_code: int = 0
     reason: str = ""
     calls: list[str] = field(default_factory=list)
@@ -145,13 +145,13 @@ class FakeExecute:
         self.calls.append(test.guid)
         transport.run(f"cmd {marker}", timeout=timeout)
         now = datetime.now(UTC)
-        if self.status is not ExecStatus.EXECUTED:
+        if self.status is not ExecutionStatus.EXECUTED:
             return ExecutionOutcome(self.status, reason=self.reason)
         self.source.marker = marker
         cmd = CommandResult(f"powershell {marker}", self.exit_code, "out", "err" if self.exit_code else "",
                             now - timedelta(milliseconds=5), now)
         cleanup = CommandResult("cleanup", 0, "", "", now, now)
-        return ExecutionOutcome(ExecStatus.EXECUTED, steps=(("command", cmd), ("cleanup", cleanup)))
+        return ExecutionOutcome(ExecutionStatus.EXECUTED, steps=(("command", cmd), ("cleanup", cleanup)))
 
 
 @dataclass

@@ -4,8 +4,7 @@
 file in ``tmp_path``, writes an sshd_config (key auth only, ``AuthorizedKeysFile`` in tmp,
 ``PermitRootLogin yes``/``StrictModes no``/``UsePAM no`` so it runs as the current user), starts
 ``/usr/sbin/sshd -D -e -f CONFIG -p PORT`` and stops it (by its pid) afterwards. Tests skip with a
-reason when sshd or ssh-keygen is absent. Use it from a test module with
-``from sshd_fixture import sshd  # noqa: F401``.
+reason when sshd or ssh-keygen is absent. tests/conftest.py registers it for every test module.
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ import types
 from pathlib import Path
 
 import pytest
+from emulated_lab import emulated_lab
 
 from harness.cli import main
 from harness.emulated import wsman
-from harness.emulated.host import EmulatedHost
-from harness.emulated.wsman import PASSWORD_ENV, EmulatedHostServer
+from harness.emulated.wsman import PASSWORD_ENV
 
 pytestmark = pytest.mark.network
 
@@ -37,17 +37,9 @@ def test_a_whole_lab_run_never_writes_or_prints_the_password(
     # The emulated host's per-start password becomes a recognisable canary.
     tag = f"{CANARY_TAG}{secrets.token_hex(8)}"
     monkeypatch.setattr(wsman, "secrets", types.SimpleNamespace(token_urlsafe=lambda n=None: tag))
-    with EmulatedHostServer(EmulatedHost()) as srv:
+    with emulated_lab(tmp_path, monkeypatch, name="win-canary") as (lab, srv):
         canary = srv.password
         assert tag in canary
-        monkeypatch.setenv(PASSWORD_ENV, canary)
-        lab = tmp_path / "lab.yaml"
-        lab.write_text(
-            "targets:\n"
-            "  - name: win-canary\n    transport: winrm\n    address: 127.0.0.1\n"
-            f"    port: {srv.port}\n    auth: ntlm\n    username: {srv.username}\n"
-            f"    password_env: {PASSWORD_ENV}\n    ca_cert: '{srv.ca_cert_path}'\n    emulated: true\n"
-        )
         out = tmp_path / "out"
         history = tmp_path / "history.sqlite"
         code = main(["run", "--lab", str(lab), "--no-progress", "--out", str(out), "--history", str(history)])

@@ -9,22 +9,19 @@ Command lines are rendered here the way Invoke-AtomicRedTeam renders them (defau
 
 from __future__ import annotations
 
-import contextlib
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from emulated_lab import winrm_host
 
 from harness.content.atomics import load_atomic_file
 from harness.emulated.host import EmulatedHost, HostSettings
-from harness.emulated.wsman import EmulatedHostServer
 from harness.execution.executors import new_run_marker
 from harness.execution.lifecycle import ExecutionStatus, execute_atomic
-from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMTransport
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON
 
 ATOMICS = Path(__file__).resolve().parents[1] / "atomics" / "T1046" / "T1046.yaml"
@@ -258,23 +255,6 @@ def test_logging_off_states() -> None:
 
 
 # --- The same signals through the real WinRM transport (pypsrp) and the harness's own rendering ----
-
-
-@contextlib.contextmanager
-def winrm_host(settings: HostSettings | None = None) -> Iterator[tuple[EmulatedHost, WinRMTransport]]:
-    """An emulated host behind its WS-Man listener, and the harness's WinRM transport to it."""
-    host = EmulatedHost(settings or HostSettings())
-    with EmulatedHostServer(host) as srv:
-        secret = srv.password
-        transport = WinRMTransport(
-            WinRMConfig(host="127.0.0.1", port=srv.port, username=srv.username, password_env="ATOMICLAB_EMU_PW",
-                        auth=WinRMAuth.NTLM, ca_bundle=srv.ca_cert_path, operation_timeout_s=5),
-            secrets=lambda _name: secret,
-        )
-        try:
-            yield host, transport
-        finally:
-            transport.close()
 
 
 def _tree(sysmon1: list[dict[str, str]], marker: str) -> list[dict[str, str]]:

@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import pytest
-import sshd_fixture
 from sshd_fixture import KEY_PASSPHRASE, SshdServer
 from test_winrm_transport import EmulatedHostServer, ScriptedHost, ServerConfig
 
@@ -28,7 +27,6 @@ from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMTran
 from harness.model import AtomicTest, Dependency, Executor, ExecutorName
 
 pytestmark = pytest.mark.network
-sshd = sshd_fixture.sshd  # the real OpenSSH server fixture
 
 
 def _atomic(executor: ExecutorName, command: str, cleanup: str, prereq: str) -> AtomicTest:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -14,38 +12,6 @@ from harness.errors import LabError
 from harness.lab.vagrant import Provider, Vagrant
 
 ROOT = Path(__file__).resolve().parents[1]
-
-FAKE_VAGRANT = """#!/bin/sh
-echo "$@" >> "$FAKE_VAGRANT_LOG"
-case "$1" in
-  status) printf '1700000000,win-server,provider-name,virtualbox\\n1700000000,win-server,state,running\\n1700000000,,ui,info,done\\n' ;;
-  up) [ -f lab/out/.harness-password ] && { stat -c %a lab/out/.harness-password; cat lab/out/.harness-password; echo; } >> "$FAKE_VAGRANT_LOG.pw"
-      [ -n "$FAKE_VAGRANT_FAIL" ] && { echo "The provider 'virtualbox' could not be found, but was requested" >&2; exit 1; } ;;
-esac
-exit 0
-"""
-
-
-@pytest.fixture
-def fake_vagrant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    exe = bindir / "vagrant"
-    exe.write_text(FAKE_VAGRANT)
-    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    for tool in ("VBoxManage",):
-        t = bindir / tool
-        t.write_text("#!/bin/sh\nexit 0\n")
-        t.chmod(0o755)
-    log = tmp_path / "vagrant.log"
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.setenv("FAKE_VAGRANT_LOG", str(log))
-    monkeypatch.setenv("ATOMICLAB_HARNESS_PASSWORD", "canary-Lab-Pw-7")
-    workdir = tmp_path / "lab-checkout"  # a checkout of our own: lab/out/ is written during `up`
-    workdir.mkdir()
-    (workdir / "Vagrantfile").write_text((ROOT / "Vagrantfile").read_text())
-    monkeypatch.chdir(workdir)
-    return log
 
 
 def calls(log: Path) -> list[str]:

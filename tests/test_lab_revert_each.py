@@ -10,10 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from emulated_lab import emulated_lab
 
 from harness.cli import main
 from harness.emulated.host import EmulatedHost
-from harness.emulated.wsman import PASSWORD_ENV, EmulatedHostServer
 
 NETSTAT = "d7b2043f-3075-47e3-87ca-8ca224d06bec"
 SWEEP = "828eed2c-1f5c-4467-83a2-6813b09575d5"
@@ -29,16 +29,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     host = EmulatedHost()
-    with EmulatedHostServer(host) as srv:
-        monkeypatch.setenv(PASSWORD_ENV, srv.password)
-        lab_file = tmp_path / "lab.yaml"
-        lab_file.write_text(
-            "targets:\n"
-            "  - name: win-server\n    transport: winrm\n    address: 127.0.0.1\n"
-            f"    port: {srv.port}\n    auth: ntlm\n    username: {srv.username}\n"
-            f"    password_env: {PASSWORD_ENV}\n    ca_cert: '{srv.ca_cert_path}'\n"
-            "    emulated: true\n    vagrant_machine: win-server\n"
-        )
+    with emulated_lab(tmp_path, monkeypatch, extra="    vagrant_machine: win-server\n", host=host) as (lab_file, _):
         yield lab_file, log, host
 
 

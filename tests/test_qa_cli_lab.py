@@ -8,7 +8,6 @@ readable as options.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,35 +18,6 @@ from harness.errors import LabError
 from harness.lab.labfile import LabHost, write_lab_file
 from harness.lab.vagrant import Completed, Vagrant, check_snapshot_name, subprocess_runner
 
-ROOT = Path(__file__).resolve().parents[1]
-
-FAKE_VAGRANT = """#!/bin/sh
-echo "$@" >> "$FAKE_VAGRANT_LOG"
-case "$1" in
-  status) printf '1700000000,win-server,provider-name,virtualbox\\n1700000000,win-server,state,running\\n' ;;
-esac
-exit 0
-"""
-
-
-@pytest.fixture
-def vagrant_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    for name, text in (("vagrant", FAKE_VAGRANT), ("VBoxManage", "#!/bin/sh\nexit 0\n")):
-        exe = bindir / name
-        exe.write_text(text)
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "vagrant.log"
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.setenv("FAKE_VAGRANT_LOG", str(log))
-    monkeypatch.setenv("ATOMICLAB_HARNESS_PASSWORD", "qa-lab-password")
-    workdir = tmp_path / "lab-checkout"  # `lab up` writes lab/out/ beside the Vagrantfile
-    workdir.mkdir()
-    (workdir / "Vagrantfile").write_text((ROOT / "Vagrantfile").read_text())
-    monkeypatch.chdir(workdir)
-    return log
-
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
@@ -57,26 +27,26 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_lab_up_refuses_a_directory_as_lab_file_before_provisioning(
-    vagrant_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_vagrant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = tmp_path / "a-folder"
     target.mkdir()
     assert main(["lab", "up", "--lab-file", str(target)]) == 2
     assert "a-folder: is a directory" in _one_error_line(capsys)
-    assert not vagrant_log.exists(), "vagrant ran although the lab file could never be written"
+    assert not fake_vagrant.exists(), "vagrant ran although the lab file could never be written"
 
 
 def test_lab_up_refuses_a_lab_file_below_a_regular_file(
-    vagrant_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_vagrant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     blocker = tmp_path / "plain.txt"
     blocker.write_text("x")
     assert main(["lab", "up", "--lab-file", str(blocker / "lab.yaml")]) == 2
     assert "cannot create its folder" in _one_error_line(capsys)
-    assert not vagrant_log.exists()
+    assert not fake_vagrant.exists()
 
 
-def test_lab_up_creates_missing_folders_of_the_lab_file(vagrant_log: Path, tmp_path: Path) -> None:
+def test_lab_up_creates_missing_folders_of_the_lab_file(fake_vagrant: Path, tmp_path: Path) -> None:
     lab_file = tmp_path / "new" / "deeper" / "lab.yaml"
     assert main(["lab", "up", "--lab-file", str(lab_file)]) == 0
     assert lab_file.is_file() and "password_env: ATOMICLAB_HARNESS_PASSWORD" in lab_file.read_text()
@@ -85,11 +55,11 @@ def test_lab_up_creates_missing_folders_of_the_lab_file(vagrant_log: Path, tmp_p
 @pytest.mark.parametrize("name", ["--help", "-f", "", "../baseline", "a b", "x" * 65])
 @pytest.mark.parametrize("action", ["snapshot", "revert"])
 def test_snapshot_names_that_vagrant_could_misread_are_refused(
-    action: str, name: str, vagrant_log: Path, capsys: pytest.CaptureFixture[str]
+    action: str, name: str, fake_vagrant: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["lab", action, f"--name={name}"]) == 2
     assert "snapshot name" in _one_error_line(capsys)
-    assert not vagrant_log.exists()
+    assert not fake_vagrant.exists()
 
 
 def test_the_vagrant_wrapper_itself_validates_snapshot_names(tmp_path: Path) -> None:

@@ -24,12 +24,13 @@ from run_fakes import (
     target,
 )
 
+from harness.model import ExecutionStatus
 from harness.plan import PlannedTest, RunPlan
 from harness.reporting.base import ReportDirectory
 from harness.reporting.evidence import verify_manifest
 from harness.reporting.results_json import ResultsJsonReporter, load_results, schema_problems
 from harness.results import FailureKind, RunMode, RunResult, TestStatus
-from harness.runner import ExecStatus, RuleSet, Runner
+from harness.runner import RuleSet, Runner
 
 
 def make(tmp_path: Path, *, tests=None, targets=None, delay_polls=0, features=None, exec_kw=None,
@@ -118,7 +119,7 @@ def test_skips_and_platform(tmp_path):
     linux = PlannedTest(atomic(guid="11111111-1111-4111-8111-111111111111", platforms=("linux",)))
     runner, initial, _, _, execute = make(
         tmp_path, tests=[PlannedTest(atomic(), nmap_expectations()), linux],
-        exec_kw={"status": ExecStatus.SKIPPED_PREREQ, "reason": "prerequisite not met: nmap.exe must exist"})
+        exec_kw={"status": ExecutionStatus.SKIPPED_PREREQ, "reason": "prerequisite not met: nmap.exe must exist"})
     run = runner.run(initial)
     by = {t.guid: t for t in run.tests}
     assert by[atomic().guid].status is TestStatus.SKIPPED

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import sshd_fixture
 from sshd_fixture import KEY_PASSPHRASE, SshdServer
 
 from harness.content.atomics import load_atomic_file
@@ -20,7 +19,6 @@ from harness.execution.transports.ssh import SSHConfig, SSHTransport
 from harness.model import ExecutorName
 
 pytestmark = pytest.mark.network
-sshd = sshd_fixture.sshd  # the real OpenSSH server fixture
 
 SH_ATOMIC = """\
 attack_technique: T9999

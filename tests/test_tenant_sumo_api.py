@@ -14,8 +14,6 @@ import pytest
 from sumo_api_server import FakeSumo, serve
 
 from harness.cli import main
-from harness.emulated.host import EmulatedHost
-from harness.emulated.wsman import PASSWORD_ENV, EmulatedHostServer
 
 pytestmark = pytest.mark.network
 
@@ -138,18 +136,9 @@ def test_detect_in_the_tenant_access_refused_never_prints_the_key(
 
 
 @pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def lab(emulated_lab_file: Path) -> Path:
     """A lab.yaml whose one target is an in-process emulated host."""
-    with EmulatedHostServer(EmulatedHost()) as srv:
-        monkeypatch.setenv(PASSWORD_ENV, srv.password)
-        lab_file = tmp_path / "lab.yaml"
-        lab_file.write_text(
-            "targets:\n"
-            "  - name: win-server\n    transport: winrm\n    address: 127.0.0.1\n"
-            f"    port: {srv.port}\n    auth: ntlm\n    username: {srv.username}\n"
-            f"    password_env: {PASSWORD_ENV}\n    ca_cert: '{srv.ca_cert_path}'\n    emulated: true\n"
-        )
-        yield lab_file
+    return emulated_lab_file
 
 
 def _run(tmp_path: Path, lab_file: Path, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]

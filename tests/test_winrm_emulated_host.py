@@ -12,17 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from emulated_lab import winrm_host
 from lxml import etree
 
 from harness.content.atomics import load_atomic_file
 from harness.execution.executors import new_run_marker, render_command_line
 from harness.execution.lifecycle import ExecutionStatus, execute_atomic
-from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMTransport
+from harness.execution.transports.winrm import WinRMTransport
 from harness.model import ExecutorName
 from harness.telemetry.event import SYSMON
-
-host_mod = pytest.importorskip("harness.emulated.host", reason="emulated Windows host model not present")
-wsman = pytest.importorskip("harness.emulated.wsman", reason="emulated WS-Man server not present")
 
 pytestmark = pytest.mark.network
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,18 +39,8 @@ def _sysmon_process_creations(host: object) -> list[dict[str, str]]:
 
 @pytest.fixture
 def emulated() -> Iterator[tuple[object, WinRMTransport]]:
-    host = host_mod.EmulatedHost()
-    with wsman.EmulatedHostServer(host) as srv:
-        secret = srv.password
-        transport = WinRMTransport(
-            WinRMConfig(host="127.0.0.1", port=srv.port, username=srv.username, password_env="ATOMICLAB_EMU_PW",
-                        auth=WinRMAuth.NTLM, ca_bundle=srv.ca_cert_path, operation_timeout_s=5),
-            secrets=lambda _name: secret,
-        )
-        try:
-            yield host, transport
-        finally:
-            transport.close()
+    with winrm_host() as pair:
+        yield pair
 
 
 def test_t1046_atomics_execute_with_prereqs_cleanup_and_logged_command_lines(emulated) -> None:  # type: ignore[no-untyped-def]

@@ -22,10 +22,10 @@ import getpass
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -47,6 +47,9 @@ from harness.reporting.base import ReportDirectory, Reporter
 from harness.reporting.history import History
 from harness.results import RunMode, RunResult, TargetInfo
 from harness.telemetry.event import Event
+
+if TYPE_CHECKING:
+    from harness.runner import RunObserver
 
 DEFAULT_ATOMICS = ("atomics/T1046", "atomics/benign")
 
@@ -249,6 +252,38 @@ def _initial(
     )
 
 
+def _start_reports(
+    args: argparse.Namespace,
+    root: Path,
+    history: History,
+    mode: RunMode,
+    *,
+    atomics: Sequence[Path],
+    expectations: Sequence[Path],
+    rules: Sequence[Path],
+    lab: Path | None,
+) -> tuple[Path, ReportDirectory, RunResult]:
+    """A new run id: its report folder (``--out`` or reports/<run-id>/), the sink writing it, the
+    run's initial record."""
+    run_id = new_run_id()
+    out = args.out or root / "reports" / run_id
+    sink = ReportDirectory(out, _reporters(out, history))
+    initial = _initial(run_id, mode, root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
+    return out, sink, initial
+
+
+def _observed(console: Console, no_progress: bool, go: Callable[[RunObserver], RunResult]) -> RunResult:
+    """``go`` observed by live progress bars on ``console`` (none with ``--no-progress``)."""
+    from harness.reporting.console import ConsoleProgress
+    from harness.runner import NullObserver
+
+    if no_progress:
+        return go(NullObserver())
+    progress = ConsoleProgress(console)
+    with progress:
+        return go(progress)
+
+
 def _operator() -> str:
     try:
         return getpass.getuser()
@@ -288,8 +323,7 @@ def _finish(console: Console, run: RunResult, out: Path, history: History) -> No
 def _run(args: argparse.Namespace) -> int:
     from harness.content.labconfig import load_lab_config
     from harness.execution.executors import new_run_marker
-    from harness.reporting.console import ConsoleProgress
-    from harness.runner import NullObserver, Runner, RunObserver, TargetFactory
+    from harness.runner import Runner, TargetFactory
     from harness.targets import (
         EmulatedTargetFactory,
         LabTargetFactory,
@@ -342,13 +376,11 @@ def _run(args: argparse.Namespace) -> int:
         sumo_tenant=args.sumo_tenant,
         sumo_endpoint=args.sumo_endpoint,
     )
-    run_id = new_run_id()
-    out = args.out or root / "reports" / run_id
-    sink = ReportDirectory(out, _reporters(out, history))
-    initial = _initial(
-        run_id,
-        RunMode.RUN,
+    out, sink, initial = _start_reports(
+        args,
         root,
+        history,
+        RunMode.RUN,
         atomics=atomics,
         expectations=expectations,
         rules=[*rule_paths.values(), *published.values()],
@@ -356,30 +388,29 @@ def _run(args: argparse.Namespace) -> int:
     )
     console = _console()
     console.print(
-        f"atomiclab run {run_id}: {len(planned)} test(s) x {len(targets)} target(s)"
+        f"atomiclab run {initial.run_id}: {len(planned)} test(s) x {len(targets)} target(s)"
         + (" [EMULATED host]" if lab is None else "")
         + f" -> {out}"
     )
-    progress = ConsoleProgress(console) if not args.no_progress else None
-    observer: RunObserver = progress if progress is not None else NullObserver()
-    runner = Runner(
-        plan,
-        targets=factory,
-        execute=execute,
-        attribute=attribute,
-        rules=rules,
-        sink=sink,
-        observer=observer,
-        new_marker=new_run_marker,
-        max_hosts=args.max_hosts,
-        reset=_snapshot_reset(args.lab) if args.revert_each else None,
-    )
+    reset = _snapshot_reset(args.lab) if args.revert_each else None
+
+    def go(observer: RunObserver) -> RunResult:
+        runner = Runner(
+            plan,
+            targets=factory,
+            execute=execute,
+            attribute=attribute,
+            rules=rules,
+            sink=sink,
+            observer=observer,
+            new_marker=new_run_marker,
+            max_hosts=args.max_hosts,
+            reset=reset,
+        )
+        return runner.run(initial)
+
     try:
-        if progress is not None:
-            with progress:
-                run = runner.run(initial)
-        else:
-            run = runner.run(initial)
+        run = _observed(console, args.no_progress, go)
     except KeyboardInterrupt:
         from harness.reporting.results_json import load_results
 
@@ -430,8 +461,7 @@ def _snapshot_reset(lab_file: Path) -> Any:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from harness.execution.executors import find_run_marker
-    from harness.reporting.console import ConsoleProgress
-    from harness.runner import NullObserver, RunObserver, evaluate_capture, find_markers
+    from harness.runner import evaluate_capture, find_markers
     from harness.targets import attribute, load_rule_set
     from harness.telemetry.readers import ReadStats, read_events
 
@@ -448,13 +478,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     events.sort(key=lambda e: (e.time, e.record_id or 0))
     published = published_rules(root)
     rules = load_rule_set(rule_paths, lint_only=published)
-    run_id = new_run_id()
-    out = args.out or root / "reports" / run_id
-    sink = ReportDirectory(out, _reporters(out, history))
-    initial = _initial(
-        run_id,
-        RunMode.EVALUATE,
+    out, sink, initial = _start_reports(
+        args,
         root,
+        history,
+        RunMode.EVALUATE,
         atomics=atomics,
         expectations=expectations,
         rules=[*rule_paths.values(), *published.values()],
@@ -472,38 +500,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     markers = find_markers(events, find_run_marker)
     console = _console()
     console.print(
-        f"atomiclab evaluate {run_id}: {len(events)} event(s), {len(planned)} test(s), "
+        f"atomiclab evaluate {initial.run_id}: {len(events)} event(s), {len(planned)} test(s), "
         + (f"{len(markers)} run marker(s)" if markers else "no run marker: the whole capture is judged")
     )
-    progress = ConsoleProgress(console) if not args.no_progress else None
-    observer: RunObserver = progress if progress is not None else NullObserver()
+
+    def go(observer: RunObserver) -> RunResult:
+        return evaluate_capture(
+            initial,
+            planned,
+            events,
+            capture=capture,
+            rules=rules,
+            sink=sink,
+            attribute=attribute,
+            markers=markers,
+            extra_rules=extras,
+            observer=observer,
+        )
+
     try:
-        if progress is not None:
-            with progress:
-                run = evaluate_capture(
-                    initial,
-                    planned,
-                    events,
-                    capture=capture,
-                    rules=rules,
-                    sink=sink,
-                    attribute=attribute,
-                    markers=markers,
-                    extra_rules=extras,
-                    observer=observer,
-                )
-        else:
-            run = evaluate_capture(
-                initial,
-                planned,
-                events,
-                capture=capture,
-                rules=rules,
-                sink=sink,
-                attribute=attribute,
-                markers=markers,
-                extra_rules=extras,
-            )
+        run = _observed(console, args.no_progress, go)
     except KeyboardInterrupt:
         return 130
     _finish(console, run, out, history)

@@ -23,6 +23,7 @@ from sigma.processing.conditions import LogsourceCondition
 from sigma.processing.pipeline import ProcessingItem, ProcessingPipeline
 from sigma.processing.transformations import AddConditionTransformation
 
+from harness.telemetry.channels import integrity_level, parse_pid
 from harness.telemetry.event import (
     POWERSHELL_OPERATIONAL,
     SECURITY,
@@ -127,26 +128,6 @@ def build_pipeline() -> ProcessingPipeline:
     return ProcessingPipeline(name="atomiclab windows channels", priority=20, items=items)
 
 
-_INTEGRITY = {
-    "S-1-16-0": "Untrusted",
-    "S-1-16-4096": "Low",
-    "S-1-16-8192": "Medium",
-    "S-1-16-8448": "MediumPlus",
-    "S-1-16-12288": "High",
-    "S-1-16-16384": "System",
-}
-
-
-def _hex_to_decimal(value: str | None) -> str | None:
-    """``0x1a2c`` (how 4688 writes process ids) -> ``6700``; None when not a hex number."""
-    if not value:
-        return None
-    try:
-        return str(int(value, 16))
-    except ValueError:
-        return None
-
-
 def security_4688_view(fields: Mapping[str, str]) -> dict[str, str]:
     """The fields of a Security 4688 with the Sysmon EID 1 names added.
 
@@ -164,17 +145,18 @@ def security_4688_view(fields: Mapping[str, str]) -> dict[str, str]:
         domain = fields.get("SubjectDomainName")
         # Sysmon writes DOMAIN\user; 4688 splits it. Compose unless the name already has a domain.
         out["User"] = f"{domain}\\{user}" if domain and domain != "-" and "\\" not in user else user
-    new_pid = _hex_to_decimal(fields.get("NewProcessId"))
-    creator = _hex_to_decimal(fields.get("ProcessId"))
+    # The same pid parsing lineage uses (4688 writes hex, ``0x1a2c``); Sysmon's columns are decimal.
+    new_pid = parse_pid(fields.get("NewProcessId"))
+    creator = parse_pid(fields.get("ProcessId"))
     if new_pid is not None:
-        out["ProcessId"] = new_pid
+        out["ProcessId"] = str(new_pid)
     elif "ProcessId" in out:
         del out["ProcessId"]  # a creator pid must not pose as the new process id
     if creator is not None:
-        out["ParentProcessId"] = creator
-    label = fields.get("MandatoryLabel")
-    if label and label.upper() in _INTEGRITY:
-        out["IntegrityLevel"] = _INTEGRITY[label.upper()]
+        out["ParentProcessId"] = str(creator)
+    integrity = integrity_level(fields.get("MandatoryLabel"))
+    if integrity is not None:
+        out["IntegrityLevel"] = integrity
     return out
 
 

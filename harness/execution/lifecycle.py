@@ -19,7 +19,6 @@ Contract of :func:`execute_atomic`:
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -29,17 +28,9 @@ from harness.errors import TransportError
 from harness.execution.arguments import check_overrides, describe, substitute
 from harness.execution.executors import is_executable, render_command_line
 from harness.execution.transport import Transport
-from harness.model import AtomicTest, CommandResult, ExecutorName, utcnow
+from harness.model import AtomicTest, CommandResult, ExecutionStatus, ExecutorName, utcnow
 
 log = logging.getLogger(__name__)
-
-
-class ExecutionStatus(enum.StrEnum):
-    EXECUTED = "executed"
-    SKIPPED_MANUAL = "skipped_manual"
-    SKIPPED_PREREQ = "skipped_prereq"
-    SKIPPED_PLATFORM = "skipped_platform"
-    ERROR = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +98,6 @@ def execute_atomic(
         return replace(
             base,
             status=ExecutionStatus.SKIPPED_MANUAL,
-            started=started,
             ended=utcnow(),
             reason="manual test: follow its steps by hand",
         )
@@ -115,7 +105,6 @@ def execute_atomic(
         return replace(
             base,
             status=ExecutionStatus.SKIPPED_PLATFORM,
-            started=started,
             ended=utcnow(),
             reason=f"target platform {platform} is not one of {', '.join(test.platforms)}",
         )
@@ -127,37 +116,25 @@ def execute_atomic(
         if cleanup and test.executor.cleanup_command and test.executor.cleanup_command.strip()
         else None
     )
-    dep_executor = test.dependency_executor_name or executor
-
     prereqs: list[PrereqCheck] = []
     try:
-        for dep in test.dependencies:
-            description = describe(dep.description, test, args)
-            check_line = _line(dep_executor, dep.prereq_command, test, args, None)
-            check = transport.run(check_line, timeout=timeout)
-            item = PrereqCheck(description, check)
-            if not item.met and get_prereqs and dep.get_prereq_command.strip():
-                got = transport.run(_line(dep_executor, dep.get_prereq_command, test, args, None), timeout=timeout)
-                item = PrereqCheck(description, check, got, transport.run(check_line, timeout=timeout))
-            prereqs.append(item)
-            if not item.met:
-                hint = "" if get_prereqs else " (run with --get-prereqs to fetch it)"
-                return replace(
-                    base,
-                    status=ExecutionStatus.SKIPPED_PREREQ,
-                    started=started,
-                    ended=utcnow(),
-                    reason=f"prerequisite not met: {description}{hint}",
-                    prereqs=tuple(prereqs),
-                    command_line=command_line,
-                )
+        unmet = _check_prereqs(transport, test, args, prereqs, get_prereqs=get_prereqs, timeout=timeout)
     except TransportError as exc:
         return replace(
             base,
             status=ExecutionStatus.ERROR,
-            started=started,
             ended=utcnow(),
             error=f"prerequisite check failed: {exc}",
+            prereqs=tuple(prereqs),
+            command_line=command_line,
+        )
+    if unmet is not None:
+        hint = "" if get_prereqs else " (run with --get-prereqs to fetch it)"
+        return replace(
+            base,
+            status=ExecutionStatus.SKIPPED_PREREQ,
+            ended=utcnow(),
+            reason=f"prerequisite not met: {unmet.description}{hint}",
             prereqs=tuple(prereqs),
             command_line=command_line,
         )
@@ -173,21 +150,10 @@ def execute_atomic(
     finally:
         # Runs on success, failure, deadline, transport error and KeyboardInterrupt alike.
         if cleanup_line is not None:
-            try:
-                cleanup_result = transport.run(cleanup_line, timeout=timeout)
-                if cleanup_result.timed_out:
-                    cleanup_error = f"cleanup overran its {timeout:g}s deadline and was terminated"
-                elif cleanup_result.exit_code != 0:
-                    cleanup_error = f"cleanup exited with {cleanup_result.exit_code}"
-            except TransportError as exc:
-                cleanup_error = f"cleanup failed: {exc}"
-            except Exception as exc:  # never let a cleanup problem hide the test's own outcome
-                log.exception("%s: cleanup of %s raised", transport.host, test.name)
-                cleanup_error = f"cleanup failed: {type(exc).__name__}: {exc}"
+            cleanup_result, cleanup_error = _run_cleanup(transport, test, cleanup_line, timeout)
     return replace(
         base,
         status=ExecutionStatus.ERROR if error else ExecutionStatus.EXECUTED,
-        started=started,
         ended=utcnow(),
         prereqs=tuple(prereqs),
         command_line=command_line,
@@ -197,6 +163,52 @@ def execute_atomic(
         cleanup=cleanup_result,
         cleanup_error=cleanup_error,
     )
+
+
+def _check_prereqs(
+    transport: Transport,
+    test: AtomicTest,
+    args: Mapping[str, str],
+    checked: list[PrereqCheck],
+    *,
+    get_prereqs: bool,
+    timeout: float,
+) -> PrereqCheck | None:
+    """Check the test's dependencies in order (fetching unmet ones with ``get_prereqs``), appending
+    each to ``checked`` as it completes; the first unmet one stops the checks and is returned.
+    TransportError propagates (``checked`` then holds the dependencies checked before it)."""
+    executor = test.dependency_executor_name or test.executor.name
+    for dep in test.dependencies:
+        description = describe(dep.description, test, args)
+        check_line = _line(executor, dep.prereq_command, test, args, None)
+        check = transport.run(check_line, timeout=timeout)
+        item = PrereqCheck(description, check)
+        if not item.met and get_prereqs and dep.get_prereq_command.strip():
+            got = transport.run(_line(executor, dep.get_prereq_command, test, args, None), timeout=timeout)
+            item = PrereqCheck(description, check, got, transport.run(check_line, timeout=timeout))
+        checked.append(item)
+        if not item.met:
+            return item
+    return None
+
+
+def _run_cleanup(
+    transport: Transport, test: AtomicTest, cleanup_line: str, timeout: float
+) -> tuple[CommandResult | None, str | None]:
+    """Run the cleanup command: its result and the error to report beside the test's own outcome.
+    No exception escapes (a cleanup problem must never hide the test's result) but KeyboardInterrupt."""
+    try:
+        result = transport.run(cleanup_line, timeout=timeout)
+    except TransportError as exc:
+        return None, f"cleanup failed: {exc}"
+    except Exception as exc:
+        log.exception("%s: cleanup of %s raised", transport.host, test.name)
+        return None, f"cleanup failed: {type(exc).__name__}: {exc}"
+    if result.timed_out:
+        return result, f"cleanup overran its {timeout:g}s deadline and was terminated"
+    if result.exit_code != 0:
+        return result, f"cleanup exited with {result.exit_code}"
+    return result, None
 
 
 __all__ = ["ExecutionRecord", "ExecutionStatus", "PrereqCheck", "execute_atomic"]

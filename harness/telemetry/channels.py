@@ -99,6 +99,22 @@ def parse_pid(value: str | int | None) -> int | None:
     return optional_int(value)
 
 
+#: Security 4688 ``MandatoryLabel`` SIDs -> the IntegrityLevel names Sysmon writes.
+INTEGRITY_LEVELS = {
+    "S-1-16-0": "Untrusted",
+    "S-1-16-4096": "Low",
+    "S-1-16-8192": "Medium",
+    "S-1-16-8448": "MediumPlus",
+    "S-1-16-12288": "High",
+    "S-1-16-16384": "System",
+}
+
+
+def integrity_level(label: str | None) -> str | None:
+    """Sysmon's IntegrityLevel name for a 4688 ``MandatoryLabel`` SID; None if absent or unknown."""
+    return INTEGRITY_LEVELS.get(label.upper()) if label else None
+
+
 def normalize_guid(value: str | None) -> str | None:
     """A GUID as upper case without braces; None for absent/empty/all-zero GUIDs (Sysmon writes
     ``{00000000-0000-0000-0000-000000000000}`` when the parent is unknown)."""
@@ -193,20 +209,10 @@ def process_of(event: Event) -> ProcessRef | None:
             parent_image=f.get("ParentProcessName") or None,
             user=user,
             elevation=elevation_type(f.get("TokenElevationType")),
-            integrity=_INTEGRITY_LABELS.get(label, label) if label else None,
+            integrity=(integrity_level(label) or label) if label else None,
             source="security",
         )
     return None
-
-
-_INTEGRITY_LABELS = {
-    "S-1-16-0": "Untrusted",
-    "S-1-16-4096": "Low",
-    "S-1-16-8192": "Medium",
-    "S-1-16-8448": "MediumPlus",
-    "S-1-16-12288": "High",
-    "S-1-16-16384": "System",
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ descendants of the root.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -74,7 +74,7 @@ class _Node:
 def same_host(a: str, b: str) -> bool:
     """Host names compared case-insensitively on their first label (``Server002`` equals
     ``server002.lab.local``), since exporters differ on FQDN vs short name."""
-    return a.split(".", 1)[0].lower() == b.split(".", 1)[0].lower()
+    return _host_key(a) == _host_key(b)
 
 
 def marker_predicate(marker: str) -> RootPredicate:
@@ -116,7 +116,33 @@ def attribute(
             return True
         return bool(root_pids) and ref.pid is not None and ref.pid in root_pids  # type: ignore[operator]
 
-    # One time-ordered pass over creations and terminations grows the tree.
+    tree, by_guid = _grow_tree(considered, is_root, hosts, grace)
+    if not tree:
+        return Attribution(root=None, processes=(), events=(), excluded_count=len(events))
+    result = [e for node in tree for e in node.events]
+    result += _related_events(considered, tree, by_guid, grace)
+    result.sort(key=lambda ev: ev.time)
+    processes = tuple(node.ref for node in sorted(tree, key=lambda n: n.ref.time))
+    roots = [node.ref for node in tree if is_root(node.ref)]
+    return Attribution(
+        root=min(roots, key=lambda r: r.time) if roots else processes[0],
+        processes=processes,
+        events=tuple(result),
+        excluded_count=len(events) - len(result),
+    )
+
+
+def _host_key(computer: str) -> str:
+    """The host part lineage keys pids by: the first label, lower case."""
+    return computer.split(".", 1)[0].lower()
+
+
+def _grow_tree(
+    considered: Sequence[Event], is_root: RootPredicate, hosts: Collection[str], grace: timedelta
+) -> tuple[list[_Node], dict[str, _Node]]:
+    """The process tree (in creation order) and its nodes by ProcessGuid, from one time-ordered pass
+    over process creations and terminations: a process joins when it is a root or its parent is
+    in the tree and alive. Each node keeps its own creation/termination events."""
     lifecycle: list[tuple[datetime, int, Event]] = []
     for index, e in enumerate(considered):
         ref = process_of(e)
@@ -130,10 +156,9 @@ def attribute(
     by_guid: dict[str, _Node] = {}
     seen_guids: set[str] = set()
     latest_by_pid: dict[tuple[str, int], _Node] = {}
-    attributed: set[int] = set()
 
     for when, _index, e in lifecycle:
-        host = e.computer.split(".", 1)[0].lower()
+        host = _host_key(e.computer)
         ref = process_of(e)
         if ref is None:
             ended = exit_of(e)
@@ -183,18 +208,22 @@ def attribute(
             tree.append(node)
             if ref.guid:
                 by_guid[ref.guid] = node
+    return tree, by_guid
 
-    if not tree:
-        return Attribution(root=None, processes=(), events=(), excluded_count=len(events))
 
-    for node in tree:
-        attributed.update(id(e) for e in node.events)
+def _related_events(
+    considered: Sequence[Event], tree: Sequence[_Node], by_guid: Mapping[str, _Node], grace: timedelta
+) -> list[Event]:
+    """The other events of the tree's processes, in ``considered`` order: Sysmon events by the
+    actor's ProcessGuid, PowerShell events by pid while the process lived, classic PowerShell
+    events by HostApplication (then by the HostId of a matched one)."""
+    attributed = {id(e) for node in tree for e in node.events}
     tree_pids: dict[tuple[str, int], list[_Node]] = {}
     for node in tree:
         if node.ref.pid is not None:
-            tree_pids.setdefault((node.ref.computer.split(".", 1)[0].lower(), node.ref.pid), []).append(node)
+            tree_pids.setdefault((_host_key(node.ref.computer), node.ref.pid), []).append(node)
     powershell_keys = {
-        (node.ref.computer.split(".", 1)[0].lower(), command_line_key(node.ref.command_line)): node
+        (_host_key(node.ref.computer), command_line_key(node.ref.command_line)): node
         for node in tree
         if basename(node.ref.image) in _POWERSHELL_IMAGES
     }
@@ -202,13 +231,13 @@ def attribute(
     def alive(node: _Node, t: datetime) -> bool:
         return node.ref.time - grace <= t and (node.end is None or t <= node.end + grace)
 
-    result: list[Event] = [e for node in tree for e in node.events]
+    result: list[Event] = []
     classic_pending: list[Event] = []
     host_ids: set[tuple[str, str]] = set()
     for e in considered:
         if id(e) in attributed:
             continue
-        host = e.computer.split(".", 1)[0].lower()
+        host = _host_key(e.computer)
         take = False
         if e.channel == SYSMON:
             guid = actor_guid(e)
@@ -233,16 +262,6 @@ def attribute(
             result.append(e)
     for e in classic_pending:
         info = classic_powershell_of(e)
-        if info is not None and (e.computer.split(".", 1)[0].lower(), info.host_id) in host_ids:
-            attributed.add(id(e))
+        if info is not None and (_host_key(e.computer), info.host_id) in host_ids:
             result.append(e)
-
-    result.sort(key=lambda ev: ev.time)
-    processes = tuple(node.ref for node in sorted(tree, key=lambda n: n.ref.time))
-    roots = [node.ref for node in tree if is_root(node.ref)]
-    return Attribution(
-        root=min(roots, key=lambda r: r.time) if roots else processes[0],
-        processes=processes,
-        events=tuple(result),
-        excluded_count=len(events) - len(result),
-    )
+    return result

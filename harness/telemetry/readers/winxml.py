@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import IO
 
 from lxml import etree
@@ -45,20 +45,21 @@ _FEED_SIZE = 1 << 18
 
 # System children, by qualified and unqualified tag, mapped to a small code for a fast dispatch.
 _PROVIDER, _EVENTID, _VERSION, _TIME, _RECORD, _EXEC, _CHANNEL, _COMPUTER, _SECURITY = range(9)
-_SYSTEM_CODES: dict[str, int] = {}
-for _name, _code in (
-    ("Provider", _PROVIDER),
-    ("EventID", _EVENTID),
-    ("Version", _VERSION),
-    ("TimeCreated", _TIME),
-    ("EventRecordID", _RECORD),
-    ("Execution", _EXEC),
-    ("Channel", _CHANNEL),
-    ("Computer", _COMPUTER),
-    ("Security", _SECURITY),
-):
-    _SYSTEM_CODES[_NS + _name] = _code
-    _SYSTEM_CODES[_name] = _code
+_SYSTEM_CODES: Mapping[str, int] = {
+    tag: code
+    for name, code in (
+        ("Provider", _PROVIDER),
+        ("EventID", _EVENTID),
+        ("Version", _VERSION),
+        ("TimeCreated", _TIME),
+        ("EventRecordID", _RECORD),
+        ("Execution", _EXEC),
+        ("Channel", _CHANNEL),
+        ("Computer", _COMPUTER),
+        ("Security", _SECURITY),
+    )
+    for tag in (_NS + name, name)
+}
 
 _SYSTEM_TAGS = frozenset((_NS + "System", "System"))
 _EVENTDATA_TAGS = frozenset((_NS + "EventData", "EventData"))
