@@ -79,9 +79,7 @@ class PreflightReport:
             "facts": dict(self.facts),
             "tools": dict(self.tools),
             "channels_readable": dict(self.channels_readable),
-            "checks": [
-                {"name": c.name, "command": c.command, "ok": c.ok, "detail": c.detail} for c in self.checks
-            ],
+            "checks": [{"name": c.name, "command": c.command, "ok": c.ok, "detail": c.detail} for c in self.checks],
             "problems": self.problems,
         }
 
@@ -202,6 +200,66 @@ def _reg_dword(run: Callable[[str], CommandResult], key: str, value: str) -> tup
     return cmd, bool(m and int(m.group(1), 16) == 1)
 
 
+Run = Callable[[str], CommandResult]
+
+
+def _verdict(name: str, command: str, ok: bool, good: str, bad: str) -> Check:
+    return Check(name, command, ok, good if ok else bad)
+
+
+def _check_process_auditing(run: Run) -> tuple[Check, bool, str]:
+    cmd = 'auditpol.exe /get /subcategory:"Process Creation"'
+    line = _match(r"(?im)^\s*Process Creation\s+(.+?)\s*$", _text(run(cmd))) or "unknown"
+    on = "success" in line.lower()
+    hint = ' (auditpol /set /subcategory:"Process Creation" /success:enable)'
+    return (
+        _verdict("process creation auditing", cmd, on, f"Process Creation: {line}", f"Process Creation: {line}{hint}"),
+        on,
+        line,
+    )
+
+
+def _check_command_lines(run: Run) -> tuple[Check, bool]:
+    cmd, on = _reg_dword(run, _CMDLINE_KEY, "ProcessCreationIncludeCmdLine_Enabled")
+    return _verdict(
+        "4688 command lines",
+        cmd,
+        on,
+        "command lines are included in 4688",
+        "4688 events carry no CommandLine (set ProcessCreationIncludeCmdLine_Enabled=1)",
+    ), on
+
+
+def _check_script_blocks(run: Run) -> tuple[Check, bool]:
+    cmd, on = _reg_dword(run, _SCRIPTBLOCK_KEY, "EnableScriptBlockLogging")
+    return _verdict(
+        "script block logging",
+        cmd,
+        on,
+        "PowerShell 4104 is logged",
+        "PowerShell script block logging is off (set EnableScriptBlockLogging=1)",
+    ), on
+
+
+def _check_channel(run: Run, channel: str) -> Check:
+    cmd = f'wevtutil.exe qe "{channel}" /c:1 /rd:true /f:xml'
+    return _verdict(
+        f"channel {channel}",
+        cmd,
+        _succeeded(run(cmd)),
+        "readable",
+        "not readable by the harness account (add it to Event Log Readers, or the log is missing)",
+    )
+
+
+def _check_tool(run: Run, name: str, path: str) -> Check:
+    cmd = f'cmd.exe /c if exist "{path}" (echo present) else (echo absent)'
+    ok = "present" in _text(run(cmd)).lower().split()
+    return _verdict(
+        f"tool {name}", cmd, ok, f"{path} present", f"{path} is missing (lab/provision/install-tools.ps1 installs it)"
+    )
+
+
 def run_preflight(
     transport: Transport,
     *,
@@ -219,97 +277,34 @@ def run_preflight(
     def run(cmd: str) -> CommandResult:
         return transport.run(cmd, timeout=timeout)
 
-    checks: list[Check] = []
-    facts: dict[str, str] = {}
+    os_build = _match(r"\[Version ([\d.]+)\]", _text(run("cmd.exe /c ver")))
+    sysmon, checks = _query_sysmon(run)
+    audit_check, auditing, audit_line = _check_process_auditing(run)
+    cmdline_check, cmdline = _check_command_lines(run)
+    scriptblock_check, scriptblock = _check_script_blocks(run)
+    channel_checks = {channel: _check_channel(run, channel) for channel in channels}
+    tool_checks = {name: _check_tool(run, name, path) for name, path in sorted((tools or {}).items())}
+    checks += [audit_check, cmdline_check, scriptblock_check, *channel_checks.values(), *tool_checks.values()]
 
-    ver = run("cmd.exe /c ver")
-    facts["os_build"] = _match(r"\[Version ([\d.]+)\]", _text(ver))
-
-    sysmon, sysmon_checks = _query_sysmon(run)
-    checks += sysmon_checks
-    facts["sysmon_service"] = sysmon.service
-    facts["sysmon_version"] = sysmon.version
-    facts["sysmon_config_hash"] = sysmon.config_hash
-
-    cmd = 'auditpol.exe /get /subcategory:"Process Creation"'
-    audit_text = _text(run(cmd))
-    audit_line = _match(r"(?im)^\s*Process Creation\s+(.+?)\s*$", audit_text)
-    auditing = "success" in audit_line.lower()
-    facts["process_creation_audit"] = audit_line or "unknown"
-    checks.append(
-        Check(
-            "process creation auditing",
-            cmd,
-            auditing,
-            f"Process Creation: {audit_line or 'unknown'}"
-            + ("" if auditing else ' (auditpol /set /subcategory:"Process Creation" /success:enable)'),
-        )
-    )
-
-    cmd, cmdline = _reg_dword(run, _CMDLINE_KEY, "ProcessCreationIncludeCmdLine_Enabled")
-    facts["process_command_line"] = "enabled" if cmdline else "disabled"
-    checks.append(
-        Check(
-            "4688 command lines",
-            cmd,
-            cmdline,
-            "command lines are included in 4688"
-            if cmdline
-            else "4688 events carry no CommandLine (set ProcessCreationIncludeCmdLine_Enabled=1)",
-        )
-    )
-
-    cmd, scriptblock = _reg_dword(run, _SCRIPTBLOCK_KEY, "EnableScriptBlockLogging")
-    facts["script_block_logging"] = "enabled" if scriptblock else "disabled"
-    checks.append(
-        Check(
-            "script block logging",
-            cmd,
-            scriptblock,
-            "PowerShell 4104 is logged"
-            if scriptblock
-            else "PowerShell script block logging is off (set EnableScriptBlockLogging=1)",
-        )
-    )
-
-    readable: dict[str, bool] = {}
-    for channel in channels:
-        cmd = f'wevtutil.exe qe "{channel}" /c:1 /rd:true /f:xml'
-        ok = _succeeded(run(cmd))
-        readable[channel] = ok
-        checks.append(
-            Check(
-                f"channel {channel}",
-                cmd,
-                ok,
-                "readable"
-                if ok
-                else "not readable by the harness account (add it to Event Log Readers, or the log is missing)",
-            )
-        )
-
-    present: dict[str, bool] = {}
-    for name, path in sorted((tools or {}).items()):
-        cmd = f'cmd.exe /c if exist "{path}" (echo present) else (echo absent)'
-        ok = "present" in _text(run(cmd)).lower().split()
-        present[name] = ok
-        checks.append(
-            Check(
-                f"tool {name}",
-                cmd,
-                ok,
-                f"{path} present" if ok else f"{path} is missing (lab/provision/install-tools.ps1 installs it)",
-            )
-        )
-
+    readable = {channel: c.ok for channel, c in channel_checks.items()}
     sysmon_ok = sysmon.running and readable.get(SYSMON, True)
+    security_ok = readable.get(SECURITY, True)
     features = {
         LabFeature.SYSMON: sysmon_ok,
         LabFeature.SYSMON_NETWORK: sysmon_ok and sysmon.network,
         LabFeature.SYSMON_FILE: sysmon_ok and sysmon.file_create,
-        LabFeature.PROCESS_AUDITING: auditing and readable.get(SECURITY, True),
-        LabFeature.PROCESS_COMMAND_LINE: auditing and cmdline and readable.get(SECURITY, True),
+        LabFeature.PROCESS_AUDITING: auditing and security_ok,
+        LabFeature.PROCESS_COMMAND_LINE: auditing and cmdline and security_ok,
         LabFeature.SCRIPT_BLOCK_LOGGING: scriptblock and readable.get(POWERSHELL_OPERATIONAL, True),
+    }
+    facts = {
+        "os_build": os_build,
+        "sysmon_service": sysmon.service,
+        "sysmon_version": sysmon.version,
+        "sysmon_config_hash": sysmon.config_hash,
+        "process_creation_audit": audit_line,
+        "process_command_line": "enabled" if cmdline else "disabled",
+        "script_block_logging": "enabled" if scriptblock else "disabled",
     }
     return PreflightReport(
         host=transport.host,
@@ -317,6 +312,6 @@ def run_preflight(
         features=features,
         facts=facts,
         checks=tuple(checks),
-        tools=present,
+        tools={name: c.ok for name, c in tool_checks.items()},
         channels_readable=readable,
     )
