@@ -303,7 +303,7 @@ class _AtomiclabSession:
         from harness import __version__
         from harness.cli.run_cmds import HISTORY_FILE, _operator, _reporters, new_run_id
         from harness.execution.executors import new_run_marker
-        from harness.plan import RunPlan, content_files, git_commit, resolve_arguments, rules_of
+        from harness.plan import RunPlan, content_files, git_commit, published_rules, resolve_arguments, rules_of
         from harness.reporting.base import ReportDirectory
         from harness.reporting.history import History
         from harness.results import RunMode, RunResult
@@ -320,6 +320,7 @@ class _AtomiclabSession:
             cli=self.arg_overrides,
         )
         rule_paths, extras = rules_of(planned, self.root, self.extra_rules)
+        published = {k: v for k, v in published_rules(self.root).items() if k not in rule_paths}
         if self.config.getoption("collectonly"):
             return  # inputs checked; nothing runs, so no report folder and no history
         plan = RunPlan(
@@ -348,7 +349,8 @@ class _AtomiclabSession:
             targets=self.factory,
             execute=execute,
             attribute=attribute,
-            rules=load_rule_set(rule_paths, plan.channels),
+            # like `atomiclab run`: the published upstream queries are linted (not judged) every run
+            rules=load_rule_set(rule_paths, plan.channels, lint_only=published),
             sink=self.sink,
             new_marker=new_run_marker,
         )
@@ -365,12 +367,13 @@ class _AtomiclabSession:
                 self.root,
                 atomics=atomics,
                 expectations=[p for p in exp_sources if p.is_file()],
-                rules=list(rule_paths.values()),
+                rules=[*rule_paths.values(), *published.values()],
                 lab=self.lab_path,
             ),
             content_commit=git_commit(self.root),
             lint=dict(self.runner.rules.lint),
             rule_errors=dict(self.runner.rules.errors),
+            lint_not_judged=self.runner.rules.not_judged,
         )
 
     def _host(self, target: TargetConfig) -> HostContext | str:

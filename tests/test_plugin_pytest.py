@@ -72,3 +72,6 @@ def test_runs_t1046_with_junit_html_and_xdist(pytester):
     assert len(folders) == 1
     data = json.loads((folders[0] / "results.json").read_text())
     assert data["mode"] == "pytest" and len(data["tests"]) == 5 and data["complete"]
+    # as in `atomiclab run`, the published query is linted (not judged) and its defects are listed
+    assert data["lint_not_judged"] == ["detections/sumo/upstream/t1046_network_service_discovery.sumo"]
+    assert len(data["lint"][data["lint_not_judged"][0]]) >= 20
