@@ -377,7 +377,7 @@ class _AtomiclabSession:
         )
 
     def _host(self, target: TargetConfig) -> HostContext | str:
-        from harness.errors import HarnessError
+        from harness.runner import describe_error
 
         assert self.runner is not None and self.sink is not None and self.run_result is not None
         with self.lock:
@@ -388,8 +388,8 @@ class _AtomiclabSession:
             try:
                 connected = self.runner.connect(target)
                 host, info = connected, connected.info
-            except HarnessError as exc:
-                host = f"target unusable: {exc}"
+            except Exception as exc:  # an unusable host errors its items, once
+                host = f"target unusable: {describe_error(exc)}"
                 from harness.results import TargetInfo
 
                 info = TargetInfo(target.name, target.transport, target.address, target.emulated, problems=(host,))
@@ -429,7 +429,7 @@ class _AtomiclabSession:
     def finish(self) -> None:
         for host in self.hosts.values():
             if not isinstance(host, str):
-                host.opened.close()
+                host.close()
         self.hosts.clear()
         if self.run_result is None or self.sink is None or self.history is None or not self.run_result.tests:
             return  # nothing ran here (e.g. an xdist worker that got no group): no reports

@@ -209,6 +209,9 @@ class DetectionVerdict:
     known_false_positive: str | None = None
     extra: bool = False  # added with --rule rather than named by the expectations
 
+    def __post_init__(self) -> None:  # the rule's file as the rule key names it (see RunResult)
+        object.__setattr__(self, "reason", _relative_to_root(self.reason, self.rule))
+
     @property
     def ok(self) -> bool:
         return self.outcome in (Outcome.MET, Outcome.KNOWN_FALSE_POSITIVE)
@@ -347,6 +350,12 @@ class TestResult:
     source: str = ""  # atomics file
     #: Effective input-argument overrides (lab.yaml, then --arg): name -> value. Not secrets.
     arguments: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:  # the rules' files as the rule keys name them (see RunResult)
+        reason = self.reason
+        for rule in {v.rule for v in self.detection_verdicts}:
+            reason = _relative_to_root(reason, rule)
+        object.__setattr__(self, "reason", reason)
 
     @property
     def key(self) -> str:
@@ -520,6 +529,46 @@ class RunMode(enum.StrEnum):
     PYTEST = "pytest"
 
 
+def rule_file(rule: str) -> str:
+    """The file part of a rule key (``detections/x.sumo@sumo-api`` -> ``detections/x.sumo``)."""
+    folder, _, name = rule.replace("\\", "/").rpartition("/")
+    name = name.split("@", 1)[0]
+    return f"{folder}/{name}" if folder else name
+
+
+def _relative_to_root(text: str, rule: str) -> str:
+    """``text`` with every absolute path of ``rule``'s file (``/.../detections/x.sumo``, also after
+    a space, e.g. in ``cannot run: /.../x.sumo:6:3: ...``) shortened to the rule's relative path."""
+    base = rule_file(rule)
+    if not base or ("/" + base) not in text.replace("\\", "/"):
+        return text
+    out, rest = [], text
+    while True:
+        flat = rest.replace("\\", "/")
+        at = flat.find("/" + base)
+        if at < 0:
+            break
+        end = at + 1 + len(base)
+        begin = max(flat.rfind(" ", 0, at), flat.rfind("\t", 0, at), flat.rfind("\n", 0, at)) + 1
+        token = flat[begin : at + 1]
+        absolute = token.startswith("/") or (len(token) > 2 and token[1] == ":")
+        if absolute and flat[end : end + 1] in ("", ":", " ", ",", ")"):
+            out.append(rest[:begin] + base)
+        else:
+            out.append(rest[:end])
+        rest = rest[end:]
+    return "".join(out) + rest
+
+
+def _relative_record(rule: str, record: LintRecord) -> LintRecord:
+    file = _relative_to_root(record.file, rule)
+    return record if file == record.file else replace(record, file=file)
+
+
+def _relative_message(rule: str, message: str) -> str:
+    return _relative_to_root(message, rule)
+
+
 @dataclass(frozen=True, slots=True)
 class RunResult:
     """One run: who ran what where and when, and every test result so far.
@@ -545,6 +594,14 @@ class RunResult:
     rule_errors: Mapping[str, str] = field(default_factory=dict)  # rule -> why it cannot run
     #: Rules linted but not judged (the published upstream queries): findings in ``lint``, no verdicts.
     lint_not_judged: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Findings and errors name the rule's file as the rule key does (relative to the content
+        # root), not by the absolute path of the machine that ran: reports stay portable and short.
+        lint = {rule: tuple(_relative_record(rule, f) for f in fs) for rule, fs in self.lint.items()}
+        object.__setattr__(self, "lint", lint)
+        errors = {rule: _relative_message(rule, msg) for rule, msg in self.rule_errors.items()}
+        object.__setattr__(self, "rule_errors", errors)
 
     @property
     def emulated(self) -> bool:

@@ -19,6 +19,7 @@ and ``KeyboardInterrupt`` propagates to the CLI (exit 130).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,7 +45,9 @@ from harness.results import (
     TestStatus,
 )
 from harness.telemetry.event import Event
-from harness.verdicts import RuleOutcome, feature_name, judge
+from harness.verdicts import RuleOutcome, detection_checks, feature_name, judge
+
+log = logging.getLogger(__name__)
 
 #: Telemetry polling: first wait, growth factor and cap (adaptive; no fixed sleeps).
 POLL_FIRST_S = 0.05
@@ -243,6 +246,14 @@ class RuleSet:
     not_judged: tuple[str, ...] = ()
     remote: Mapping[str, str] = field(default_factory=dict)
 
+    def local(self) -> RuleSet:
+        """The same rules without the tenant entries (for re-evaluation that must not search again)."""
+        return replace(
+            self,
+            detectors={n: d for n, d in self.detectors.items() if d.engine is not Engine.SUMO_API},
+            errors={n: e for n, e in self.errors.items() if n not in self.remote},
+        )
+
     def evaluate(
         self,
         events: Sequence[Event],
@@ -346,6 +357,24 @@ class HostContext:
     source: TelemetrySource
     info: TargetInfo
     features: Mapping[str, bool] | None
+    closed: bool = False
+
+    def close(self) -> None:
+        """Release the target once; a failing close is logged, never raised (it runs on every path)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.opened.close()
+        except Exception as exc:  # cleanup must not kill the host's thread or hide results
+            log.warning("closing target %s failed: %s", self.info.name, describe_error(exc))
+
+
+def describe_error(exc: BaseException) -> str:
+    """A HarnessError's own message; anything else (a bug, an unmapped library error) named as such."""
+    if isinstance(exc, HarnessError):
+        return str(exc)
+    return f"internal error ({type(exc).__name__}: {exc}); a harness bug or an unmapped library error"
 
 
 @dataclass
@@ -447,8 +476,10 @@ class Runner:
         try:
             try:
                 host = self.connect(target)
-            except HarnessError as exc:
-                self._host_failed(target, shared, f"target unusable: {exc}")
+            except Exception as exc:  # one unusable host never stops the others
+                if not isinstance(exc, HarnessError):
+                    log.debug("opening target %s failed", target.name, exc_info=True)
+                self._host_failed(target, shared, f"target unusable: {describe_error(exc)}")
                 return
             try:
                 with shared.lock:
@@ -461,10 +492,10 @@ class Runner:
                     if self.reset is not None:
                         try:
                             host = self._reset(target, host)
-                        except HarnessError as exc:
+                        except Exception as exc:  # recorded as the test's error
                             # The machine's state is unknown now: nothing more runs on it.
                             now = self.clock()
-                            reason = f"revert to baseline failed: {exc}"
+                            reason = f"revert to baseline failed: {describe_error(exc)}"
                             self._record(
                                 shared,
                                 _result(pt, target.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, reason, now, now),
@@ -478,14 +509,14 @@ class Runner:
                         raise
                     self._record(shared, result)
             finally:
-                host.opened.close()
+                host.close()
         finally:
             self.observer.host_finished(target.name)
 
     def _reset(self, target: TargetConfig, host: HostContext) -> HostContext:
         """Close ``host``, restore its baseline, reconnect (with a fresh preflight) and re-sync."""
         assert self.reset is not None
-        host.opened.close()
+        host.close()
         self.reset.reset(target)
         fresh = self.connect(target)
         self.reset.after_reconnect(fresh.transport)
@@ -513,17 +544,23 @@ class Runner:
     def connect(self, target: TargetConfig) -> HostContext:
         """Open ``target`` and run its preflight once. Raises HarnessError (the target is closed)."""
         opened = self.targets.open(target)
+        try:
+            return self._prepare(opened)
+        except BaseException:
+            try:
+                opened.close()
+            except Exception as exc:  # the original failure is what matters
+                log.warning("closing target %s failed: %s", target.name, describe_error(exc))
+            raise
+
+    def _prepare(self, opened: OpenTarget) -> HostContext:
         cfg = opened.config
         info = TargetInfo(
             name=cfg.name, transport=cfg.transport, address=cfg.address, emulated=opened.emulated, platform=cfg.platform
         )
         features: Mapping[str, bool] | None = None
         if opened.preflight is not None:
-            try:
-                report = opened.preflight()
-            except BaseException:
-                opened.close()
-                raise
+            report = opened.preflight()
             features = {feature_name(k): bool(v) for k, v in report.features.items()}
             facts = dict(report.facts)
             info = replace(
@@ -543,9 +580,6 @@ class Runner:
         before = host.transport.count
         try:
             result = self._one(host, pt)
-        except HarnessError as exc:
-            now = self.clock()
-            result = _result(pt, host.info.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, str(exc), now, now)
         except TestInterrupted as exc:
             if exc.result is None and exc.outcome is not None:
                 interrupted = self._interrupted(host, pt, exc.outcome)
@@ -555,6 +589,12 @@ class Runner:
                     arguments=self.plan.arguments_for(pt.test.guid),
                 )
             raise
+        except Exception as exc:  # any failure is this test's ERROR, never the run's end
+            if not isinstance(exc, HarnessError):
+                log.debug("test %s on %s failed", pt.test.guid, host.info.name, exc_info=True)
+            now = self.clock()
+            reason = describe_error(exc)
+            result = _result(pt, host.info.name, TestStatus.ERROR, FailureKind.HARNESS_ERROR, reason, now, now)
         return replace(
             result, round_trips=host.transport.count - before, arguments=self.plan.arguments_for(pt.test.guid)
         )
@@ -572,23 +612,29 @@ class Runner:
         return replace(base, steps=steps, reason=reason)
 
     def _steps(self, target: str, guid: str, outcome: ExecutionOutcome) -> tuple[StepRecord, ...]:
-        return tuple(
-            StepRecord(
-                role=role,
-                command=res.command,
-                exit_code=res.exit_code,
-                started=res.started,
-                ended=res.ended,
-                timed_out=res.timed_out,
-                transcript=self.sink.add_transcript(target, guid, role, res),
+        """Each step with its own transcript: a repeated role (one prereq per dependency) is numbered."""
+        seen: dict[str, int] = {}
+        records: list[StepRecord] = []
+        for role, res in outcome.steps:
+            seen[role] = seen.get(role, 0) + 1
+            name = role if seen[role] == 1 else f"{role}-{seen[role]}"
+            records.append(
+                StepRecord(
+                    role=role,
+                    command=res.command,
+                    exit_code=res.exit_code,
+                    started=res.started,
+                    ended=res.ended,
+                    timed_out=res.timed_out,
+                    transcript=self.sink.add_transcript(target, guid, name, res),
+                )
             )
-            for role, res in outcome.steps
-        )
+        return tuple(records)
 
     # -- one test
 
     def _one(self, host: HostContext, pt: PlannedTest) -> TestResult:
-        cfg, test, transport, features = host.opened.config, pt.test, host.transport, host.features
+        cfg, test, transport = host.opened.config, pt.test, host.transport
         started = self.clock()
         if cfg.platform not in test.platforms:
             return _result(
@@ -618,6 +664,30 @@ class Runner:
             return replace(
                 base, status=status, failure=kind, reason=outcome.reason or str(outcome.status), ended=self.clock()
             )
+        try:
+            return self._judge_executed(host, pt, base, outcome, bookmark, marker, started)
+        except Exception as exc:  # the command ran: keep its steps and transcripts
+            if not isinstance(exc, HarnessError):
+                log.debug("judging %s on %s failed", test.guid, cfg.name, exc_info=True)
+            reason = f"after the command ran: {describe_error(exc)}"
+            if outcome.cleanup_error:
+                reason += f"; cleanup failed: {outcome.cleanup_error}"
+            return replace(
+                base, status=TestStatus.ERROR, failure=FailureKind.HARNESS_ERROR, reason=reason, ended=self.clock()
+            )
+
+    def _judge_executed(
+        self,
+        host: HostContext,
+        pt: PlannedTest,
+        base: TestResult,
+        outcome: ExecutionOutcome,
+        bookmark: Any,
+        marker: str,
+        started: datetime,
+    ) -> TestResult:
+        """Collect, attribute and judge the telemetry of a test whose command ran."""
+        test, features = pt.test, host.features
         command = outcome.command
         cmd_start = command.started if command is not None else started
         cmd_end = command.ended if command is not None else self.clock()
@@ -642,6 +712,10 @@ class Runner:
         # A tenant searches its own data: over the test's window, up to the end of its budget.
         tenant_window = TimeWindow(window.start, cmd_end + timedelta(seconds=budget))
         rule_outcomes = self.rules.evaluate(attributed.events, None, remote_window=tenant_window)
+        on_time_outcomes = None
+        if on_time < len(attributed.events):
+            # what the local rules returned over the events that arrived in time (too slow vs fired)
+            on_time_outcomes = self.rules.local().evaluate(attributed.events[:on_time], None)
         verdict = judge(
             pt.expectations,
             attributed.events,
@@ -653,16 +727,15 @@ class Runner:
             remote_rules=self.rules.remote,
             execution_failure=execution_failure,
             exit_note=exit_note,
+            on_time_outcomes=on_time_outcomes,
         )
-        reason = verdict.reason
-        if not attributed.root_found:
-            reason += "; the run marker's process was not found in the telemetry"
+        status, failure, reason = _unattributed(verdict.status, verdict.failure, verdict.reason, attributed, verdict)
         if outcome.cleanup_error:
             reason += f"; cleanup failed: {outcome.cleanup_error}"
         return replace(
             base,
-            status=verdict.status,
-            failure=verdict.failure,
+            status=status,
+            failure=failure,
             reason=reason,
             event_verdicts=verdict.event_verdicts,
             detection_verdicts=verdict.detection_verdicts,
@@ -687,6 +760,11 @@ class Runner:
     ) -> tuple[int, AttributedEvents, int, float | None, bool]:
         """Poll until every positive expectation is met or the budget passes.
 
+        Positive expectations are the expected events and the rules that must fire (local rules,
+        evaluated over what arrived so far). A test with negative expectations (a ``max_count``, a
+        rule that must stay silent) also waits until one poll brings no new event of the test, so a
+        false positive on a child process logged a moment later is not missed.
+
         Returns (events collected, attributed events ordered on-time first, how many arrived in
         time, seconds from command end until everything was met or None, interrupted).
         """
@@ -696,11 +774,15 @@ class Runner:
         delay = POLL_FIRST_S
         collected: list[Event] = []
         attributed = AttributedEvents((), False)
+        settle = _has_negative(pt)
+        previous = -1
         while True:
             collected = list(source.events_after(bookmark))
             attributed = self.attribute(collected, marker=marker, window=window)
-            if _satisfied(pt, attributed, features):
+            met = _satisfied(pt, attributed, features) and self._rules_fired(pt, attributed)
+            if met and (not settle or len(attributed.events) == previous):
                 return len(collected), attributed, len(attributed.events), lag + self.monotonic() - start, False
+            previous = len(attributed.events)
             now = self.monotonic()
             if now >= deadline:
                 break
@@ -717,6 +799,30 @@ class Runner:
         rest = [e for e in late.events if _key(e) not in on_time_keys]
         ordered = AttributedEvents((*first, *rest), late.root_found, late.excluded)
         return len(late_all), ordered, len(first), None, False
+
+    def _rules_fired(self, pt: PlannedTest, attributed: AttributedEvents) -> bool:
+        """True when every named local rule that must fire has a matching row over ``attributed``.
+
+        A rule that cannot run (or fails here) cannot be waited for: the final evaluation reports it.
+        Tenant rules are searched once, after collection, never polled.
+        """
+        if pt.expectations is None:
+            return True
+        # Only the rules the expectations name: a ``--rule`` extra (e.g. the published query) that
+        # never fires must not make every test wait out its budget.
+        wanted = [c for c in detection_checks(pt.expectations) if c.fires]
+        for check in wanted:
+            det = self.rules.detectors.get(check.rule)
+            if det is None or det.engine is Engine.SUMO_API:
+                continue
+            try:
+                rows = det.evaluate(attributed.events, None).rows
+            except Exception:  # judged (and reported) after collection
+                log.debug("rule %s failed while polling", check.rule, exc_info=True)
+                continue
+            if not any(check.where is None or check.where.matches(_row_fields(r)) for r in rows):
+                return False
+        return True
 
 
 _SKIPS: dict[ExecutionStatus, tuple[TestStatus, FailureKind]] = {
@@ -756,6 +862,36 @@ def _satisfied(pt: PlannedTest, attributed: AttributedEvents, features: Mapping[
         if n < exp.min_count:
             return False
     return True
+
+
+def _has_negative(pt: PlannedTest) -> bool:
+    """Whether the test has expectations that only the absence of (more) events can meet."""
+    exp = pt.expectations
+    if exp is None:
+        return False
+    return any(e.max_count is not None for e in exp.events) or any(not d.fires for d in exp.detections)
+
+
+def _row_fields(row: Mapping[str, object]) -> dict[str, str]:
+    return {str(k): "" if v is None else str(v) for k, v in row.items()}
+
+
+def _unattributed(
+    status: TestStatus, failure: FailureKind | None, reason: str, attributed: AttributedEvents, verdict: Any
+) -> tuple[TestStatus, FailureKind | None, str]:
+    """A test whose run marker's process never showed up cannot pass on the evidence of nothing.
+
+    With expectations declared, a would-be pass becomes ``telemetry_missing``; a test without any
+    (passing on execution alone) and a failed one keep their status, with the fact stated.
+    """
+    if attributed.root_found:
+        return status, failure, reason
+    note = "the run marker's process was not found in the telemetry"
+    judged = len(verdict.event_verdicts) + len(verdict.detection_verdicts)
+    if status is TestStatus.PASSED and judged:
+        why = f"{note}: no event could be attributed to this test, so its expectations were judged on nothing"
+        return TestStatus.FAILED, FailureKind.TELEMETRY_MISSING, f"{why}; {reason}"
+    return status, failure, f"{reason}; {note}"
 
 
 def _execution_failure(command: CommandResult | None) -> str | None:
@@ -874,11 +1010,12 @@ def evaluate_capture(
                     extra_rules=extra_rules,
                     remote_rules=rules.remote,
                 )
+                status, failure, reason = _unattributed(v.status, v.failure, v.reason, group, v)
                 result = replace(
                     base,
-                    status=v.status,
-                    failure=v.failure,
-                    reason=v.reason,
+                    status=status,
+                    failure=failure,
+                    reason=reason,
                     event_verdicts=v.event_verdicts,
                     detection_verdicts=v.detection_verdicts,
                     findings=v.findings,

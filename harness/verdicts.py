@@ -288,9 +288,18 @@ def _row_fields(row: Mapping[str, object]) -> dict[str, str]:
 
 
 def judge_detection(
-    check: DetectionCheck, outcome: RuleOutcome | None, *, first_line: int, events: Sequence[Event]
+    check: DetectionCheck,
+    outcome: RuleOutcome | None,
+    *,
+    first_line: int,
+    events: Sequence[Event],
+    on_time: RuleOutcome | None = None,
 ) -> DetectionVerdict:
-    """Verdict on one rule for one test."""
+    """Verdict on one rule for one test.
+
+    ``on_time`` is what the rule returned over the events that arrived within the time budget (None:
+    every event did, or unknown): a rule that must fire and only fires on late events is ``too_slow``.
+    """
     cond = condition_text(check.where)
     want = "fire" if check.fires else "stay silent"
     cond_txt = f" with {cond}" if cond else ""
@@ -331,6 +340,16 @@ def judge_detection(
         events_in=res.events_in,
     )
     if check.fires:
+        if kept and on_time is not None and on_time.result is not None:
+            in_time = [r for r in on_time.result.rows if check.where is None or check.where.matches(_row_fields(r))]
+            if not in_time:
+                return replace(
+                    shown,
+                    outcome=Outcome.MISSED,
+                    failure=FailureKind.TOO_SLOW,
+                    reason=f"{check.rule} fired{cond_txt} only on events that arrived after the time budget "
+                    f"({len(kept)} row(s))",
+                )
         if kept:
             return replace(
                 shown,
@@ -376,6 +395,7 @@ def judge(
     remote_rules: Mapping[str, str] | None = None,
     execution_failure: str | None = None,
     exit_note: str | None = None,
+    on_time_outcomes: Mapping[str, RuleOutcome] | None = None,
 ) -> Judgement:
     """Judge one executed test (or one recorded capture).
 
@@ -385,7 +405,8 @@ def judge(
     miss is blamed on the lab). ``execution_failure`` is the reason the command itself failed, if it
     did: the test then fails with ``execution_failed`` whatever the telemetry shows. ``exit_note``
     describes a non-zero exit code, which fails the test only when an expectation failed too or
-    none is declared. ``remote_rules``: see ``detection_checks``.
+    none is declared. ``remote_rules``: see ``detection_checks``. ``on_time_outcomes``: what the
+    local rules returned over ``events[:on_time]`` (a rule firing only after the budget is too slow).
     """
     cutoff = len(events) if on_time is None else on_time
     ev = tuple(
@@ -393,7 +414,13 @@ def judge(
         for e in (expectations.events if expectations is not None else ())
     )
     dv = tuple(
-        judge_detection(c, rule_outcomes.get(c.rule), first_line=first_line, events=events)
+        judge_detection(
+            c,
+            rule_outcomes.get(c.rule),
+            first_line=first_line,
+            events=events,
+            on_time=on_time_outcomes.get(c.rule) if on_time_outcomes is not None else None,
+        )
         for c in detection_checks(expectations, extra_rules, remote_rules)
     )
     findings = tuple(Finding(rule=v.rule, message=v.reason) for v in dv if v.outcome is Outcome.KNOWN_FALSE_POSITIVE)

@@ -44,12 +44,17 @@ def test_default_run_lints_the_published_rule_without_judging_it(
     assert PUBLISHED not in data["rule_errors"]
     assert any(c["path"] == PUBLISHED and c["kind"] == "rule" for c in data["content"]["files"])
     # report.html: its row says so, with the count and every finding at its position
-    row = re.search(rf"<tr><td><code>{re.escape(PUBLISHED)}</code></td>(.*?)</tr>", html, re.S)
+    row = re.search(rf"<tr><td><code>{re.escape(PUBLISHED)}</code></td>(.*?)</table>", html, re.S)  # + findings
     assert row is not None
     assert "published, not judged" in row.group(1)
     assert f"{len(expected)} finding(s)" in row.group(1)
     first = expected[0]
-    assert f":{first.line}:{first.column}</code> error {first.code}" in row.group(1)
+    assert (f"<td><code>{first.line}:{first.column}</code></td><td class=\"sev-error\">error</td>"
+            f"<td>{first.code}</td>") in row.group(1)
+    # the file is named once, in the rule cell, relative to the content root (not the checkout path)
+    assert str(REPO) not in html and str(REPO) not in json.dumps(data["lint"])
+    assert {f["file"] for f in data["lint"][PUBLISHED]} == {PUBLISHED}
+    assert row.group(1).count(PUBLISHED) == 0
     # the judged rules keep their status
     assert re.search(r"t1046_network_service_discovery\.sumo</code></td><td><span class=\"passed\">runs", html)
     assert f"published rule {PUBLISHED} (not judged): {len(expected)} lint finding(s)" in " ".join(

@@ -17,7 +17,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,24 +116,53 @@ def _events(files: list[Path]) -> Iterator[Event]:
         yield from _read(path)
 
 
-def _cell(v: object) -> str:
+#: Cells are cut to this width, except the last column's (the widest one is moved there).
+CELL_WIDTH = 60
+#: Sumo Logic time fields (epoch milliseconds), shown as UTC times in the table.
+TIME_FIELDS = ("_messageTime", "_receiptTime")
+
+
+def _cell(v: object, width: int | None = CELL_WIDTH) -> str:
     text = "" if v is None else str(v)
     text = text.replace("\r", "").replace("\n", "⏎")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
-def _print_table(result: DetectionResult) -> None:
-    if not result.rows:
-        print(f"{result.rule_id}: no results ({result.events_in} events)")
-        return
-    cols = list(result.rows[0].keys())
-    table = [[_cell(r.get(c)) for c in cols] for r in result.rows]
+def _time_cell(v: object) -> object:
+    """Epoch milliseconds as ``2024-10-22 14:46:22.972Z`` (anything else unchanged)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return v
+    try:
+        t = datetime.fromtimestamp(v / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return v
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def table_lines(rows: Sequence[Mapping[str, object]]) -> list[str]:
+    """Aligned text: one header, a rule, one line per row. The column with the longest values
+    (typically the command line) is printed last and in full, so the useful text is never cut;
+    the others are cut at CELL_WIDTH. Epoch-millisecond time fields are shown as UTC times."""
+    cols = list(rows[0].keys())
+    values = [{c: (_time_cell(r.get(c)) if c in TIME_FIELDS else r.get(c)) for c in cols} for r in rows]
+    longest = max(cols, key=lambda c: max(len(_cell(v[c], None)) for v in values))
+    if max(len(_cell(v[longest], None)) for v in values) > CELL_WIDTH:
+        cols = [c for c in cols if c != longest] + [longest]
+    table = [[_cell(v[c], None if i == len(cols) - 1 else CELL_WIDTH) for i, c in enumerate(cols)] for v in values]
     widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    print("  ".join("-" * w for w in widths))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    print(f"{result.rule_id}: {len(result.rows)} row(s) from {result.events_in} events", file=sys.stderr)
+    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(),
+           "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    return out
+
+
+def _print_table(result: DetectionResult, label: str) -> None:
+    if not result.rows:
+        print(f"{label}: no results ({result.events_in} events)")
+        return
+    for line in table_lines(list(result.rows)):
+        print(line)
+    print(f"{label}: {len(result.rows)} row(s) from {result.events_in} events", file=sys.stderr)
 
 
 def _instant(text: str | None, flag: str) -> datetime | None:
@@ -184,14 +213,18 @@ def run_detect(args: argparse.Namespace) -> int:
             raise ContentError("--endpoint applies to --engine sumo-api only")
         try:
             detector = load_detector(args.rule)
-        except DetectionError as exc:
-            print(exc, file=sys.stderr)  # the lint-style line: FILE:LINE:COL: message
+        except DetectionError as exc:  # the lint-style line FILE:LINE:COL: message
+            text = str(exc)
+            at_position = text[len(str(args.rule)) + 1 :][:1].isdigit() and text.startswith(f"{args.rule}:")
+            # a problem in the rule's text: the engine stops at the first, lint lists them all
+            print(f"{text} (every problem: atomiclab lint {args.rule})" if at_position else text, file=sys.stderr)
             return 2
     else:
         detector = _tenant_detector(args, window)
     result = detector.evaluate(_events(args.files), window)
     if args.format == "table":
-        _print_table(result)
+        label = result.rule_id if result.rule_id == args.rule.stem else f"{args.rule} ({result.rule_id})"
+        _print_table(result, label)
     else:
         for row in result.rows:
             print(json.dumps(row, ensure_ascii=False, default=str))

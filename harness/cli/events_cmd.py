@@ -8,6 +8,7 @@ which the dispatcher prints as one line naming the file and the reason (exit 2).
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -63,17 +64,21 @@ def select(
     keep_raw: bool,
     stats: ReadStats,
     on_file_done: Callable[[Path, ReadStats], None] | None = None,
+    seen: dict[str, set[int]] | None = None,
 ) -> Iterator[Event]:
     """The events of ``files`` in file order, filtered by channel and event id.
 
     ``stats`` sums every file; ``on_file_done(path, file_stats)`` sees each file's own counts once
-    that file has been read to its end (not for a file cut short by the caller).
+    that file has been read to its end (not for a file cut short by the caller). ``seen`` collects
+    the channel -> event ids of every event read, filtered out or not.
     """
     wanted = _wanted_channels(channels)
     ids = set(event_ids)
     for path in files:
         mine = ReadStats()
         for event in read_events(path, keep_raw=keep_raw, stats=mine):
+            if seen is not None:
+                seen.setdefault(event.channel, set()).add(event.event_id)
             if wanted and event.channel.lower() not in wanted:
                 continue
             if ids and event.event_id not in ids:
@@ -106,16 +111,30 @@ def summary(event: Event) -> str:
     return " ".join(parts)
 
 
-def _one_line(text: str, width: int = 160) -> str:
+def _one_line(text: str, width: int | None = None) -> str:
+    """``text`` on one line; cut to ``width`` with an ellipsis (None: never cut)."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
+    return flat if width is None or len(flat) <= width else flat[: max(1, width - 1)] + "…"
 
 
-def write_table(event: Event, out: TextIO) -> None:
+#: Characters before the summary column: time, computer, channel, event id and the gaps.
+_PREFIX = 24 + 2 + 20 + 2 + 40 + 2 + 5 + 2
+
+
+def summary_width(out: TextIO) -> int | None:
+    """Room for the summary on a terminal (one screen line per event); None when piped or logged:
+    the whole command line then stays on its line, so grep finds what lies past the screen edge."""
+    isatty = getattr(out, "isatty", None)
+    if not (callable(isatty) and isatty()):
+        return None
+    return max(40, shutil.get_terminal_size().columns - _PREFIX)
+
+
+def write_table(event: Event, out: TextIO, width: int | None = None) -> None:
     time = event.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     out.write(
         f"{time}  {event.computer[:20]:<20}  {event.channel[:40]:<40}  {event.event_id:>5}  "
-        f"{_one_line(summary(event))}\n"
+        f"{_one_line(summary(event), width)}\n"
     )
 
 
@@ -137,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit == 0:
         return 0
+    seen: dict[str, set[int]] = {}
     events = select(
         args.files,
         channels=args.channel,
@@ -144,12 +164,27 @@ def run(args: argparse.Namespace) -> int:
         keep_raw=keep_raw,
         stats=stats,
         on_file_done=file_done,
+        seen=seen,
     )
+    width = summary_width(out)
+    shown = 0
     for shown, event in enumerate(events, start=1):
         if args.format == "jsonl":
             out.write(event.to_json() + "\n")
         else:
-            write_table(event, out)
+            write_table(event, out, width)
         if args.limit is not None and shown >= args.limit:
             break
+    if shown == 0 and seen and (args.channel or args.event_id):
+        print(f"atomiclab: no event matched the filters; the files hold {held(seen)}", file=sys.stderr)
     return 2 if unreadable else 0
+
+
+def held(seen: dict[str, set[int]], most: int = 12) -> str:
+    """``Security 1102/4616; Windows PowerShell 400/403/600``: what to filter on instead."""
+    parts = []
+    for channel in sorted(seen):
+        ids = sorted(seen[channel])
+        shown = "/".join(map(str, ids[:most])) + ("/..." if len(ids) > most else "")
+        parts.append(f"{channel} {shown}")
+    return "; ".join(parts)

@@ -274,11 +274,10 @@ def _start_reports(
 
 def _observed(console: Console, no_progress: bool, go: Callable[[RunObserver], RunResult]) -> RunResult:
     """``go`` observed by live progress bars on ``console`` (none with ``--no-progress``)."""
-    from harness.reporting.console import ConsoleProgress
-    from harness.runner import NullObserver
+    from harness.reporting.console import ConsoleLines, ConsoleProgress
 
-    if no_progress:
-        return go(NullObserver())
+    if no_progress or not console.is_terminal:  # a log: one line per test, no bars
+        return go(ConsoleLines(console))
     progress = ConsoleProgress(console)
     with progress:
         return go(progress)
@@ -292,10 +291,10 @@ def _operator() -> str:
 
 
 def _console() -> Console:
-    # Logs (CI, pipes) get 120 columns instead of rich's 80 so test names stay on one line.
-    import sys
-
-    return Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 120)
+    # Logs (CI, pipes): lines are never wrapped (soft_wrap), so a path or a reason stays one
+    # greppable line; tables there are printed as plain aligned text (reporting.console).
+    tty = sys.stdout.isatty()
+    return Console(stderr=False, highlight=False, width=None if tty else 200, soft_wrap=not tty)
 
 
 def _history_db(args: argparse.Namespace, root: Path) -> History:
@@ -306,14 +305,15 @@ def _history_db(args: argparse.Namespace, root: Path) -> History:
 
 
 def _finish(console: Console, run: RunResult, out: Path, history: History) -> None:
-    from harness.reporting.console import summary_table
+    from harness.reporting.console import print_summary
+    from harness.results import rule_file
 
     history.record(run, out)
-    console.print(summary_table(run))
+    print_summary(console, run)
     for rule in run.lint_not_judged:
         n = len(run.lint.get(rule, ()))
-        where = ", listed in report.html" if n else ""
-        console.print(f"published rule {rule} (not judged): {n} lint finding(s){where}")
+        where = f", listed in report.html (or `atomiclab lint {rule_file(rule)}`)" if n else ""
+        console.print(f"published rule {rule} (not judged): {n} lint finding(s){where}", markup=False)
     console.print(f"reports: {out}")
 
 
@@ -560,13 +560,11 @@ def _history(args: argparse.Namespace) -> int:
     h = History(path)
     console = _console()
     runs = h.runs(args.last)
-    table = Table(title=f"last {len(runs)} run(s)")
-    for col in ("Run", "Started", "Mode", "Emulated", "Passed", "Failed", "Error", "Skipped", "Complete"):
-        table.add_column(col)
-    for r in runs:
-        table.add_row(
+    header = ("Run", "Started", "Mode", "Emulated", "Passed", "Failed", "Error", "Skipped", "Complete")
+    rows = [
+        [
             r.run_id,
-            r.started,
+            _started(r.started),
             r.mode,
             "yes" if r.emulated else "no",
             str(r.passed),
@@ -574,8 +572,21 @@ def _history(args: argparse.Namespace) -> int:
             str(r.error),
             str(r.skipped),
             "yes" if r.complete else "no",
-        )
-    console.print(table)
+        ]
+        for r in runs
+    ]
+    if console.is_terminal:
+        table = Table(title=f"last {len(runs)} run(s)")
+        for col in header:
+            table.add_column(col, no_wrap=col in ("Run", "Started"))  # a run id is copied, never cut
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        from harness.reporting.console import plain_table
+
+        for line in [f"last {len(runs)} run(s)", *plain_table([h.upper() for h in header], rows)]:
+            console.print(line, markup=False)
     trends = h.trends(args.last)
     sections = (
         ("Regressions (passed before, fail now)", [t for t in trends if t.regression]),
@@ -583,7 +594,17 @@ def _history(args: argparse.Namespace) -> int:
         ("Flaky (outcome changed twice or more)", [t for t in trends if t.flaky]),
     )
     for label, chosen in sections:
-        console.print(f"{label}: {len(chosen) or 'none'}")
-        for t in chosen:
-            console.print(f"  {t.target}  {t.name} [{t.guid}]  {' '.join(t.statuses)}  {t.last_reason}")
+        console.print(f"{label}: {len(chosen) or 'none'}", markup=False)
+        for t in chosen:  # markup off: '[guid]' is text, not a rich tag
+            console.print(f"  {t.target}  {t.name} [{t.guid}]  {' '.join(t.statuses)}  {t.last_reason}",
+                          markup=False)
     return 0
+
+
+def _started(iso: str) -> str:
+    """A history timestamp to the second, UTC (``2026-11-30 03:38:35Z``)."""
+    try:
+        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return (t.astimezone(UTC) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,10 +1,14 @@
 """Live console output for ``atomiclab run``/``evaluate``: a progress bar per host, one line per
 finished test, and a summary table. This is the only place the run's UI lives; the runner only
-calls the ``RunObserver`` methods (from worker threads: rich's Progress is thread-safe)."""
+calls the ``RunObserver`` methods (from worker threads: rich's Progress is thread-safe).
+
+On a terminal: bars and a boxed rich table. In a log (stdout not a terminal, or ``--no-progress``):
+no bars, one line per finished test (never wrapped, so grep finds it) and a plain aligned table."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 
 from rich.console import Console
@@ -70,6 +74,27 @@ class ConsoleProgress:
             self.progress.update(task, description="done")
 
 
+class ConsoleLines:
+    """A ``RunObserver`` for logs: one line per finished test, no progress bars."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._lock = threading.Lock()
+
+    def host_started(self, target: str, total: int) -> None:
+        return None
+
+    def test_started(self, target: str, test: AtomicTest) -> None:
+        return None
+
+    def test_finished(self, result: TestResult) -> None:
+        with self._lock:
+            self.console.print(result_line(result), soft_wrap=True)
+
+    def host_finished(self, target: str) -> None:
+        return None
+
+
 def result_line(r: TestResult) -> Text:
     """``PASSED  win2022  T1046  Nmap service scan ... : reason``"""
     line = Text()
@@ -80,23 +105,61 @@ def result_line(r: TestResult) -> Text:
     return line
 
 
-def summary_table(run: RunResult) -> Table:
-    title = f"atomiclab {run.mode.value} {run.run_id}" + (" (EMULATED target)" if run.emulated else "")
-    table = Table(title=title, show_lines=False)
-    for col in ("Target", "Technique", "Test", "Status", "Failure", "Events", "Detections"):
-        table.add_column(col)
+SUMMARY_COLUMNS = ("Target", "Technique", "Test", "Status", "Failure", "Events", "Detections")
+
+
+def _summary_rows(run: RunResult) -> list[tuple[TestResult, list[str]]]:
+    rows = []
     for t in sorted(run.tests, key=lambda t: (t.target, t.benign, t.technique, t.name)):
         det = sum(v.ok for v in t.detection_verdicts)
         ev = sum(v.ok for v in t.event_verdicts)
-        table.add_row(
+        rows.append((t, [
             t.target,
             t.technique + (" (benign)" if t.benign and t.technique != "benign" else ""),
             t.name,
-            Text(t.status.value, style=STYLE[t.status]),
+            t.status.value,
             t.failure.value if t.failure else "",
             f"{ev}/{len(t.event_verdicts)}" if t.event_verdicts else "-",
             f"{det}/{len(t.detection_verdicts)}" if t.detection_verdicts else "-",
-        )
+        ]))
+    return rows
+
+
+def _title(run: RunResult) -> str:
+    return f"atomiclab {run.mode.value} {run.run_id}" + (" (EMULATED target)" if run.emulated else "")
+
+
+def _caption(run: RunResult) -> str:
     c = run.counts()
-    table.caption = ", ".join(f"{n} {s.value}" for s, n in c.items()) + ("; interrupted" if run.interrupted else "")
+    return ", ".join(f"{n} {s.value}" for s, n in c.items()) + ("; interrupted" if run.interrupted else "")
+
+
+def summary_table(run: RunResult) -> Table:
+    table = Table(title=_title(run), show_lines=False)
+    for col in SUMMARY_COLUMNS:
+        table.add_column(col)
+    for t, cells in _summary_rows(run):
+        table.add_row(*cells[:3], Text(cells[3], style=STYLE[t.status]), *cells[4:])
+    table.caption = _caption(run)
     return table
+
+
+def plain_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Aligned columns without box drawing or wrapping: stable in logs, for grep and awk."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+    return ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in [header, *rows]]
+
+
+def summary_lines(run: RunResult) -> list[str]:
+    """The summary table as plain lines (for logs): title, header, one line per test, counts."""
+    rows = [cells for _, cells in _summary_rows(run)]
+    return [_title(run), *plain_table([c.upper() for c in SUMMARY_COLUMNS], rows), _caption(run)]
+
+
+def print_summary(console: Console, run: RunResult) -> None:
+    """A boxed table on a terminal, plain aligned lines in a log."""
+    if console.is_terminal:
+        console.print(summary_table(run))
+        return
+    for line in summary_lines(run):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)

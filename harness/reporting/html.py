@@ -21,7 +21,17 @@ from typing import Any
 import jinja2
 
 from harness.reporting.history import RunSummary
-from harness.results import EVENTS_FILE, DetectionVerdict, EventVerdict, Outcome, RunResult, TestResult, TestStatus
+from harness.results import (
+    EVENTS_FILE,
+    DetectionVerdict,
+    EventVerdict,
+    LintRecord,
+    Outcome,
+    RunResult,
+    TestResult,
+    TestStatus,
+    rule_file,
+)
 
 FILENAME = "report.html"
 
@@ -73,6 +83,15 @@ def _verdict_cell(verdicts: Sequence[EventVerdict | DetectionVerdict]) -> tuple[
     fp = sum(1 for v in verdicts if v.outcome is Outcome.KNOWN_FALSE_POSITIVE)
     text = f"{ok}/{len(verdicts)} met" + (f" ({fp} known FP)" if fp else "")
     return ("yes" if ok == len(verdicts) else "no", text)
+
+
+def _severities(lints: Sequence[LintRecord]) -> list[tuple[str, int]]:
+    """(severity, count), errors first: ``[("error", 24), ("warning", 8)]``."""
+    counts: dict[str, int] = {}
+    for f in lints:
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    order = {"error": 0, "warning": 1}
+    return sorted(counts.items(), key=lambda kv: (order.get(kv[0], 2), kv[0]))
 
 
 def trend_svg(runs: Sequence[RunSummary], width: int = 640, height: int = 160) -> str:
@@ -180,6 +199,8 @@ class HtmlReporter:
             matrix=matrix,
             findings=[(t, f) for t in run.tests for f in t.findings],
             rules=[(r, run.lint.get(r, ())) for r in rules],
+            rule_file=rule_file,
+            severities=_severities,
             events=self._events(run),
             key_fields=_key_fields,
             trend_svg=trend_svg(history),
