@@ -140,3 +140,12 @@ def test_list_bad_file_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert out == ""
     assert err.count("\n") == 1
     assert err.startswith(f"atomiclab: error: {bad}:1: ")
+
+
+def test_unknown_test_selector_suggests_close_names(capsys) -> None:  # type: ignore[no-untyped-def]
+    from harness.cli import main
+
+    assert main(["run", "--tests", "nbtscan", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "did you mean: b6435a56-d12d-4ead-9f3d-66459e6d8817 (NetBIOS discovery with nbtscan)" in err

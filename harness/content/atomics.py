@@ -67,8 +67,11 @@ def check_atomic_file(path: Path) -> CheckedAtomics:
     except ContentError as exc:
         return CheckedAtomics(None, (exc,))
     if doc.data is None:
-        return CheckedAtomics(None, (doc.error((), "file is empty; expected an atomics file "
-                                               "(attack_technique, display_name, atomic_tests)"),), doc)
+        return CheckedAtomics(
+            None,
+            (doc.error((), "file is empty; expected an atomics file (attack_technique, display_name, atomic_tests)"),),
+            doc,
+        )
     problems = schemacheck.validate(doc, schemacheck.ATOMICS_SCHEMA)
     if problems:
         return CheckedAtomics(None, tuple(problems), doc)
@@ -82,11 +85,8 @@ def _text(value: Any) -> str:
 def _build_file(doc: YamlDoc) -> AtomicFile:
     data: dict[str, Any] = doc.data
     technique = str(data["attack_technique"])
-    tests = tuple(
-        _build_test(doc, technique, index, raw) for index, raw in enumerate(data["atomic_tests"])
-    )
-    return AtomicFile(technique=technique, display_name=str(data["display_name"]), tests=tests,
-                      source=doc.file)
+    tests = tuple(_build_test(doc, technique, index, raw) for index, raw in enumerate(data["atomic_tests"]))
+    return AtomicFile(technique=technique, display_name=str(data["display_name"]), tests=tests, source=doc.file)
 
 
 def _build_test(doc: YamlDoc, technique: str, index: int, raw: dict[str, Any]) -> AtomicTest:
@@ -181,23 +181,42 @@ def lint_atomic_file(checked: CheckedAtomics) -> list[ContentError]:
                     if name in declared:
                         continue
                     close = [d for d in declared if d.lower() == name.strip().lower()]
-                    hint = (f"did you mean #{{{close[0]}}}? names are case-sensitive" if close
-                            else "declare it under input_arguments or fix the name")
-                    problems.append(ContentError(
-                        f"placeholder #{{{name}}} is not a declared input argument",
-                        file=doc.file, line=_line_in_block(doc, path, lineno), path=format_path(path),
-                        hint=hint))
+                    hint = (
+                        f"did you mean #{{{close[0]}}}? names are case-sensitive"
+                        if close
+                        else "declare it under input_arguments or fix the name"
+                    )
+                    problems.append(
+                        ContentError(
+                            f"placeholder #{{{name}}} is not a declared input argument",
+                            file=doc.file,
+                            line=_line_in_block(doc, path, lineno),
+                            path=format_path(path),
+                            hint=hint,
+                        )
+                    )
         for name in declared:
             if name not in used:
                 arg_path = (*base, "input_arguments", name)
-                problems.append(doc.error(arg_path, f"input argument {name!r} is declared but never used",
-                                          key=True, hint="use #{" + name + "} in a command or remove it"))
+                problems.append(
+                    doc.error(
+                        arg_path,
+                        f"input argument {name!r} is declared but never used",
+                        key=True,
+                        hint="use #{" + name + "} in a command or remove it",
+                    )
+                )
     for path, where, placeholder in doc.comment_placeholders:
         if path and path[0] == "atomic_tests":
-            problems.append(ContentError(
-                f"{placeholder} is read as a YAML comment: the value ends before it",
-                file=doc.file, line=where, path=format_path(path),
-                hint="quote the value or use a block scalar (|)"))
+            problems.append(
+                ContentError(
+                    f"{placeholder} is read as a YAML comment: the value ends before it",
+                    file=doc.file,
+                    line=where,
+                    path=format_path(path),
+                    hint="quote the value or use a block scalar (|)",
+                )
+            )
     problems.sort(key=lambda p: p.line or 0)
     return problems
 
@@ -224,11 +243,15 @@ def duplicate_guids(files: Sequence[AtomicFile], docs: Sequence[YamlDoc] = ()) -
                 prior = first[test.guid]
                 doc = by_source.get(test.source)
                 guid_path: YamlPath = ("atomic_tests", index, "auto_generated_guid")
-                problems.append(ContentError(
-                    f"duplicate GUID {test.guid} (also {prior.name!r} at {prior.source}:{prior.line})",
-                    file=test.source, line=doc.line_of(guid_path) if doc else test.line,
-                    path=format_path(("atomic_tests", index, "auto_generated_guid")),
-                    hint="give each test its own UUID (python -c 'import uuid; print(uuid.uuid4())')"))
+                problems.append(
+                    ContentError(
+                        f"duplicate GUID {test.guid} (also {prior.name!r} at {prior.source}:{prior.line})",
+                        file=test.source,
+                        line=doc.line_of(guid_path) if doc else test.line,
+                        path=format_path(("atomic_tests", index, "auto_generated_guid")),
+                        hint="give each test its own UUID (python -c 'import uuid; print(uuid.uuid4())')",
+                    )
+                )
             else:
                 first[test.guid] = test
     return problems
@@ -249,10 +272,15 @@ def duplicate_guids_in_docs(docs: Sequence[YamlDoc]) -> list[ContentError]:
             guid_path: YamlPath = (*base, "auto_generated_guid")
             if guid in first:
                 name, source, line = first[guid]
-                problems.append(ContentError(
-                    f"duplicate GUID {guid} (also {name!r} at {source}:{line})",
-                    file=doc.file, line=doc.line_of(guid_path), path=format_path(guid_path),
-                    hint="give each test its own UUID (python -c 'import uuid; print(uuid.uuid4())')"))
+                problems.append(
+                    ContentError(
+                        f"duplicate GUID {guid} (also {name!r} at {source}:{line})",
+                        file=doc.file,
+                        line=doc.line_of(guid_path),
+                        path=format_path(guid_path),
+                        hint="give each test its own UUID (python -c 'import uuid; print(uuid.uuid4())')",
+                    )
+                )
             else:
                 first[guid] = (str(test.get("name")), doc.file, doc.line_of(base))
     return problems
@@ -273,8 +301,11 @@ def iter_yaml_files(paths: Sequence[Path]) -> list[Path]:
         else:
             out.append(p)
     if not out and empty:
-        raise ContentError("folder holds no .yaml or .yml files", file=str(empty[0]),
-                           hint="point at an atomics folder such as atomics/T1046")
+        raise ContentError(
+            "folder holds no .yaml or .yml files",
+            file=str(empty[0]),
+            hint="point at an atomics folder such as atomics/T1046",
+        )
     return out
 
 
@@ -304,5 +335,15 @@ def find_test(files: Sequence[AtomicFile], guid_or_name: str) -> AtomicTest:
     if len(loose) > 1:
         guids = ", ".join(t.guid for t in loose)
         raise ContentError(f"test name {wanted!r} is ambiguous ({guids})", hint="select it by GUID")
-    raise ContentError(f"no atomic test with GUID or name {wanted!r}",
-                       hint="`atomiclab list` shows the GUIDs and names")
+    # A word of the name ("nbtscan") or a GUID prefix is what people type: suggest, never guess.
+    near = [
+        t
+        for t in tests
+        if wanted.casefold() in t.name.casefold() or (len(wanted) >= 4 and t.guid.startswith(wanted.lower()))
+    ]
+    if near:
+        names = "; ".join(f"{t.guid} ({t.name})" for t in near[:3])
+        raise ContentError(f"no atomic test with GUID or name {wanted!r}", hint=f"did you mean: {names}")
+    raise ContentError(
+        f"no atomic test with GUID or name {wanted!r}", hint="`atomiclab list` shows the GUIDs and names"
+    )
