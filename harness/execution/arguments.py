@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 from harness.errors import ContentError
@@ -79,162 +79,149 @@ def _here_string_end(text: str, i: int, quotes: str) -> bool:
     return text[i] == "\n" and nxt != "" and nxt in quotes and text[i + 2 : i + 3] == "@"
 
 
-def _powershell_contexts(text: str) -> list[tuple[re.Match[str], Context]]:
-    """Placeholders of a PowerShell script with their context (a small PowerShell lexer).
+_Stack = list[list[str | int]]  # frames: [kind, open-bracket depth]
+_Found = list[tuple[re.Match[str], Context]]
+
+
+def _scan(text: str, contexts: Mapping[str, Context], step: Callable[[str, int, _Stack], int]) -> _Found:
+    """Placeholders of ``text`` with the context of the innermost frame (``contexts``, else BARE).
+
+    ``step`` lexes the character at ``i``, pushing and popping frames of the stack, and returns
+    the next position.
+    """
+    found: _Found = []
+    stack: _Stack = [["code", 0]]
+    i = 0
+    while i < len(text):
+        m = _placeholder_at(text, i)
+        if m is not None:
+            found.append((m, contexts.get(str(stack[-1][0]), Context.BARE)))
+            i = m.end()
+        else:
+            i = step(text, i, stack)
+    return found
+
+
+def _push(stack: _Stack, kind: str, i: int) -> int:
+    """Open a ``kind`` frame at the two-character opener at ``i``; the position after it."""
+    stack.append([kind, 0])
+    return i + 2
+
+
+_PS_CONTEXTS = {"sq": Context.SINGLE, "dq": Context.DOUBLE, "hdq": Context.DOUBLE, "hsq": Context.HERE_SINGLE}
+
+
+def _powershell_step(text: str, i: int, stack: _Stack) -> int:
+    """One step of a small PowerShell lexer.
 
     Frames: code (with ``$(`` subexpression nesting), '...', "...", @'...'@, @"..."@, comments.
     """
-    found: list[tuple[re.Match[str], Context]] = []
-    stack: list[list[str | int]] = [["code", 0]]
-    i, n = 0, len(text)
-    while i < n:
-        m = _placeholder_at(text, i)
-        kind = str(stack[-1][0])
-        if m is not None:
-            ctx = {
-                "sq": Context.SINGLE,
-                "dq": Context.DOUBLE,
-                "hdq": Context.DOUBLE,
-                "hsq": Context.HERE_SINGLE,
-            }.get(kind, Context.BARE)
-            found.append((m, ctx))
-            i = m.end()
-            continue
-        c = text[i]
-        if kind == "code":
-            if c == "`":
-                i += 2
-                continue
-            if text.startswith("<#", i):
-                stack.append(["block", 0])
-                i += 2
-                continue
-            if c == "#":
-                stack.append(["line", 0])
-            elif c == "@" and i + 1 < n and text[i + 1] in _PS_SINGLE_QUOTES + _PS_DOUBLE_QUOTES:
-                rest = text[i + 2 : text.find("\n", i + 2) if "\n" in text[i + 2 :] else n]
-                if rest.strip() == "":
-                    stack.append(["hsq" if text[i + 1] in _PS_SINGLE_QUOTES else "hdq", 0])
-                    i += 2
-                    continue
-            elif c in _PS_SINGLE_QUOTES:
-                stack.append(["sq", 0])
-            elif c in _PS_DOUBLE_QUOTES:
-                stack.append(["dq", 0])
-            elif c in "({":
-                stack[-1][1] = int(stack[-1][1]) + 1
-            elif c in ")}":
-                if int(stack[-1][1]) == 0 and len(stack) > 1:
-                    stack.pop()  # end of a $( ) subexpression inside a string
-                else:
-                    stack[-1][1] = max(0, int(stack[-1][1]) - 1)
-        elif kind == "sq":
-            if c in _PS_SINGLE_QUOTES:
-                if i + 1 < n and text[i + 1] in _PS_SINGLE_QUOTES:
-                    i += 2
-                    continue
-                stack.pop()
-        elif kind in ("dq", "hdq"):
-            if c == "`":
-                i += 2
-                continue
-            if text.startswith("$(", i):
-                stack.append(["code", 0])
-                i += 2
-                continue
-            if kind == "dq" and c in _PS_DOUBLE_QUOTES:
-                if i + 1 < n and text[i + 1] in _PS_DOUBLE_QUOTES:
-                    i += 2
-                    continue
-                stack.pop()
-            elif kind == "hdq" and _here_string_end(text, i, _PS_DOUBLE_QUOTES):
-                stack.pop()
-                i += 3
-                continue
-        elif kind == "hsq":
-            if _here_string_end(text, i, _PS_SINGLE_QUOTES):
-                stack.pop()
-                i += 3
-                continue
-        elif kind == "line":
-            if c == "\n":
-                stack.pop()
-        elif kind == "block" and text.startswith("#>", i):
+    n = len(text)
+    kind = str(stack[-1][0])
+    c = text[i]
+    if kind == "code":
+        if c == "`":
+            return i + 2
+        if text.startswith("<#", i):
+            return _push(stack, "block", i)
+        if c == "#":
+            stack.append(["line", 0])
+        elif c == "@" and i + 1 < n and text[i + 1] in _PS_SINGLE_QUOTES + _PS_DOUBLE_QUOTES:
+            rest = text[i + 2 : text.find("\n", i + 2) if "\n" in text[i + 2 :] else n]
+            if rest.strip() == "":
+                return _push(stack, "hsq" if text[i + 1] in _PS_SINGLE_QUOTES else "hdq", i)
+        elif c in _PS_SINGLE_QUOTES:
+            stack.append(["sq", 0])
+        elif c in _PS_DOUBLE_QUOTES:
+            stack.append(["dq", 0])
+        elif c in "({":
+            stack[-1][1] = int(stack[-1][1]) + 1
+        elif c in ")}":
+            if int(stack[-1][1]) == 0 and len(stack) > 1:
+                stack.pop()  # end of a $( ) subexpression inside a string
+            else:
+                stack[-1][1] = max(0, int(stack[-1][1]) - 1)
+    elif kind == "sq":
+        if c in _PS_SINGLE_QUOTES:
+            if i + 1 < n and text[i + 1] in _PS_SINGLE_QUOTES:
+                return i + 2
             stack.pop()
-            i += 2
-            continue
-        i += 1
-    return found
+    elif kind in ("dq", "hdq"):
+        if c == "`":
+            return i + 2
+        if text.startswith("$(", i):
+            return _push(stack, "code", i)
+        if kind == "dq" and c in _PS_DOUBLE_QUOTES:
+            if i + 1 < n and text[i + 1] in _PS_DOUBLE_QUOTES:
+                return i + 2
+            stack.pop()
+        elif kind == "hdq" and _here_string_end(text, i, _PS_DOUBLE_QUOTES):
+            stack.pop()
+            return i + 3
+    elif kind == "hsq":
+        if _here_string_end(text, i, _PS_SINGLE_QUOTES):
+            stack.pop()
+            return i + 3
+    elif kind == "line":
+        if c == "\n":
+            stack.pop()
+    elif kind == "block" and text.startswith("#>", i):
+        stack.pop()
+        return i + 2
+    return i + 1
 
 
-def _posix_contexts(text: str) -> list[tuple[re.Match[str], Context]]:
-    """Placeholders of an sh/bash script with their context (a small POSIX shell lexer)."""
-    found: list[tuple[re.Match[str], Context]] = []
-    stack: list[list[str | int]] = [["code", 0]]
-    i, n = 0, len(text)
-    while i < n:
-        m = _placeholder_at(text, i)
-        kind = str(stack[-1][0])
-        if m is not None:
-            ctx = {"sq": Context.SINGLE, "dq": Context.DOUBLE, "ansi": Context.ANSI_C}.get(kind, Context.BARE)
-            found.append((m, ctx))
-            i = m.end()
-            continue
-        c = text[i]
-        if kind in ("code", "bq"):
-            if c == "\\":
-                i += 2
-                continue
-            if kind == "bq" and c == "`":
-                stack.pop()
-            elif c == "`":
-                stack.append(["bq", 0])
-            elif text.startswith("$'", i):
-                stack.append(["ansi", 0])
-                i += 2
-                continue
-            elif text.startswith("$(", i):
-                stack.append(["code", 0])
-                i += 2
-                continue
-            elif c == "'":
-                stack.append(["sq", 0])
-            elif c == '"':
-                stack.append(["dq", 0])
-            elif c == "#" and (i == 0 or text[i - 1] in " \t\n;&|(){}"):
-                stack.append(["comment", 0])
-            elif c == "(":
-                stack[-1][1] = int(stack[-1][1]) + 1
-            elif c == ")":
-                if int(stack[-1][1]) == 0 and len(stack) > 1:
-                    stack.pop()
-                else:
-                    stack[-1][1] = max(0, int(stack[-1][1]) - 1)
-        elif kind == "sq":
-            if c == "'":
-                stack.pop()
-        elif kind == "ansi":
-            if c == "\\":
-                i += 2
-                continue
-            if c == "'":
-                stack.pop()
-        elif kind == "dq":
-            if c == "\\":
-                i += 2
-                continue
-            if c == '"':
-                stack.pop()
-            elif text.startswith("$(", i):
-                stack.append(["code", 0])
-                i += 2
-                continue
-            elif c == "`":
-                stack.append(["bq", 0])
-        elif kind == "comment" and c == "\n":
+_POSIX_CONTEXTS = {"sq": Context.SINGLE, "dq": Context.DOUBLE, "ansi": Context.ANSI_C}
+
+
+def _posix_step(text: str, i: int, stack: _Stack) -> int:
+    """One step of a small POSIX shell (sh/bash) lexer."""
+    kind = str(stack[-1][0])
+    c = text[i]
+    if kind in ("code", "bq"):
+        if c == "\\":
+            return i + 2
+        if kind == "bq" and c == "`":
             stack.pop()
-        i += 1
-    return found
+        elif c == "`":
+            stack.append(["bq", 0])
+        elif text.startswith("$'", i):
+            return _push(stack, "ansi", i)
+        elif text.startswith("$(", i):
+            return _push(stack, "code", i)
+        elif c == "'":
+            stack.append(["sq", 0])
+        elif c == '"':
+            stack.append(["dq", 0])
+        elif c == "#" and (i == 0 or text[i - 1] in " \t\n;&|(){}"):
+            stack.append(["comment", 0])
+        elif c == "(":
+            stack[-1][1] = int(stack[-1][1]) + 1
+        elif c == ")":
+            if int(stack[-1][1]) == 0 and len(stack) > 1:
+                stack.pop()
+            else:
+                stack[-1][1] = max(0, int(stack[-1][1]) - 1)
+    elif kind == "sq":
+        if c == "'":
+            stack.pop()
+    elif kind == "ansi":
+        if c == "\\":
+            return i + 2
+        if c == "'":
+            stack.pop()
+    elif kind == "dq":
+        if c == "\\":
+            return i + 2
+        if c == '"':
+            stack.pop()
+        elif text.startswith("$(", i):
+            return _push(stack, "code", i)
+        elif c == "`":
+            stack.append(["bq", 0])
+    elif kind == "comment" and c == "\n":
+        stack.pop()
+    return i + 1
 
 
 def _cmd_contexts(text: str) -> list[tuple[re.Match[str], Context]]:
@@ -263,11 +250,11 @@ def placeholder_contexts(executor: ExecutorName, template: str) -> list[tuple[st
 
 def _contexts(executor: ExecutorName, template: str) -> list[tuple[re.Match[str], Context]]:
     if executor is ExecutorName.POWERSHELL:
-        return _powershell_contexts(template)
+        return _scan(template, _PS_CONTEXTS, _powershell_step)
     if executor is ExecutorName.COMMAND_PROMPT:
         return _cmd_contexts(template)
     if executor in (ExecutorName.SH, ExecutorName.BASH):
-        return _posix_contexts(template)
+        return _scan(template, _POSIX_CONTEXTS, _posix_step)
     return [(m, Context.BARE) for m in PLACEHOLDER_RE.finditer(template)]
 
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, WINDOWS_POWERSHELL, Event
 from harness.telemetry.readers.common import optional_int, parse_time
@@ -253,6 +254,26 @@ def actor_guid(event: Event) -> str | None:
     return normalize_guid(value)
 
 
+class _SysmonActor(TypedDict):
+    guid: str | None
+    pid: int | None
+    image: str
+    time: datetime
+
+
+def _sysmon_actor(event: Event, event_id: int) -> _SysmonActor | None:
+    """The acting process and time of a Sysmon ``event_id`` event; None for any other event."""
+    if event.channel != SYSMON or event.event_id != event_id:
+        return None
+    f = event.fields
+    return _SysmonActor(
+        guid=normalize_guid(f.get("ProcessGuid")),
+        pid=parse_pid(f.get("ProcessId")),
+        image=f.get("Image", ""),
+        time=event.time,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkConnection:
     """Sysmon 3."""
@@ -271,13 +292,12 @@ class NetworkConnection:
 
 
 def network_of(event: Event) -> NetworkConnection | None:
-    if event.channel != SYSMON or event.event_id != 3:
+    actor = _sysmon_actor(event, 3)
+    if actor is None:
         return None
     f = event.fields
     return NetworkConnection(
-        guid=normalize_guid(f.get("ProcessGuid")),
-        pid=parse_pid(f.get("ProcessId")),
-        image=f.get("Image", ""),
+        **actor,
         protocol=f.get("Protocol", ""),
         initiated=f.get("Initiated", "").lower() == "true",
         source_ip=f.get("SourceIp", ""),
@@ -285,7 +305,6 @@ def network_of(event: Event) -> NetworkConnection | None:
         destination_ip=f.get("DestinationIp", ""),
         destination_host=f.get("DestinationHostname", ""),
         destination_port=optional_int(f.get("DestinationPort")),
-        time=event.time,
     )
 
 
@@ -301,16 +320,10 @@ class FileCreate:
 
 
 def file_create_of(event: Event) -> FileCreate | None:
-    if event.channel != SYSMON or event.event_id != 11:
+    actor = _sysmon_actor(event, 11)
+    if actor is None:
         return None
-    f = event.fields
-    return FileCreate(
-        guid=normalize_guid(f.get("ProcessGuid")),
-        pid=parse_pid(f.get("ProcessId")),
-        image=f.get("Image", ""),
-        target_filename=f.get("TargetFilename", ""),
-        time=event.time,
-    )
+    return FileCreate(**actor, target_filename=event.fields.get("TargetFilename", ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,17 +340,15 @@ class DnsQuery:
 
 
 def dns_query_of(event: Event) -> DnsQuery | None:
-    if event.channel != SYSMON or event.event_id != 22:
+    actor = _sysmon_actor(event, 22)
+    if actor is None:
         return None
     f = event.fields
     return DnsQuery(
-        guid=normalize_guid(f.get("ProcessGuid")),
-        pid=parse_pid(f.get("ProcessId")),
-        image=f.get("Image", ""),
+        **actor,
         query_name=f.get("QueryName", ""),
         status=f.get("QueryStatus", ""),
         results=f.get("QueryResults", ""),
-        time=event.time,
     )
 
 

@@ -196,6 +196,19 @@ class _Parser:
             k += 1
         return False
 
+    def parse_trailing_options(self, stage: str, source: str | None) -> tuple[str | None, bool]:
+        """``nodrop`` and (when not given before) ``field=F`` after a parse/json stage: (source, nodrop)."""
+        nodrop = False
+        while not self.stage_end():
+            if self.tok.is_kw("nodrop"):
+                self.advance()
+                nodrop = True
+            elif self.tok.is_kw("field") and source is None:
+                source = self.parse_field_option()
+            else:
+                raise self.error(self.tok, f"unexpected {self.describe(self.tok)} in {stage}")
+        return source, nodrop
+
     def parse_field_option(self) -> str | None:
         """``field=F`` (the field a parse/json reads instead of ``_raw``)."""
         if self.tok.is_kw("field") and self.peek().kind is Tok.OP and self.peek().text == "=":
@@ -223,7 +236,6 @@ class _Parser:
             raise self.error(pat, f"expected a quoted parse pattern, found {self.describe(pat)}")
         self.advance()
         names: tuple[str, ...] = ()
-        nodrop = False
         if is_regex:
             from harness.detect.sumo.patterns import compile_regex
 
@@ -243,14 +255,7 @@ class _Parser:
                 raise self.error(
                     pat, f"the parse pattern has {stars} '*' but {len(names)} field name(s) follow 'as'"
                 )
-        while not self.stage_end():
-            if self.tok.is_kw("nodrop"):
-                self.advance()
-                nodrop = True
-            elif self.tok.is_kw("field") and source is None:
-                source = self.parse_field_option()
-            else:
-                raise self.error(self.tok, f"unexpected {self.describe(self.tok)} in parse")
+        source, nodrop = self.parse_trailing_options("parse", source)
         if is_regex:
             return ast.ParseRegex(source, pat.text, names, nodrop, self.pos(start))
         return ast.Parse(source, pat.text, names, nodrop, self.pos(start))
@@ -284,15 +289,7 @@ class _Parser:
             else:
                 # Without 'as' the field is named after the key's last path element.
                 names = tuple(k.rsplit(".", 1)[-1] for k in keys)
-        nodrop = False
-        while not self.stage_end():
-            if self.tok.is_kw("nodrop"):
-                self.advance()
-                nodrop = True
-            elif self.tok.is_kw("field") and source is None:
-                source = self.parse_field_option()
-            else:
-                raise self.error(self.tok, f"unexpected {self.describe(self.tok)} in json")
+        source, nodrop = self.parse_trailing_options("json", source)
         return ast.Json(source, tuple(keys), names, auto, nodrop, self.pos(start))
 
     def parse_fields(self) -> ast.Fields:
@@ -523,6 +520,14 @@ class _Parser:
         raise self.error(t, f"expected an expression, found {self.describe(t)}")
 
 
+def _scope_bool(op: str, first: Token | None, parts: list[ast.ScopeExpr]) -> ast.ScopeExpr:
+    """``parts`` joined by ``op`` at the position of ``first``; a single part stands alone."""
+    if len(parts) == 1:
+        return parts[0]
+    assert first is not None
+    return ast.ScopeBool(op, tuple(parts), ast.Pos(first.line, first.column))
+
+
 class _ScopeParser:
     """Boolean search expression of the scope line; adjacent terms are an implicit AND."""
 
@@ -544,10 +549,7 @@ class _ScopeParser:
         while self.is_word("OR"):
             self.i += 1
             parts.append(self.parse_and())
-        if len(parts) == 1:
-            return parts[0]
-        assert first is not None
-        return ast.ScopeBool("or", tuple(parts), ast.Pos(first.line, first.column))
+        return _scope_bool("or", first, parts)
 
     def parse_and(self) -> ast.ScopeExpr:
         first = self.tok()
@@ -559,10 +561,7 @@ class _ScopeParser:
             if self.is_word("AND"):
                 self.i += 1
             parts.append(self.parse_not())
-        if len(parts) == 1:
-            return parts[0]
-        assert first is not None
-        return ast.ScopeBool("and", tuple(parts), ast.Pos(first.line, first.column))
+        return _scope_bool("and", first, parts)
 
     def parse_not(self) -> ast.ScopeExpr:
         t = self.tok()
