@@ -1,8 +1,14 @@
-"""Per-command overhead of the WinRM transport: one reused WinRS shell vs a new shell per command.
+"""Per-command overhead of the WinRM transport: one reused WinRS shell vs a new shell per command,
+and the listener's one-write replies with TCP_NODELAY vs stdlib's two writes under Nagle.
 
 Runs against the emulated host's WS-Management server on 127.0.0.1 (HTTPS + NTLM) and prints,
 side by side, HTTP round trips, WS-Man requests and seconds per command. Round trips are counted by
 the server (``EmulatedHostServer.stats``), so authentication handshakes are included.
+
+HTTP requests per WinRS command on a reused shell: 3 (Command, one Receive that returns the output
+with CommandState Done, Signal Terminate releasing the command as winrs.exe does), plus the shell's
+Create/Delete spread over the commands. That is the protocol's floor: a command cannot start without
+Command, its output and exit code only come back in a Receive, and Signal frees it on the host.
 
     python bench/bench_transport.py [--commands 30]
 
@@ -120,12 +126,17 @@ def main() -> None:
         _measure(srv, 2, reuse=True)  # warm-up: imports, TLS session setup
         reused = _measure(srv, args.commands, reuse=True)
         fresh = _measure(srv, args.commands, reuse=False)
+    with EmulatedHostServer(host, config=ServerConfig(nagle=True)) as srv:  # type: ignore[arg-type]
+        _measure(srv, 2, reuse=True)
+        nagle = _measure(srv, args.commands, reuse=True)
     print(f"WinRM over HTTPS+NTLM to {kind} on 127.0.0.1, {args.commands} commands")
     print(f"{'':28}{'reused shell':>14}{'shell per command':>20}{'ratio':>8}")
     for label, i, fmt in (("HTTP round trips / command", 0, "{:.2f}"), ("WS-Man requests / command", 1, "{:.2f}"),
                           ("seconds / command", 2, "{:.4f}")):
         ratio = fresh[i] / reused[i] if reused[i] else float("nan")
         print(f"{label:28}{fmt.format(reused[i]):>14}{fmt.format(fresh[i]):>20}{ratio:>7.1f}x")
+    print(f"\nreused shell, listener replies: {'one write + TCP_NODELAY':>24}{'two writes, Nagle (stdlib)':>28}{'ratio':>8}")
+    print(f"{'seconds / command':31}{reused[2]:>24.4f}{nagle[2]:>28.4f}{nagle[2] / reused[2]:>7.1f}x")
 
 
 if __name__ == "__main__":

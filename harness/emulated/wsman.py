@@ -118,6 +118,9 @@ class ServerConfig:
     handshake_timeout_s: float = 10.0
     work_dir: Path | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
+    #: True reproduces stdlib ``http.server``'s behaviour (Nagle on, headers and body written
+    #: separately: a ~40 ms delayed-ACK stall per exchange); only the transport bench's baseline.
+    nagle: bool = False
 
     def __post_init__(self) -> None:
         # A local Windows account name: at most 20 characters, none of the NTLM user file's ':'.
@@ -228,6 +231,7 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's pending header lines (see ``_send``)
     server: _HTTPServer
     server_version = _SERVER_HEADER
     sys_version = ""
@@ -236,6 +240,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         super().setup()
         # Idle keep-alive connections end after this, so a silent client cannot pin a thread.
         self.connection.settimeout(self.server.app.config.idle_connection_timeout_s)
+        # Every reply is one write (see ``_send``); with Nagle on, a small reply written while the
+        # client's delayed ACK of the previous one is pending would wait ~40 ms for it.
+        if not self.server.app.config.nagle:
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.auth = self.server.app._new_connection_auth()
 
     def version_string(self) -> str:
@@ -345,7 +354,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", offer)
         self.send_header(EMULATED_HEADER, "true")
         self.send_header("Content-Length", "0")
-        self.end_headers()
+        self._send(b"")
 
     def _reply(
         self,
@@ -362,9 +371,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header(EMULATED_HEADER, "true")
         for k, v in (extra or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        if payload:
-            self.wfile.write(payload)
+        self._send(payload)
+
+    def _send(self, payload: bytes) -> None:
+        """End the headers and write them with ``payload`` in one ``write`` (one TLS record, one
+        TCP segment train): headers and body in two writes cost a delayed-ACK round trip each."""
+        if self.server.app.config.nagle:
+            self.end_headers()
+            if payload:
+                self.wfile.write(payload)
+            return
+        self._headers_buffer.append(b"\r\n")
+        data = b"".join(self._headers_buffer) + payload
+        self._headers_buffer = []
+        self.wfile.write(data)
 
     def _reset_connection(self) -> None:
         self.close_connection = True
