@@ -5,7 +5,8 @@ test from the atomics YAML files under PATHS (default: the content root's ``atom
 read ``atomics/T1046/T1046.yaml::T1046[emulated]::Nmap service scan of the local host``, so ``-k``
 selects by technique, target or test name. Each item runs through the same runner as
 ``atomiclab run`` (preflight once per host, prerequisites, execution, cleanup, telemetry, verdicts)
-and fails with the verdict's reason. The usual reports are written to ``--atomiclab-out``
+and fails with the verdict's reason; an inconclusive test (a step the emulated host does not model)
+is skipped with its reason, or fails with ``--atomiclab-strict``. The usual reports are written to ``--atomiclab-out``
 (default ``reports/<run-id>/``; one sub-folder per xdist worker); with pytest-html each item gets its
 verdicts and evidence as extras; with pytest-xdist ``--dist loadgroup`` keeps one host's tests on
 one worker (items carry ``xdist_group(<target>)``).
@@ -60,6 +61,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         help="also judge this rule against the same expectations (repeatable)",
+    )
+    group.addoption(
+        "--atomiclab-strict",
+        action="store_true",
+        default=False,
+        help="fail an inconclusive atomic test (e.g. a step the emulated host does not model) instead of skipping it",
     )
     group.addoption(
         "--atomiclab-get-prereqs",
@@ -236,6 +243,8 @@ class AtomicItem(pytest.Item):
         self.result = state.run(self.target, self.planned)
         if self.result.status is TestStatus.SKIPPED:
             pytest.skip(self.result.reason)
+        if self.result.status is TestStatus.INCONCLUSIVE and not self.config.getoption("atomiclab_strict"):
+            pytest.skip(f"inconclusive: {self.result.reason}")
         if self.result.status is not TestStatus.PASSED:
             raise AtomicTestFailed(self.result)
 

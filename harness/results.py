@@ -6,8 +6,10 @@ what ``results.json`` holds and what ``harness/reporting/schemas/results.schema.
 
 Vocabulary:
 
-* a *test result* ends ``passed``, ``failed``, ``skipped`` or ``error``; a failed or errored test
-  names its primary ``FailureKind`` and a one-line ``reason``;
+* a *test result* ends ``passed``, ``failed``, ``inconclusive``, ``skipped`` or ``error``; a failed,
+  inconclusive or errored test names its primary ``FailureKind`` and a one-line ``reason``;
+* ``inconclusive`` means the evidence can neither pass nor fail the test: the emulated host ran a
+  step outside its model (``not_modelled``, each step a ``ModelGap``), or nothing was asserted;
 * each expected event gets an ``EventVerdict`` (the matching events as ``EvidenceRef`` lines of
   ``evidence/events.jsonl``, or a miss and why);
 * each detection expectation gets a ``DetectionVerdict`` (the rule's rows, or a miss and why);
@@ -37,6 +39,7 @@ class TestStatus(enum.StrEnum):
 
     PASSED = "passed"
     FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"  # neither proven nor disproven (an unmodelled emulated step)
     SKIPPED = "skipped"
     ERROR = "error"
 
@@ -57,6 +60,8 @@ class FailureKind(enum.StrEnum):
     SKIPPED_PREREQ = "skipped_prereq"
     SKIPPED_MANUAL = "skipped_manual"
     INTERRUPTED = "interrupted"
+    NOT_MODELLED = "not_modelled"  # inconclusive: the emulated host ran a step outside its model
+    NOT_ASSERTED = "not_asserted"  # inconclusive: the test had nothing to assert (no expectation at all)
 
 
 #: When several verdicts fail, the test's primary kind is the first of these that occurs: a broken
@@ -283,6 +288,37 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelGap:
+    """One step the emulated host ran outside its model: what it was and the process it ran in."""
+
+    what: str  # program, cmdlet or language feature, as the emulated host names it
+    process: str = ""  # image name of the process it happened in
+    pid: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "process": self.process, "pid": self.pid}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelGap:
+        return cls(
+            what=str(d["what"]),
+            process=str(d.get("process") or ""),
+            pid=None if d.get("pid") is None else int(d["pid"]),
+        )
+
+
+def describe_gaps(gaps: Sequence[ModelGap], limit: int = 5) -> str:
+    """``'iex' (powershell.exe), 'wmic.exe' (wmic.exe) and 2 more``: each distinct step once."""
+    seen: list[str] = []
+    for g in gaps:
+        text = f"'{g.what}'" + (f" ({g.process})" if g.process else "")
+        if text not in seen:
+            seen.append(text)
+    shown = ", ".join(seen[:limit])
+    return shown + (f" and {len(seen) - limit} more" if len(seen) > limit else "")
+
+
+@dataclass(frozen=True, slots=True)
 class StepRecord:
     """One remote command the test ran (prerequisite, attack command or cleanup), for evidence."""
 
@@ -350,6 +386,8 @@ class TestResult:
     source: str = ""  # atomics file
     #: Effective input-argument overrides (lab.yaml, then --arg): name -> value. Not secrets.
     arguments: Mapping[str, str] = field(default_factory=dict)
+    #: Steps of the test's process tree the emulated host ran outside its model (inconclusive).
+    not_modelled: tuple[ModelGap, ...] = ()
 
     def __post_init__(self) -> None:  # the rules' files as the rule keys name them (see RunResult)
         reason = self.reason
@@ -396,6 +434,7 @@ class TestResult:
             "event_verdicts": [v.to_dict() for v in self.event_verdicts],
             "detection_verdicts": [v.to_dict() for v in self.detection_verdicts],
             "findings": [f.to_dict() for f in self.findings],
+            "not_modelled": [g.to_dict() for g in self.not_modelled],
         }
 
     @classmethod
@@ -423,6 +462,7 @@ class TestResult:
             event_verdicts=tuple(EventVerdict.from_dict(v) for v in d.get("event_verdicts") or ()),
             detection_verdicts=tuple(DetectionVerdict.from_dict(v) for v in d.get("detection_verdicts") or ()),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings") or ()),
+            not_modelled=tuple(ModelGap.from_dict(g) for g in d.get("not_modelled") or ()),
         )
 
 
@@ -615,8 +655,13 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """0 when nothing failed or errored (skips are not failures), else 1."""
-        return 1 if any(t.status in (TestStatus.FAILED, TestStatus.ERROR) for t in self.tests) else 0
+        """0 when nothing failed or errored (skips and inconclusive tests are not failures), else 1."""
+        return self.exit_code_for(strict=False)
+
+    def exit_code_for(self, *, strict: bool) -> int:
+        """``exit_code``; with ``strict`` an inconclusive test fails the run too (``--strict``)."""
+        bad = {TestStatus.FAILED, TestStatus.ERROR} | ({TestStatus.INCONCLUSIVE} if strict else set())
+        return 1 if any(t.status in bad for t in self.tests) else 0
 
     def with_test(self, result: TestResult) -> RunResult:
         """A copy with ``result`` added (replacing an earlier result with the same key)."""

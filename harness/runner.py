@@ -38,6 +38,7 @@ from harness.plan import PlannedTest, RunPlan
 from harness.results import (
     FailureKind,
     LintRecord,
+    ModelGap,
     RunResult,
     StepRecord,
     TargetInfo,
@@ -71,7 +72,8 @@ class ExecutionOutcome:
 
     ``steps`` are the remote commands in order with their role (prereq, get_prereq, command,
     cleanup). ``reason`` explains a skip or an error; ``cleanup_error`` is reported beside the
-    test's own result and never replaces it.
+    test's own result and never replaces it. ``not_modelled`` are the steps of the command's process
+    tree an emulated host ran outside its model (filled from ``OpenTarget.model_gaps``).
     """
 
     status: ExecutionStatus
@@ -80,6 +82,7 @@ class ExecutionOutcome:
     cleanup_error: str | None = None
     started: datetime | None = None
     ended: datetime | None = None
+    not_modelled: tuple[ModelGap, ...] = ()
 
     @property
     def command(self) -> CommandResult | None:
@@ -158,6 +161,8 @@ class OpenTarget:
 
     ``make_source`` builds the telemetry source over a given transport: the runner passes its
     round-trip-counting wrapper, so telemetry queries count as harness overhead too.
+    ``model_gaps`` (an emulated host only) returns the steps of the process tree rooted at the
+    command carrying a run marker that the host ran outside its model.
     """
 
     config: TargetConfig
@@ -166,6 +171,7 @@ class OpenTarget:
     emulated: bool = False
     preflight: Callable[[], PreflightLike] | None = None
     close: Callable[[], None] = field(default=lambda: None)
+    model_gaps: Callable[[str], Sequence[ModelGap]] | None = None
 
 
 class TargetFactory(Protocol):
@@ -656,9 +662,11 @@ class Runner:
             get_prereqs=self.plan.get_prereqs,
             timeout=self.plan.command_timeout_s,
         )
+        if host.opened.model_gaps is not None and not outcome.not_modelled:
+            outcome = replace(outcome, not_modelled=tuple(host.opened.model_gaps(marker)))
         steps = self._steps(cfg.name, test.guid, outcome)
         base = _result(pt, cfg.name, TestStatus.ERROR, None, "", started, started)
-        base = replace(base, steps=steps, marker=marker)
+        base = replace(base, steps=steps, marker=marker, not_modelled=outcome.not_modelled)
         if outcome.status is not ExecutionStatus.EXECUTED:
             status, kind = _SKIPS.get(outcome.status, (TestStatus.ERROR, FailureKind.HARNESS_ERROR))
             return replace(
@@ -728,6 +736,7 @@ class Runner:
             execution_failure=execution_failure,
             exit_note=exit_note,
             on_time_outcomes=on_time_outcomes,
+            not_modelled=outcome.not_modelled,
         )
         status, failure, reason = _unattributed(verdict.status, verdict.failure, verdict.reason, attributed, verdict)
         if outcome.cleanup_error:

@@ -26,6 +26,7 @@ from harness.detect.base import TimeWindow
 from harness.errors import ContentError, EmulationError
 from harness.execution.transport import Transport
 from harness.model import AtomicTest, CommandResult, ExecutionStatus, utcnow
+from harness.results import ModelGap
 from harness.runner import (
     AttributedEvents,
     ExecutionOutcome,
@@ -314,7 +315,16 @@ class EmulatedTargetFactory:
             emulated=True,
             preflight=_preflight(transport, tools, True),
             close=close,
+            model_gaps=lambda marker: _model_gaps(host, marker),
         )
+
+
+def _model_gaps(host: Any, marker: str) -> tuple[ModelGap, ...]:
+    """What the in-process emulated host recorded as outside its model under ``marker``'s tree.
+
+    Read from the host model itself (not scraped from stderr, which the atomic may redirect).
+    """
+    return tuple(ModelGap(what=s.what, process=s.process, pid=s.pid) for s in host.not_modelled_under(marker))
 
 
 def _emulated_tools(host: Any) -> dict[str, str]:

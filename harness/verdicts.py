@@ -22,6 +22,10 @@ Rules of judgement (issue 7):
   line, which is what the detection reads, was still logged);
 * rules added with ``--rule`` are judged against the same expectations as the rules of their engine
   (by file suffix) that the test names;
+* a test whose process tree ran a step the emulated host does not model (``not_modelled``) cannot
+  pass or fail on that evidence: it is ``inconclusive`` with kind ``not_modelled`` naming the steps,
+  and the reason says what the verdict would otherwise have been; only a rule that cannot run
+  (``rule_invalid``) still fails it, since that holds whatever the host did;
 * a rule also run in a Sumo Logic tenant (``run --sumo-tenant``) is a separate entry
   (``RULE@sumo-api``, engine ``sumo-api``) judged against the very expectations of ``RULE``; when
   the tenant call fails, each of those verdicts fails and says why.
@@ -42,8 +46,10 @@ from harness.results import (
     EvidenceRef,
     FailureKind,
     Finding,
+    ModelGap,
     Outcome,
     TestStatus,
+    describe_gaps,
     primary_failure,
 )
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, WINDOWS_POWERSHELL, Event
@@ -396,6 +402,7 @@ def judge(
     execution_failure: str | None = None,
     exit_note: str | None = None,
     on_time_outcomes: Mapping[str, RuleOutcome] | None = None,
+    not_modelled: Sequence[ModelGap] = (),
 ) -> Judgement:
     """Judge one executed test (or one recorded capture).
 
@@ -407,6 +414,7 @@ def judge(
     describes a non-zero exit code, which fails the test only when an expectation failed too or
     none is declared. ``remote_rules``: see ``detection_checks``. ``on_time_outcomes``: what the
     local rules returned over ``events[:on_time]`` (a rule firing only after the budget is too slow).
+    ``not_modelled``: the steps the emulated host ran outside its model (see ``inconclusive``).
     """
     cutoff = len(events) if on_time is None else on_time
     ev = tuple(
@@ -439,9 +447,24 @@ def judge(
             reason += f"; {len(findings)} known false positive finding(s)"
         if exit_note is not None:
             reason += f"; note: {exit_note} (success not required: every expectation was met)"
-        return Judgement(TestStatus.PASSED, None, reason, ev, dv, findings)
+        return inconclusive(Judgement(TestStatus.PASSED, None, reason, ev, dv, findings), not_modelled)
     reasons = _reasons(kind, failed, execution_failure)
-    return Judgement(TestStatus.FAILED, kind, reasons, ev, dv, findings)
+    return inconclusive(Judgement(TestStatus.FAILED, kind, reasons, ev, dv, findings), not_modelled)
+
+
+def inconclusive(j: Judgement, not_modelled: Sequence[ModelGap]) -> Judgement:
+    """``j`` made inconclusive (``not_modelled``) when the emulated host ran steps outside its model.
+
+    The would-be verdict stays in the reason ("would have passed: ..."), on one line. A failure no
+    host behaviour can explain (a rule that cannot run) stands.
+    """
+    if not not_modelled or j.status not in (TestStatus.PASSED, TestStatus.FAILED):
+        return j
+    if j.failure is FailureKind.RULE_INVALID:
+        return replace(j, reason=f"{j.reason}; also not modelled by the emulated host: {describe_gaps(not_modelled)}")
+    would = "passed" if j.status is TestStatus.PASSED else f"failed ({j.failure})"
+    reason = f"not modelled by the emulated host: {describe_gaps(not_modelled)}; would have {would}: {j.reason}"
+    return replace(j, status=TestStatus.INCONCLUSIVE, failure=FailureKind.NOT_MODELLED, reason=reason)
 
 
 def _reasons(

@@ -74,7 +74,7 @@ def test_results_json_roundtrip_and_schema(tmp_path):
     sink.publish(run.finished())
     data = json.loads((tmp_path / "results.json").read_text())
     assert schema_problems(data) == []
-    assert data["summary"] == {"passed": 2, "failed": 1, "skipped": 1, "error": 0, "total": 4}
+    assert data["summary"] == {"passed": 2, "failed": 1, "inconclusive": 0, "skipped": 1, "error": 0, "total": 4}
     back = load_results(tmp_path)
     assert back.to_dict() == data
     assert back.tests[1].event_verdicts[1].reason.startswith("missing Sysmon EID 3")

@@ -9,7 +9,9 @@ quoted per executor before anything runs. ``--sumo-tenant`` also judges every Su
 real tenant (Search Job API) over each test's time window, as a separate entry ``RULE@sumo-api``
 (needs --lab: the emulated host's events never reach a tenant). Every run lints the published
 upstream rules (detections/sumo/upstream/) and reports their findings, not judged unless --rule
-adds them. Exit codes: 0 every test passed (or was skipped), 1 a test failed or errored / verify
+adds them. A test that ran a step the emulated host does not model is inconclusive (neither passed
+nor failed; ``--strict`` makes that a failing exit code). Exit codes: 0 every test passed (or was
+skipped or inconclusive), 1 a test failed or errored (with --strict: or was inconclusive) / verify
 found a difference, 2 usage or configuration error, 130 interrupted (reports for what finished are
 written).
 """
@@ -58,8 +60,10 @@ RUN_DESCRIPTION = (
     "results labelled emulated), collect the telemetry each test caused, and judge the expected events "
     "and the detection rules. Input arguments come from the atomic's YAML defaults, overridden by the "
     "lab file's input_arguments, overridden by --arg. Reports go to --out (default reports/<run-id>/). "
-    "Exit 0 when every test passed or was skipped, 1 when a test failed or errored, 2 for usage or "
-    "configuration errors, 130 when interrupted (reports cover what finished)."
+    "A test that ran a step the emulated host does not model is inconclusive, naming the step. "
+    "Exit 0 when every test passed or was skipped (or inconclusive, unless --strict), 1 when a test failed "
+    "or errored (with --strict: or was inconclusive), 2 for usage or configuration errors, 130 when "
+    "interrupted (reports cover what finished)."
 )
 EVALUATE_DESCRIPTION = (
     "Judge recorded telemetry (EVTX, XML, JSON, JSONL) against the expectations and detection rules, "
@@ -179,6 +183,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/<run-id>/)")
     p.add_argument("--history", type=Path, default=None, help="history database (default reports/history.sqlite)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="an inconclusive test (e.g. a step the emulated host does not model) fails the exit code",
+    )
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -419,7 +428,7 @@ def _run(args: argparse.Namespace) -> int:
         console.print("interrupted: cleanup of the running test was done; reports cover the finished tests")
         return 130
     _finish(console, run, out, history)
-    return run.exit_code
+    return run.exit_code_for(strict=args.strict)
 
 
 def _check_tenant(args: argparse.Namespace, *, emulated_host: bool) -> None:
@@ -523,7 +532,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     _finish(console, run, out, history)
-    return run.exit_code
+    return run.exit_code_for(strict=args.strict)
 
 
 def _verify(args: argparse.Namespace) -> int:

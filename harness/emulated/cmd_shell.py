@@ -649,7 +649,7 @@ class CmdInterpreter:
             code = int(parts[0]) if parts and re.fullmatch(r"-?\d+", parts[0]) else self.errorlevel
             raise _Exit(code)
         else:
-            err.write(not_modelled_note(name))
+            err.write(not_modelled_note(self.ctx, name))
             self.errorlevel = 0
 
     def delete(self, args: str, err: Sink) -> None:

@@ -11,6 +11,9 @@ Contract (the interface ``harness/emulated/wsman.py`` codes against):
   shell codepage; ``terminate`` ends the process tree promptly (Sysmon 5 / 4689, exit 0xC000013A).
 - Every process, connection, file and script block is logged per ``HostSettings`` in real-schema XML,
   readable with ``wevtutil qe`` over the shell or ``host.eventlog.query`` in tests.
+- Every step outside the model (program, cmdlet, language feature) is recorded with its process
+  through ``note_not_modelled``; ``not_modelled_under(marker)`` returns those of the process trees
+  rooted at a command line carrying ``marker`` (the harness judges such a test inconclusive).
 - Everything the host reports is emulated (``EmulatedHost.emulated`` is True); the WS-Man server labels
   its responses accordingly.
 """
@@ -84,6 +87,20 @@ class HostSettings:
     mac: str = "00-15-5D-01-02-03"
 
 
+@dataclass(frozen=True, slots=True)
+class NotModelledStep:
+    """One step a process ran outside the model (see ``EmulatedHost.note_not_modelled``)."""
+
+    what: str
+    process: str  # image name
+    pid: int
+    process_guid: str
+
+
+#: Unmodelled steps kept per host (oldest dropped first): bounds memory over long runs.
+MAX_NOT_MODELLED = 100_000
+
+
 @dataclass(frozen=True)
 class OutputChunk:
     """What one ``RunningCommand.read`` returns: bytes in the shell codepage."""
@@ -131,6 +148,7 @@ class EmulatedHost:
             "powershell": run_powershell,
         }
         self._accounts: dict[str, Account] = {}
+        self._not_modelled: list[tuple[Process, str]] = []
         self.system = Account(
             name="SYSTEM", domain="NT AUTHORITY", sid="S-1-5-18", logon_id=0x3E7,
             logon_guid=logon_guid(self.processes.machine, int(boot.timestamp()) - 3600, 0x3E7),
@@ -349,6 +367,31 @@ class EmulatedHost:
 
     def log_script_block(self, proc: Process, text: str) -> None:
         self.telemetry.script_block(proc, text)
+
+    def note_not_modelled(self, proc: Process, what: str) -> None:
+        """Record that ``proc`` ran ``what`` outside the model (the stderr note is the caller's)."""
+        with self._lock:
+            self._not_modelled.append((proc, what))
+            if len(self._not_modelled) > MAX_NOT_MODELLED:
+                del self._not_modelled[: len(self._not_modelled) - MAX_NOT_MODELLED]
+
+    def not_modelled_under(self, marker: str) -> list[NotModelledStep]:
+        """The unmodelled steps of every process tree whose root's command line carries ``marker``.
+
+        Lineage is the process table's parent chain, as Sysmon's ParentProcessGuid links it.
+        """
+        if not marker:
+            return []
+        with self._lock:
+            noted = list(self._not_modelled)
+        out: list[NotModelledStep] = []
+        for proc, what in noted:
+            p: Process | None = proc
+            while p is not None and marker not in p.command_line:
+                p = p.parent
+            if p is not None:
+                out.append(NotModelledStep(what=what, process=proc.name, pid=proc.pid, process_guid=proc.guid))
+        return out
 
     def resolve_program(self, name: str, cwd: str, env: Env) -> ProgramProfile | None:
         name = name.strip().strip('"')
@@ -641,6 +684,7 @@ __all__ = [
     "BufferSink",
     "EmulatedHost",
     "HostSettings",
+    "NotModelledStep",
     "OutputChunk",
     "RunningCommand",
     "ShellSession",

@@ -10,7 +10,9 @@ Contract:
 - Long-running behaviours sleep through ``Ctx.sleep`` and check ``Ctx.check`` so ``terminate``
   interrupts them promptly (``Terminated`` propagates up the process tree).
 - Nothing here invents behaviour: programs without a model print
-  ``atomiclab-emulated: '<x>' is not modelled; no effect`` on stderr and exit 0.
+  ``atomiclab-emulated: '<x>' is not modelled; no effect`` on stderr and exit 0. Every such step goes
+  through ``not_modelled_note``, which also records it with the host (``HostApi.note_not_modelled``):
+  the harness judges a test that ran an unmodelled step inconclusive from that record, not from stderr.
 """
 
 from __future__ import annotations
@@ -163,6 +165,10 @@ class HostApi(Protocol):
 
     def log_script_block(self, proc: Process, text: str) -> None: ...
 
+    def note_not_modelled(self, proc: Process, what: str) -> None:
+        """Record that ``proc`` ran ``what`` (program, cmdlet, language feature) outside the model."""
+        ...
+
 
 @dataclass(slots=True)
 class Ctx:
@@ -195,7 +201,13 @@ NOT_RECOGNIZED_CMD = (
 )
 
 
-def not_modelled_note(what: str) -> str:
+def not_modelled_note(ctx: Ctx, what: str) -> str:
+    """Record ``what`` as not modelled in ``ctx``'s process; returns the stderr note for the transcript.
+
+    The caller writes the note where the step's stderr goes (it may be redirected); the record is what
+    verdicts use, so every unmodelled step must come through here.
+    """
+    ctx.host.note_not_modelled(ctx.proc, what)
     return f"atomiclab-emulated: '{what}' is not modelled; no effect\r\n"
 
 
@@ -332,7 +344,7 @@ def _e(ctx: Ctx, text: str) -> None:
 
 
 def not_modelled(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
-    _e(ctx, not_modelled_note(ntpath.basename(argv[0]) if argv else profile.name))
+    _e(ctx, not_modelled_note(ctx, ntpath.basename(argv[0]) if argv else profile.name))
     return 0
 
 
@@ -438,7 +450,7 @@ def nmap(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
             ports = top[: int(args[i + 1])]
             i += 1
         elif a.startswith("-"):
-            _e(ctx, not_modelled_note(f"nmap {a}"))
+            _e(ctx, not_modelled_note(ctx, f"nmap {a}"))
         else:
             found = parse_targets(a, ctx.host)
             if not found:
@@ -664,7 +676,7 @@ def findstr(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
 
 def arp(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
     if not any(a.lower() in ("-a", "-g", "/a") for a in argv[1:]):
-        _e(ctx, not_modelled_note(" ".join(argv)))
+        _e(ctx, not_modelled_note(ctx, " ".join(argv)))
         return 0
     h = ctx.host
     gw_mac = "52-54-00-12-35-02"
@@ -683,7 +695,7 @@ def arp(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
 
 def route(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
     if not any(a.lower() == "print" for a in argv[1:]):
-        _e(ctx, not_modelled_note(" ".join(argv)))
+        _e(ctx, not_modelled_note(ctx, " ".join(argv)))
         return 0
     h = ctx.host
     net = re.sub(r"\.\d+$", ".0", h.ipv4)
@@ -770,18 +782,18 @@ def net(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         return 2
     if sub == "use":
         if len(argv) > 2:
-            _e(ctx, not_modelled_note(" ".join(argv)))
+            _e(ctx, not_modelled_note(ctx, " ".join(argv)))
             return 0
         _w(ctx, "New connections will be remembered.\n\nThere are no entries in the list.\n\n")
         return 0
-    _e(ctx, not_modelled_note(" ".join(argv)))
+    _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     return 0
 
 
 def ipconfig(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
     h = ctx.host
     if any(a.lower() in ("/all",) for a in argv[1:]):
-        _e(ctx, not_modelled_note("ipconfig /all"))
+        _e(ctx, not_modelled_note(ctx, "ipconfig /all"))
     _w(ctx, "\nWindows IP Configuration\n\n\nEthernet adapter Ethernet:\n\n")
     _w(ctx, "   Connection-specific DNS Suffix  . : \n")
     _w(ctx, "   Link-local IPv6 Address . . . . . : fe80::5d2c:91a4:7c3e:1b2a%6\n")
@@ -798,7 +810,7 @@ def whoami(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         _w(ctx, f"{'=' * len(acct.qualified)} {'=' * len(acct.sid)}\n{acct.qualified.lower()} {acct.sid}\n")
         return 0
     if len(argv) > 1:
-        _e(ctx, not_modelled_note(" ".join(argv)))
+        _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     _w(ctx, acct.qualified.lower() + "\n")
     return 0
 
@@ -841,7 +853,7 @@ def git(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         # No repository exists on the emulated host; git refuses exactly like this.
         _e(ctx, "fatal: not a git repository (or any of the parent directories): .git\n")
         return 128
-    _e(ctx, not_modelled_note(" ".join(argv)))
+    _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     return 0
 
 
@@ -861,7 +873,7 @@ def sc(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         _w(ctx, "        WIN32_EXIT_CODE    : 0  (0x0)\n        SERVICE_EXIT_CODE  : 0  (0x0)\n")
         _w(ctx, "        CHECKPOINT         : 0x0\n        WAIT_HINT          : 0x0\n")
         return 0
-    _e(ctx, not_modelled_note(" ".join(argv)))
+    _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     return 0
 
 
@@ -886,7 +898,7 @@ def sysmon(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         for m in re.finditer(r'<(\w+) onmatch="(\w+)"', xml):
             _w(ctx, f" - {m.group(1):<34} onmatch: {m.group(2)}   combine rules using 'Or'\n")
         return 0
-    _e(ctx, not_modelled_note(" ".join(argv)))
+    _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     return 0
 
 
@@ -901,7 +913,7 @@ def auditpol(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         _w(ctx, "System audit policy\nCategory/Subcategory                      Setting\n")
         _w(ctx, f"Detailed Tracking\n  {sub.strip(chr(34)):<40}{setting}\n")
         return 0
-    _e(ctx, not_modelled_note(" ".join(argv)))
+    _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     return 0
 
 
@@ -917,7 +929,7 @@ def reg(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         full = re.sub(r"^HKLM(?=\\)", "HKEY_LOCAL_MACHINE", key, flags=re.IGNORECASE)
         _w(ctx, f"\n{full}\n    {name}    {rtype}    {value}\n\n")
         return 0
-    _e(ctx, not_modelled_note(" ".join(argv)))
+    _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     return 0
 
 
@@ -974,7 +986,7 @@ def wevtutil(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
             return 87
         fmt = opts.get("f", "xml").lower()
         if fmt not in ("xml", "renderedxml"):
-            _e(ctx, not_modelled_note(f"wevtutil qe /f:{fmt}"))
+            _e(ctx, not_modelled_note(ctx, f"wevtutil qe /f:{fmt}"))
             return 0
         try:
             ch = log.resolve_channel(pos[0])
@@ -997,7 +1009,7 @@ def wevtutil(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         if root:
             _w(ctx, f"</{root}>\n")
         return 0
-    _e(ctx, not_modelled_note(" ".join(argv[:2])))
+    _e(ctx, not_modelled_note(ctx, " ".join(argv[:2])))
     return 0
 
 

@@ -22,6 +22,7 @@ from harness.results import RunResult, TestResult, TestStatus
 STYLE = {
     TestStatus.PASSED: "green",
     TestStatus.FAILED: "red",
+    TestStatus.INCONCLUSIVE: "cyan",
     TestStatus.ERROR: "magenta",
     TestStatus.SKIPPED: "yellow",
 }
@@ -98,7 +99,7 @@ class ConsoleLines:
 def result_line(r: TestResult) -> Text:
     """``PASSED  win2022  T1046  Nmap service scan ... : reason``"""
     line = Text()
-    line.append(f"{r.status.value.upper():8}", style=STYLE[r.status])
+    line.append(f"{r.status.value.upper():8} ", style=STYLE[r.status])
     line.append(f"{r.target}  {r.technique}  {r.name}")
     if r.status is not TestStatus.PASSED or r.findings:
         line.append(f": {r.reason}", style="dim" if r.status is TestStatus.PASSED else None)

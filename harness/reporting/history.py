@@ -68,6 +68,8 @@ class RunSummary:
     skipped: int
     error: int
     report_dir: str | None
+    #: Counted from the results table (the runs table predates the status; its columns stay).
+    inconclusive: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +254,15 @@ class History:
         if not self.path.exists():
             return []
         with self._db() as con:
-            rows = con.execute("SELECT * FROM runs ORDER BY started DESC, run_id DESC LIMIT ?", (last,)).fetchall()
-        return [RunSummary(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]), r[6], r[7], r[8], r[9], r[10]) for r in rows]
+            rows = con.execute(
+                "SELECT u.*, (SELECT COUNT(*) FROM results r WHERE r.run_id = u.run_id AND r.status = 'inconclusive') "
+                "FROM runs u ORDER BY u.started DESC, u.run_id DESC LIMIT ?",
+                (last,),
+            ).fetchall()
+        return [
+            RunSummary(r[0], r[1], r[2], r[3], bool(r[4]), bool(r[5]), r[6], r[7], r[8], r[9], r[10], r[11])
+            for r in rows
+        ]
 
     def trends(self, last: int = 10) -> list[TestTrend]:
         """Per target x test over the ``last`` runs: statuses (oldest first), regression, fix, flaky."""
@@ -277,7 +286,8 @@ class History:
         out = []
         for (target, guid), items in sorted(series.items()):
             statuses = tuple(s for _, s, _ in items)
-            judged = [s == "passed" for s in statuses if s != "skipped"]
+            # inconclusive (e.g. not modelled) proves neither way: like a skip, no regression or fix
+            judged = [s == "passed" for s in statuses if s not in ("skipped", "inconclusive")]
             changes = sum(1 for a, b in itertools.pairwise(judged) if a != b)
             regression = len(judged) >= 2 and judged[-2] and not judged[-1]
             fix = len(judged) >= 2 and not judged[-2] and judged[-1]

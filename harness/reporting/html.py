@@ -95,12 +95,18 @@ def _severities(lints: Sequence[LintRecord]) -> list[tuple[str, int]]:
 
 
 def trend_svg(runs: Sequence[RunSummary], width: int = 640, height: int = 160) -> str:
-    """Stacked bars (passed, failed, error, skipped) per run, oldest left. Empty history -> a note."""
+    """Stacked bars (passed, failed, error, inconclusive, skipped) per run, oldest left. Empty history -> a note."""
     if not runs:
         return '<p class="small">No history yet: the trend appears after the first recorded run.</p>'
     runs = list(runs)[-30:]
-    colors = (("passed", "#66bb6a"), ("failed", "#e53935"), ("error", "#8e24aa"), ("skipped", "#bdbdbd"))
-    top = max(1, max(r.passed + r.failed + r.error + r.skipped for r in runs))
+    colors = (
+        ("passed", "#66bb6a"),
+        ("failed", "#e53935"),
+        ("error", "#8e24aa"),
+        ("inconclusive", "#ffb300"),
+        ("skipped", "#bdbdbd"),
+    )
+    top = max(1, max(r.passed + r.failed + r.error + r.inconclusive + r.skipped for r in runs))
     pad, bar_gap = 24, 4
     bar_w = max(4, (width - 2 * pad) // len(runs) - bar_gap)
     parts = [
@@ -180,6 +186,7 @@ class HtmlReporter:
                     c[TestStatus.SKIPPED],
                     c[TestStatus.ERROR],
                     None,
+                    c[TestStatus.INCONCLUSIVE],
                 )
             )
         history.sort(key=lambda h: h.started)

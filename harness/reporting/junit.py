@@ -2,7 +2,10 @@
 
 ``<testsuite>`` per target; ``<testcase classname="atomiclab.<target>.<technique>" name="<test
 name> [<guid>]">``; a failed test carries ``<failure type="<failure kind>" message="<reason>">`` with
-every missed verdict in the body, an errored one ``<error>``, a skipped one ``<skipped>``.
+every missed verdict in the body, an errored one ``<error>``, a skipped one ``<skipped>``, and an
+inconclusive one (e.g. an emulated step outside the model) ``<skipped type="<kind>" message="inconclusive:
+<reason>">`` naming what was not modelled: neither proven nor disproven is no CI failure by itself
+(``--strict`` makes the run's exit code fail on it).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def _case(t: TestResult) -> ET.Element:
         ET.SubElement(case, "error", type=kind, message=t.reason)
     elif t.status is TestStatus.SKIPPED:
         ET.SubElement(case, "skipped", message=t.reason)
+    elif t.status is TestStatus.INCONCLUSIVE:
+        el = ET.SubElement(case, "skipped", type=kind, message=f"inconclusive: {t.reason}")
+        el.text = "\n".join(f"not modelled: {g.what} ({g.process})" for g in t.not_modelled) or None
     out = [f"{s.role}: exit {s.exit_code}: {s.command}" for s in t.steps]
     out += [f"finding: {f.message}" for f in t.findings]
     if out:
@@ -51,7 +57,7 @@ class JUnitReporter:
                 "tests": len(tests),
                 "failures": sum(t.status is TestStatus.FAILED for t in tests),
                 "errors": sum(t.status is TestStatus.ERROR for t in tests),
-                "skipped": sum(t.status is TestStatus.SKIPPED for t in tests),
+                "skipped": sum(t.status in (TestStatus.SKIPPED, TestStatus.INCONCLUSIVE) for t in tests),
             }
             for k, v in counts.items():
                 totals[k] += v

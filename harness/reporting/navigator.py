@@ -1,8 +1,10 @@
 """``navigator-layer.json``: an ATT&CK Navigator layer (layer format 4.5) of the run's *results*.
 
 One entry per technique that was tested: the score is the share of its non-skipped tests that
-passed (0-100), the colour says the worst outcome (green all passed, red any failed or errored, grey
-all skipped), and the comment lists every test with its target and status.
+passed (0-100; an inconclusive test counts as not passed), the colour says the worst outcome (green
+all passed, red any failed or errored, amber none failed but some inconclusive, e.g. a step the
+emulated host does not model, grey all skipped), and the comment lists every test with its target
+and status (an inconclusive one names what was not modelled).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ ATTACK_VERSION = "16"
 GREEN = "#66bb6a"
 RED = "#e53935"
 GREY = "#bdbdbd"
+AMBER = "#ffb300"
 
 
 def _entry(technique: str, tests: list[TestResult]) -> dict[str, object]:
@@ -29,7 +32,8 @@ def _entry(technique: str, tests: list[TestResult]) -> dict[str, object]:
         color, score = GREY, None
     else:
         score = round(100 * passed / len(judged))
-        color = GREEN if passed == len(judged) else RED
+        bad = any(t.status in (TestStatus.FAILED, TestStatus.ERROR) for t in judged)
+        color = GREEN if passed == len(judged) else RED if bad else AMBER
     comment = "\n".join(
         f"{t.name} [{t.target}]: {t.status.value}" + (f" ({t.reason})" if t.status is not TestStatus.PASSED else "")
         for t in tests
@@ -39,7 +43,11 @@ def _entry(technique: str, tests: list[TestResult]) -> dict[str, object]:
         "color": color,
         "comment": comment,
         "enabled": True,
-        "metadata": [{"name": "tests", "value": str(len(tests))}, {"name": "passed", "value": str(passed)}],
+        "metadata": [
+            {"name": "tests", "value": str(len(tests))},
+            {"name": "passed", "value": str(passed)},
+            {"name": "inconclusive", "value": str(sum(t.status is TestStatus.INCONCLUSIVE for t in tests))},
+        ],
         "showSubtechniques": False,
     }
     if score is not None:
@@ -70,6 +78,7 @@ class NavigatorReporter:
             "legendItems": [
                 {"label": "all tests passed", "color": GREEN},
                 {"label": "a test failed or errored", "color": RED},
+                {"label": "none failed, some inconclusive (not modelled)", "color": AMBER},
                 {"label": "all tests skipped", "color": GREY},
             ],
             "showTacticRowBackground": False,
