@@ -7,7 +7,7 @@ Contract of ``SigmaDetector.evaluate``:
 * the table has one ``TEXT COLLATE NOCASE`` column per field seen (and per field a rule names, NULL
   where absent), so ``=`` ignores case as Sigma requires (ASCII only, as SQLite's NOCASE), plus
   ``Channel``, ``EventID`` (INTEGER) and a row index column; ``LIKE`` is case-insensitive too;
-* ``|re`` runs through a registered ``REGEXP`` function using Python ``re.search`` (Sigma regexes are
+* ``|re`` runs through a registered ``REGEXP`` function using RE2 (linear time; Sigma regexes are
   unanchored and case-sensitive unless the rule adds ``(?i)``/``|i``; ``.`` does not cross newlines);
 * ``|gt``/``|lt``... compare numerically (a field that is not a number never satisfies them);
 * keyword (field-less) detections match a text column holding all of the event's values;
@@ -23,7 +23,6 @@ placeholders, log sources this engine does not map), never with a library traceb
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,6 +53,7 @@ from harness.detect.sigma_pipeline import (
     event_record,
     find_logsource,
 )
+from harness.detect.sumo.patterns import regex_predicate
 from harness.errors import DetectionError, RuleSyntaxError, UnsupportedRuleError
 from harness.telemetry.event import Event
 
@@ -276,17 +276,21 @@ def compile_rules(text: str, source: str) -> list[CompiledSigmaRule]:
 
 
 def _regexp_function() -> Callable[[str, object], int]:
-    """SQLite REGEXP(pattern, value) over Python ``re.search``; compiled patterns cached per
-    connection (the cache lives and dies with the evaluate call)."""
-    cache: dict[str, re.Pattern[str]] = {}
+    """SQLite REGEXP(pattern, value) over RE2 (linear time, never backtracking: issue 16).
+
+    pySigma's default policy already refuses at load any ``|re`` pattern RE2 cannot compile, so
+    RE2 here runs exactly the patterns SigmaHQ accepts; an unanchored search as Sigma specifies.
+    Compiled patterns are cached per connection (the cache lives and dies with the evaluate call).
+    """
+    cache: dict[str, Callable[[str], bool]] = {}
 
     def regexp(pattern: str, value: object) -> int:
         if value is None:
             return 0
-        rx = cache.get(pattern)
-        if rx is None:
-            rx = cache[pattern] = re.compile(pattern)
-        return 1 if rx.search(str(value)) else 0
+        pred = cache.get(pattern)
+        if pred is None:
+            pred = cache[pattern] = regex_predicate(pattern)
+        return 1 if pred(str(value)) else 0
 
     return regexp
 

@@ -21,6 +21,7 @@ from typing import Any
 from harness.detect.base import TimeWindow
 from harness.detect.sumo import ast
 from harness.detect.sumo.codegen import Codegen, ExprGen, stage_lines
+from harness.detect.sumo.deep import DepthMemo, ExprProgram, ScopeProgram, children
 from harness.detect.sumo.functions import FUNCTIONS
 from harness.detect.sumo.messages import METADATA, MessageConfig, message_time_ms, raw_json
 from harness.detect.sumo.patterns import compile_regex, regex_predicate, wildcard_capture, wildcard_predicate
@@ -76,6 +77,7 @@ class CompiledQuery:
         self._categories: dict[str, str] = {}
         self._names_cache: dict[tuple[str, ...], dict[str, str]] = {}
         self._header = {h.lower(): h for h in self.config.header_fields}
+        self._depths = DepthMemo()  # deeper expressions run as deep.py programs, not nested closures
         self.scope: Pred | None = self._compile_scope(query.scope) if query.scope is not None else None
         self.stream: list[StageFn] = []
         self.tail: list[ListOp] = []  # everything from the first sort/limit/aggregation on
@@ -117,11 +119,26 @@ class CompiledQuery:
         for use_locals in (True, False):
             cg = Codegen(use_locals=use_locals)
             for stage, before, fn in streamed:
-                inline = not (before.dynamic or before.aggregated)
+                inline = not (before.dynamic or before.aggregated or self._deep_stage(stage))
                 cg.lines.extend(stage_lines(stage, self._gen(cg, before), fn, inline=inline))
             if not (use_locals and cg.needs_dict):
-                return cg.build()
-        raise AssertionError("unreachable")  # pragma: no cover
+                try:
+                    return cg.build()
+                except (SyntaxError, RecursionError, MemoryError):
+                    break  # CPython's own limits on generated code: the stage closures are the same logic
+        fns = [fn for _, _, fn in streamed]
+        return lambda m: all(fn(m) for fn in fns)
+
+    def _deep_stage(self, stage: ast.Stage) -> bool:
+        """A where/assign whose expression is too deep to generate inline code for."""
+        return isinstance(stage, ast.Where | ast.Assign) and self._depths.deep(stage.expr)
+
+    def _program(self, e: ast.Expr, st: _State) -> ExprProgram:
+        return ExprProgram(
+            e, leaf=lambda n: self._value(n, st),
+            predicate_of=lambda n: regex_predicate(n.pattern) if n.is_regex else wildcard_predicate(n.pattern),
+            function=lambda name: FUNCTIONS[name][2],
+        )
 
     def _gen(self, cg: Codegen, st: _State) -> ExprGen:
         return ExprGen(
@@ -225,6 +242,8 @@ class CompiledQuery:
 
     # ---- scope ----------------------------------------------------------------------------------
     def _compile_scope(self, expr: ast.ScopeExpr) -> Pred:
+        if self._depths.deep(expr):
+            return ScopeProgram(expr, self._compile_scope)
         if isinstance(expr, ast.ScopeBool):
             parts = [self._compile_scope(p) for p in expr.operands]
             if expr.op == "and":
@@ -266,6 +285,8 @@ class CompiledQuery:
     # ---- expressions ----------------------------------------------------------------------------
     def _pred(self, e: ast.Expr, st: _State) -> Pred:
         """A boolean closure for ``e`` (non-boolean values go through Sumo truth)."""
+        if self._depths.deep(e):
+            return self._program(e, st).pred
         if isinstance(e, ast.Binary) and e.op in ("and", "or"):
             a, b = self._pred(e.left, st), self._pred(e.right, st)
             if e.op == "and":
@@ -370,6 +391,8 @@ class CompiledQuery:
         return general
 
     def _value(self, e: ast.Expr, st: _State) -> Reader:
+        if self._depths.deep(e):
+            return self._program(e, st).value
         if isinstance(e, ast.Lit):
             val = e.value
             return lambda m: val
@@ -722,13 +745,14 @@ _CHANNEL_METADATA = frozenset({"_sourcecategory", "_sourcename", "_collector", "
 
 def _channel_only(expr: ast.ScopeExpr) -> bool:
     """True when the scope's outcome depends on nothing but the event's channel."""
-    if isinstance(expr, ast.ScopeMeta):
-        return expr.name.lower() in _CHANNEL_METADATA
-    if isinstance(expr, ast.ScopeNot):
-        return _channel_only(expr.operand)
-    if isinstance(expr, ast.ScopeBool):
-        return all(_channel_only(p) for p in expr.operands)
-    return False
+    stack: list[ast.ScopeExpr] = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.ScopeBool | ast.ScopeNot):
+            stack.extend(children(node))
+        elif not (isinstance(node, ast.ScopeMeta) and node.name.lower() in _CHANNEL_METADATA):
+            return False
+    return True
 
 
 def _event_id_set(expr: ast.Expr) -> frozenset[int] | None:

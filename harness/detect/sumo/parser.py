@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.detect.sumo import ast
+from harness.detect.sumo.exprparse import parse_expression, parse_scope
+from harness.detect.sumo.functions import check_call
 from harness.detect.sumo.lexer import Lexed, Tok, Token, tokenize
+from harness.detect.sumo.patterns import compile_regex
 from harness.errors import RuleSyntaxError, UnsupportedRuleError
 
 #: Aggregating operators and their default output field (Sumo names them ``_count``, ``_max`` ...).
@@ -34,8 +37,6 @@ KNOWN_UNSUPPORTED = frozenset(
         "transaction", "transactionize", "transpose", "tourl", "urldecode", "urlencode", "xml",
     }
 )
-
-_CMP_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
 class _Parser:
@@ -94,11 +95,7 @@ class _Parser:
         toks = self.lexed.scope
         if not toks:
             return None
-        sp = _ScopeParser(toks, self)
-        expr = sp.parse_or()
-        if sp.i < len(toks):
-            raise self.error(toks[sp.i], f"unexpected {toks[sp.i].raw!r} in the scope line")
-        return expr
+        return parse_scope(toks, self.error)
 
     # ---- pipeline -------------------------------------------------------------------------------
     def parse_query(self) -> ast.Query:
@@ -237,8 +234,6 @@ class _Parser:
         self.advance()
         names: tuple[str, ...] = ()
         if is_regex:
-            from harness.detect.sumo.patterns import compile_regex
-
             compiled = compile_regex(pat.text, file=self.src.file, line=pat.line, column=pat.column)
             names = tuple(sorted(compiled.groupindex, key=lambda n: compiled.groupindex[n]))
             if not names:
@@ -381,221 +376,14 @@ class _Parser:
 
     # ---- expressions ----------------------------------------------------------------------------
     def parse_expr(self) -> ast.Expr:
-        cond = self.parse_or()
-        if self.is_op("?"):
-            q = self.advance()
-            then = self.parse_expr()
-            self.expect_op(":")
-            other = self.parse_expr()
-            return ast.Ternary(cond, then, other, self.pos(q))
-        return cond
+        """One expression, parsed without recursion (exprparse.py): no nesting limit."""
+        return parse_expression(self, self._check_call, self._check_regex)
 
-    def parse_or(self) -> ast.Expr:
-        left = self.parse_and()
-        while self.tok.is_kw("or"):
-            t = self.advance()
-            left = ast.Binary("or", left, self.parse_and(), self.pos(t))
-        return left
+    def _check_call(self, name: str, nargs: int, tok: Token) -> None:
+        check_call(name, nargs, self.src.file, tok.line, tok.column)
 
-    def parse_and(self) -> ast.Expr:
-        left = self.parse_not()
-        while self.tok.is_kw("and") or self.is_op("&&"):
-            t = self.advance()
-            left = ast.Binary("and", left, self.parse_not(), self.pos(t))
-        return left
-
-    def parse_not(self) -> ast.Expr:
-        if self.is_op("!") or (self.tok.is_kw("not") and not self.peek().is_kw("in")):
-            t = self.advance()
-            return ast.Unary("!", self.parse_not(), self.pos(t))
-        return self.parse_cmp()
-
-    def parse_cmp(self) -> ast.Expr:
-        left = self.parse_add()
-        t = self.tok
-        if t.kind is Tok.OP and t.text in _CMP_OPS:
-            self.advance()
-            return ast.Binary(_CMP_OPS[t.text], left, self.parse_add(), self.pos(t))
-        if t.is_kw("matches"):
-            self.advance()
-            p = self.tok
-            if p.kind is Tok.STRING:
-                self.advance()
-                return ast.Matches(left, p.text, False, self.pos(p))
-            if p.kind is Tok.REGEX:
-                self.advance()
-                from harness.detect.sumo.patterns import compile_regex
-
-                compile_regex(p.text, file=self.src.file, line=p.line, column=p.column)
-                return ast.Matches(left, p.text, True, self.pos(p))
-            raise self.error(p, f"'matches' needs a quoted wildcard pattern or a /regex/, found "
-                             f"{self.describe(p)}")
-        negated = False
-        if t.is_kw("not") and self.peek().is_kw("in"):
-            self.advance()
-            negated = True
-        if self.tok.is_kw("in"):
-            in_tok = self.advance()
-            self.expect_op("(")
-            values = [self.parse_add()]
-            while self.is_op(","):
-                self.advance()
-                values.append(self.parse_add())
-            self.expect_op(")")
-            node: ast.Expr = ast.InList(left, tuple(values), self.pos(in_tok))
-            return ast.Unary("!", node, self.pos(t)) if negated else node
-        return left
-
-    def parse_add(self) -> ast.Expr:
-        left = self.parse_mul()
-        while self.is_op("+", "-"):
-            t = self.advance()
-            left = ast.Binary(t.text, left, self.parse_mul(), self.pos(t))
-        return left
-
-    def parse_mul(self) -> ast.Expr:
-        left = self.parse_unary()
-        while self.is_op("*", "/", "%"):
-            t = self.advance()
-            left = ast.Binary(t.text, left, self.parse_unary(), self.pos(t))
-        return left
-
-    def parse_unary(self) -> ast.Expr:
-        if self.is_op("-"):
-            t = self.advance()
-            return ast.Unary("-", self.parse_unary(), self.pos(t))
-        if self.is_op("!"):
-            t = self.advance()
-            return ast.Unary("!", self.parse_unary(), self.pos(t))
-        return self.parse_primary()
-
-    def parse_primary(self) -> ast.Expr:
-        t = self.tok
-        if t.kind is Tok.NUMBER:
-            self.advance()
-            return ast.Lit(float(t.text) if "." in t.text else int(t.text), self.pos(t))
-        if t.kind is Tok.STRING:
-            self.advance()
-            return ast.Lit(t.text, self.pos(t))
-        if t.kind is Tok.REGEX:
-            raise self.error(t, "a /regex/ is only valid right after 'matches'")
-        if self.is_op("("):
-            self.advance()
-            inner = self.parse_expr()
-            self.expect_op(")")
-            return inner
-        if t.kind is Tok.IDENT:
-            nxt = self.peek()
-            if nxt.kind is Tok.OP and nxt.text == "(":
-                name = t.text.lower()
-                if name == "matches":
-                    raise self.error(
-                        t,
-                        "'matches(x, \"...\")' is not Sumo Logic: matches is an infix operator",
-                        hint="write 'x matches \"wild*card\"' or 'x matches /regex/'; negate with !(...)",
-                    )
-                if name == "eval":
-                    raise self.error(t, "'eval' is not a Sumo Logic function or operator",
-                                     hint="write '<expression> as <field>'")
-                self.advance()
-                self.advance()
-                args: list[ast.Expr] = []
-                if not self.is_op(")"):
-                    args.append(self.parse_expr())
-                    while self.is_op(","):
-                        self.advance()
-                        args.append(self.parse_expr())
-                self.expect_op(")")
-                from harness.detect.sumo.functions import check_call
-
-                check_call(name, len(args), self.src.file, t.line, t.column)
-                return ast.Call(name, tuple(args), self.pos(t))
-            low = t.text.lower()
-            self.advance()
-            if low == "true":
-                return ast.Lit(True, self.pos(t))
-            if low == "false":
-                return ast.Lit(False, self.pos(t))
-            return ast.FieldRef(t.text, self.pos(t))
-        raise self.error(t, f"expected an expression, found {self.describe(t)}")
-
-
-def _scope_bool(op: str, first: Token | None, parts: list[ast.ScopeExpr]) -> ast.ScopeExpr:
-    """``parts`` joined by ``op`` at the position of ``first``; a single part stands alone."""
-    if len(parts) == 1:
-        return parts[0]
-    assert first is not None
-    return ast.ScopeBool(op, tuple(parts), ast.Pos(first.line, first.column))
-
-
-class _ScopeParser:
-    """Boolean search expression of the scope line; adjacent terms are an implicit AND."""
-
-    def __init__(self, toks: tuple[Token, ...], outer: _Parser) -> None:
-        self.toks = toks
-        self.i = 0
-        self.outer = outer
-
-    def tok(self) -> Token | None:
-        return self.toks[self.i] if self.i < len(self.toks) else None
-
-    def is_word(self, *words: str) -> bool:
-        t = self.tok()
-        return t is not None and t.kind is Tok.WORD and t.text.upper() in words
-
-    def parse_or(self) -> ast.ScopeExpr:
-        first = self.tok()
-        parts = [self.parse_and()]
-        while self.is_word("OR"):
-            self.i += 1
-            parts.append(self.parse_and())
-        return _scope_bool("or", first, parts)
-
-    def parse_and(self) -> ast.ScopeExpr:
-        first = self.tok()
-        parts = [self.parse_not()]
-        while True:
-            t = self.tok()
-            if t is None or self.is_word("OR") or (t.kind is Tok.OP and t.text == ")"):
-                break
-            if self.is_word("AND"):
-                self.i += 1
-            parts.append(self.parse_not())
-        return _scope_bool("and", first, parts)
-
-    def parse_not(self) -> ast.ScopeExpr:
-        t = self.tok()
-        if t is not None and (self.is_word("NOT") or (t.kind is Tok.WORD and t.text == "!")):
-            self.i += 1
-            return ast.ScopeNot(self.parse_not(), ast.Pos(t.line, t.column))
-        return self.parse_term()
-
-    def parse_term(self) -> ast.ScopeExpr:
-        t = self.tok()
-        if t is None:
-            last = self.toks[-1]
-            raise self.outer.error(last, "the scope line ends where a search term was expected")
-        pos = ast.Pos(t.line, t.column)
-        if t.kind is Tok.OP and t.text == "(":
-            self.i += 1
-            inner = self.parse_or()
-            close = self.tok()
-            if close is None or not (close.kind is Tok.OP and close.text == ")"):
-                raise self.outer.error(t, "unbalanced '(' in the scope line")
-            self.i += 1
-            return inner
-        if t.kind is Tok.OP:
-            raise self.outer.error(t, f"unexpected {t.text!r} in the scope line")
-        self.i += 1
-        nxt = self.tok()
-        if t.kind is Tok.WORD and nxt is not None and nxt.kind is Tok.OP and nxt.text == "=":
-            self.i += 1
-            val = self.tok()
-            if val is None or val.kind not in (Tok.WORD, Tok.STRING):
-                raise self.outer.error(nxt, f"'{t.text}=' needs a value")
-            self.i += 1
-            return ast.ScopeMeta(t.text, val.text, pos)
-        return ast.ScopeKeyword(t.text, pos)
+    def _check_regex(self, tok: Token) -> None:
+        compile_regex(tok.text, file=self.src.file, line=tok.line, column=tok.column)
 
 
 def parse_query(text: str, file: str | Path | None = None) -> ast.Query:

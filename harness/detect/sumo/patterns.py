@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,11 +72,31 @@ def regex_predicate(pattern: str) -> StrPredicate:
     return pred
 
 
+def _glob_parts_match(head: str, inner: list[str], tail: str, v: str) -> bool:
+    """Whole-value match of ``head*inner[0]*...*tail``: each literal found leftmost after the last.
+
+    Greedy leftmost placement is exact for patterns whose only wildcard is ``*`` (an earlier
+    placement never leaves less room for the rest), and each ``str.find`` is linear, so the whole
+    match is linear in ``len(v)`` times the number of ``*``: no backtracking (issue 16).
+    """
+    if len(v) < len(head) + len(tail) or not v.startswith(head) or not v.endswith(tail):
+        return False
+    pos, end = len(head), len(v) - len(tail)
+    for seg in inner:
+        if seg:
+            i = v.find(seg, pos, end)
+            if i < 0:
+                return False
+            pos = i + len(seg)
+    return True
+
+
 def wildcard_predicate(pattern: str, *, ignore_case: bool = False) -> StrPredicate:
-    """Whole-value wildcard match where only ``*`` is special.
+    """Whole-value wildcard match where only ``*`` is special, in linear time.
 
     The common shapes (no star, ``x*``, ``*x``, ``*x*``) become plain string operations; anything
-    else is a generated, fully escaped regular expression (``*`` -> ``.*`` with DOTALL).
+    else is a left-to-right search of the literal pieces (``_glob_parts_match``), never a
+    backtracking regular expression.
     """
     norm: Callable[[str], str] = str.lower if ignore_case else (lambda s: s)
     pat = norm(pattern)
@@ -98,23 +117,23 @@ def wildcard_predicate(pattern: str, *, ignore_case: bool = False) -> StrPredica
     if len(parts) == 3 and not head and not tail and inner[0]:
         needle = inner[0]
         return lambda v: needle in norm(v)
-    rx = re.compile(".*".join(re.escape(p) for p in parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
-    fullmatch = rx.fullmatch
-    return lambda v: fullmatch(v) is not None
+    pieces = [p for p in inner if p]
+    return lambda v: _glob_parts_match(head, pieces, tail, norm(v))
 
 
 def wildcard_capture(pattern: str) -> Any:
-    """The regex for a ``parse "anchor*anchor"`` pattern: each ``*`` is a lazy capture group.
+    """The RE2 regex for a ``parse "anchor*anchor"`` pattern: each ``*`` is a lazy capture group.
 
     Sumo's parse finds the anchors anywhere in the value (it is not anchored at the start or end),
     and each ``*`` captures the shortest text up to the next anchor; a trailing ``*`` takes the rest
-    of the line (Sumo's parse is line-oriented for _raw; for a named field it takes the rest).
+    of the value. RE2 gives Perl's leftmost-first preference for lazy groups in linear time, so a
+    long value cannot make the parse backtrack (issue 16).
     """
     parts = pattern.split("*")
-    pieces: list[str] = []
+    pieces: list[str] = ["(?s)"]
     for i, literal in enumerate(parts):
-        pieces.append(re.escape(literal))
+        pieces.append(re2.escape(literal))
         if i < len(parts) - 1:
             greedy = i == len(parts) - 2 and not parts[-1]
             pieces.append("(.*)" if greedy else "(.*?)")
-    return re.compile("".join(pieces), re.DOTALL)
+    return compile_regex("".join(pieces))
