@@ -114,8 +114,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"atomiclab: {exc}") from None
     config.stash[_SESSION_KEY] = session
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
-        # No paths given: collect the project's atomics instead of the testpaths.
-        config.args = [str(session.root / "atomics")]
+        # No paths given: $ATOMICLAB_ATOMICS, else the project's atomics, instead of the testpaths.
+        from harness.content.discovery import default_atomics
+
+        env = default_atomics()
+        config.args = [str(p) for p in env] if env else [str(session.root / "atomics")]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -127,6 +130,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     except OSError:
         return None
     if "atomic_tests" not in head:  # expectations, lab files and other YAML are not atomics
+        return None
+    from harness.content.discovery import is_payload_yaml
+
+    if is_payload_yaml(file_path):  # upstream atomics/Indexes/*.yaml repeat every test; src/ is payload
         return None
     collector: pytest.Collector = AtomicsFile.from_parent(parent, path=file_path)
     return collector
@@ -265,11 +272,15 @@ class _AtomiclabSession:
     def __init__(self, config: pytest.Config) -> None:
         from harness.content.expectations import discover_expectations
         from harness.content.labconfig import load_lab_config
-        from harness.content.project import content_root
+        from harness.content.project import run_root
         from harness.targets import EmulatedTargetFactory, LabTargetFactory, parse_emulate_settings
 
         self.config = config
-        self.root = content_root()
+        from harness.content.discovery import default_atomics
+
+        given = [Path(a) for a in config.args if Path(a.split("::")[0]).exists()] if (
+            config.args_source is pytest.Config.ArgsSource.ARGS) else []
+        self.root = run_root(given or default_atomics())
         lab_opt = config.getoption("atomiclab_lab")
         self.lab_path = Path(lab_opt) if lab_opt else None
         self.lab: LabConfig | None = load_lab_config(self.lab_path) if self.lab_path else None
@@ -345,12 +356,12 @@ class _AtomiclabSession:
         )
         run_id = new_run_id()
         out_opt = self.config.getoption("atomiclab_out")
-        out = Path(out_opt) if out_opt else self.root / "reports" / run_id
+        out = Path(out_opt) if out_opt else Path("reports") / run_id  # ./reports of the working directory
         worker = getattr(self.config, "workerinput", {}).get("workerid")
         if worker:  # xdist: each worker writes its own folder
             out = out / worker
         hist_opt = self.config.getoption("atomiclab_history")
-        self.history = History(Path(hist_opt) if hist_opt else self.root / "reports" / HISTORY_FILE)
+        self.history = History(Path(hist_opt) if hist_opt else Path("reports") / HISTORY_FILE)
         self.out = out
         self.sink = ReportDirectory(out, _reporters(out, self.history))
         self.runner = Runner(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.content.atomics import discover_atomics
+from harness.content.discovery import ATOMICS_ENV, default_atomics
 from harness.content.project import ATOMICS_DIR, content_root
 from harness.content.validate import shown, validate_paths
 from harness.model import AtomicTest
@@ -24,19 +25,22 @@ def register(sub: Any) -> None:
         "Prints one line per problem; exit 0 when clean, 2 otherwise.",
     )
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                   help="files or folders (default: the project's atomics/, expectations/, detections/)")
+                   help="files or folders; an Atomic Red Team checkout, atomics/ or technique folder stands for its "
+                        f"technique files (default: ${ATOMICS_ENV}, else the project's atomics/, expectations/, "
+                        "detections/)")
     p.set_defaults(handler=run_validate)
 
     p = sub.add_parser("list", help="the atomic tests as a table",
                        description="List atomic tests: technique, GUID, name, platforms, executor.")
     p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                   help="atomics files or folders (default: the project's atomics/)")
+                   help="technique files or folders, an atomics/ folder or an Atomic Red Team checkout "
+                        f"(default: ${ATOMICS_ENV}, else the project's atomics/)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     p.set_defaults(handler=run_list)
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    report = validate_paths(args.paths or None)
+    report = validate_paths(args.paths or default_atomics() or None)
     for problem in report.problems:
         print(problem)
     summary = (f"{report.atomics_files} atomics file(s) with {report.tests} test(s), "
@@ -63,7 +67,7 @@ def _row(test: AtomicTest) -> dict[str, Any]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    paths = args.paths or [shown(content_root() / ATOMICS_DIR)]
+    paths = args.paths or default_atomics() or [shown(content_root() / ATOMICS_DIR)]
     rows = [_row(t) for f in discover_atomics(paths) for t in f.tests]
     if args.format == "json":
         print(json.dumps(rows, indent=2, ensure_ascii=False))

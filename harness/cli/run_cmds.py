@@ -97,7 +97,8 @@ def register(subparsers: Any) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"atomics files or folders (default: {' and '.join(DEFAULT_ATOMICS)})",
+        help="technique files or folders, an atomics/ folder or an Atomic Red Team checkout "
+        f"(default: $ATOMICLAB_ATOMICS, else the project's {' and '.join(DEFAULT_ATOMICS)})",
     )
     run.add_argument(
         "--arg",
@@ -198,10 +199,24 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{t:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def _root() -> Path:
-    from harness.content.project import content_root
+def _atomics_arg(args: argparse.Namespace) -> list[Path] | None:
+    """``--atomics``, else ``$ATOMICLAB_ATOMICS``, else None (the project's DEFAULT_ATOMICS)."""
+    from harness.content.discovery import default_atomics
 
-    return content_root()
+    given: list[Path] | None = args.atomics
+    return list(given) if given else default_atomics()
+
+
+def _root(atomics: Sequence[Path] | None = None) -> Path:
+    """Where expectations/ and detections/ are read (harness.content.project.run_root)."""
+    from harness.content.project import run_root
+
+    return run_root(atomics)
+
+
+def _reports_dir() -> Path:
+    """Reports default to ./reports of the working directory (also with a regular install)."""
+    return Path("reports")
 
 
 def _planned(
@@ -211,6 +226,13 @@ def _planned(
     from harness.content.expectations import discover_expectations
 
     paths = list(atomics) if atomics else [root / p for p in DEFAULT_ATOMICS if (root / p).exists()]
+    if not paths:
+        raise ContentError(
+            "no atomics to run: no --atomics given, ATOMICLAB_ATOMICS is not set and no atomiclab project "
+            f"is found from {Path.cwd()}",
+            hint="pass --atomics PATH (a technique file or folder, an atomics/ folder or an Atomic Red Team "
+            "checkout) or export ATOMICLAB_ATOMICS",
+        )
     files = discover_atomics(paths)
     exp_files = discover_expectations(root)
     by_guid = {guid: t for f in exp_files for guid, t in f.tests.items()}
@@ -275,7 +297,7 @@ def _start_reports(
     """A new run id: its report folder (``--out`` or reports/<run-id>/), the sink writing it, the
     run's initial record."""
     run_id = new_run_id()
-    out = args.out or root / "reports" / run_id
+    out = args.out or _reports_dir() / run_id
     sink = ReportDirectory(out, _reporters(out, history))
     initial = _initial(run_id, mode, root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
     return out, sink, initial
@@ -308,7 +330,7 @@ def _console() -> Console:
 
 def _history_db(args: argparse.Namespace, root: Path) -> History:
     """The run's history database, checked before anything runs (a bad --history is a usage error)."""
-    history = History(args.history or root / "reports" / HISTORY_FILE)
+    history = History(args.history or _reports_dir() / HISTORY_FILE)
     history.check(create=True)
     return history
 
@@ -342,7 +364,8 @@ def _run(args: argparse.Namespace) -> int:
         parse_emulate_settings,
     )
 
-    root = _root()
+    atomics_arg = _atomics_arg(args)
+    root = _root(atomics_arg)
     history = _history_db(args, root)
     lab = load_lab_config(args.lab) if args.lab else None
     if lab is not None and args.emulate_setting:
@@ -351,7 +374,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ContentError("--revert-each restores Vagrant lab snapshots: it needs --lab lab.yaml")
     if args.sumo_tenant or args.sumo_endpoint:
         _check_tenant(args, emulated_host=lab is None)
-    planned, atomics, expectations = _planned(root, args.atomics, args.tests)
+    planned, atomics, expectations = _planned(root, atomics_arg, args.tests)
     arguments = resolve_arguments(
         planned,
         lab=lab.input_arguments if lab else None,
@@ -474,9 +497,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from harness.targets import attribute, load_rule_set
     from harness.telemetry.readers import ReadStats, read_events
 
-    root = _root()
+    atomics_arg = _atomics_arg(args)
+    root = _root(atomics_arg)
     history = _history_db(args, root)
-    planned, atomics, expectations = _planned(root, args.atomics, args.tests, only_expected=True)
+    planned, atomics, expectations = _planned(root, atomics_arg, args.tests, only_expected=True)
     rule_paths, extras = rules_of(planned, root, args.rule)
     events: list[Event] = []
     for f in args.telemetry:
@@ -562,7 +586,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     if args.last < 1:
         raise ContentError("--last must be at least 1")
-    path = args.history or _root() / "reports" / HISTORY_FILE
+    path = args.history or _reports_dir() / HISTORY_FILE
     if not path.exists():
         print(f"no history yet at {path}: it is written by `atomiclab run`")
         return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.content import schemacheck
+from harness.content.discovery import expand_atomics
 from harness.content.yamldoc import YamlDoc, YamlPath, first_problem, format_path, load_yaml, read_text
 from harness.errors import ContentError
 from harness.model import (
@@ -59,13 +60,15 @@ def load_atomic_file(path: Path) -> AtomicFile:
     return checked.file
 
 
-def check_atomic_file(path: Path) -> CheckedAtomics:
-    """Parse and schema-check one atomics file, collecting every structural problem."""
+def check_atomic_file(path: Path, doc: YamlDoc | None = None) -> CheckedAtomics:
+    """Parse and schema-check one atomics file, collecting every structural problem. ``doc``: the
+    file already parsed (validate classifies files by parsing them; parsing twice doubled its time)."""
     shown = str(path)
-    try:
-        doc = load_yaml(read_text(path), file=shown)
-    except ContentError as exc:
-        return CheckedAtomics(None, (exc,))
+    if doc is None:
+        try:
+            doc = load_yaml(read_text(path), file=shown)
+        except ContentError as exc:
+            return CheckedAtomics(None, (exc,))
     if doc.data is None:
         return CheckedAtomics(
             None,
@@ -195,6 +198,7 @@ def lint_atomic_file(checked: CheckedAtomics) -> list[ContentError]:
                             hint=hint,
                         )
                     )
+        problems.extend(_nested_problems(doc, base, raw_args or {}, used))
         for name in declared:
             if name not in used:
                 arg_path = (*base, "input_arguments", name)
@@ -219,6 +223,51 @@ def lint_atomic_file(checked: CheckedAtomics) -> list[ContentError]:
             )
     problems.sort(key=lambda p: p.line or 0)
     return problems
+
+
+def _nested_problems(doc: YamlDoc, base: YamlPath, raw_args: dict[str, Any], used: set[str]) -> list[ContentError]:
+    """Placeholders inside input-argument defaults (``PathToAtomicsFolder\\...\\x_#{arch}.exe``).
+
+    Invoke-AtomicRedTeam replaces ``#{name}`` in the command once per argument
+    (Private/Replace-InputArgs.ps1, ``Merge-InputArgs``), so a default naming another declared
+    argument is resolved; atomiclab resolves such nesting whatever the order. A name that is not
+    declared, or a chain that comes back to itself, stays as literal ``#{...}`` text in the command
+    that runs: that is reported. Names used only in other defaults count as used."""
+    problems: list[ContentError] = []
+    refs: dict[str, list[str]] = {}
+    for name, spec in raw_args.items():
+        default = spec.get("default") if isinstance(spec, dict) else None
+        if isinstance(default, str):
+            refs[str(name)] = [m.group(1) for m in PLACEHOLDER.finditer(default)]
+    for name, inner in refs.items():
+        for ref in inner:
+            where = (*base, "input_arguments", name, "default")
+            if ref not in raw_args:
+                problems.append(doc.error(where, f"placeholder #{{{ref}}} in the default of {name!r} names no input "
+                                          "argument: it stays unresolved in the command",
+                                          hint="declare it under input_arguments or fix the name"))
+                continue
+            used.add(ref)
+            if _reaches(refs, ref, name):
+                problems.append(doc.error(where, f"placeholder #{{{ref}}} in the default of {name!r} refers back to "
+                                          f"{name!r}: it stays unresolved in the command",
+                                          hint="break the circular defaults"))
+    return problems
+
+
+def _reaches(refs: dict[str, list[str]], start: str, target: str) -> bool:
+    """True when following default references from ``start`` arrives at ``target``."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(refs.get(name, ()))
+    return False
 
 
 def _line_in_block(doc: YamlDoc, path: YamlPath, offset: int) -> int:
@@ -287,26 +336,11 @@ def duplicate_guids_in_docs(docs: Sequence[YamlDoc]) -> list[ContentError]:
 
 
 def iter_yaml_files(paths: Sequence[Path]) -> list[Path]:
-    """``paths`` expanded: files as given, folders searched recursively for *.yaml / *.yml (sorted).
-    When that finds nothing and a folder was given, ContentError naming it: listing or running
-    nothing would hide a wrong path."""
-    out: list[Path] = []
-    empty: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in YAML_SUFFIXES and q.is_file())
-            if not found:
-                empty.append(p)
-            out.extend(found)
-        else:
-            out.append(p)
-    if not out and empty:
-        raise ContentError(
-            "folder holds no .yaml or .yml files",
-            file=str(empty[0]),
-            hint="point at an atomics folder such as atomics/T1046",
-        )
-    return out
+    """``paths`` expanded to atomics files as Invoke-AtomicRedTeam finds them: a technique file, a
+    technique folder, an atomics folder or a repository root (``harness.content.discovery``). When
+    that finds nothing and a folder was given, ContentError naming it: listing or running nothing
+    would hide a wrong path."""
+    return expand_atomics(paths)
 
 
 def discover_atomics(paths: Sequence[Path]) -> list[AtomicFile]:

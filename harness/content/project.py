@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import harness
@@ -33,3 +34,34 @@ def content_root(start: Path | None = None) -> Path:
     raise ContentError(
         f"no atomiclab content found from {here} upwards (a folder with atomics/ and expectations/)",
         hint="run from the project checkout, or pass the content paths explicitly")
+
+
+def find_content_root(start: Path | None = None) -> Path | None:
+    """Like :func:`content_root`, but None instead of an error when there is none."""
+    try:
+        return content_root(start)
+    except ContentError:
+        return None
+
+
+def run_root(atomics: Sequence[Path] | None = None, cwd: Path | None = None) -> Path:
+    """The folder a run's expectations/ and detections/ are read from.
+
+    The content root holding the given atomics (``atomics/T1046`` of this project carries its
+    expectations), else the content root from the working directory upwards (or the editable
+    checkout), else the working directory itself: a user's own Atomic Red Team checkout runs with
+    no expectations and no rules, from anywhere, with a regular install.
+    """
+    here = (cwd or Path.cwd()).resolve()
+    for path in atomics or ():
+        found = _root_above(path.resolve())
+        if found is not None:
+            return found
+    return find_content_root(here) or here
+
+
+def _root_above(path: Path) -> Path | None:
+    for folder in (path, *path.parents):
+        if is_content_root(folder):
+            return folder
+    return None

@@ -32,9 +32,16 @@ from harness.content.atomics import (
     duplicate_guids_in_docs,
     lint_atomic_file,
 )
+from harness.content.discovery import (
+    atomics_folder_of_root,
+    expand_folder,
+    is_payload_yaml,
+    technique_file,
+    technique_files,
+)
 from harness.content.expectations import check_expectations_file, cross_check
 from harness.content.project import ATOMICS_DIR, DETECTIONS_DIR, EXPECTATIONS_DIR, content_root
-from harness.content.yamldoc import load_yaml, read_text
+from harness.content.yamldoc import YamlDoc, load_yaml, read_text
 from harness.errors import ContentError, HarnessError, RuleSyntaxError
 from harness.model import AtomicFile
 
@@ -83,26 +90,40 @@ def _in_detections(path: Path) -> bool:
     return DETECTIONS_DIR in path.parts
 
 
-def _classify(path: Path) -> ContentKind | ContentError:
+def _classify(path: Path) -> tuple[ContentKind, YamlDoc | None] | ContentError:
+    """The file's kind, with its parsed document when parsing was needed to tell."""
     if path.suffix.lower() == ".sumo" or _in_detections(path):
-        return ContentKind.RULE
+        return ContentKind.RULE, None
     if path.suffix.lower() not in YAML_SUFFIXES:
         return ContentError("not a content file (expected .yaml/.yml atomics or expectations, or a rule)",
                             file=str(path))
     try:
         doc = load_yaml(read_text(path), file=str(path))
     except ContentError as exc:
+        if technique_file(path.parent) == path:  # X/X.yaml: report it as the atomics file it is
+            return ContentKind.ATOMICS, None
         return exc
     data = doc.data
     if isinstance(data, dict):
         if "atomic_tests" in data or "attack_technique" in data:
-            return ContentKind.ATOMICS
+            return ContentKind.ATOMICS, doc
         if "tests" in data or "atomics" in data:
-            return ContentKind.EXPECTATIONS
+            return ContentKind.EXPECTATIONS, doc
         if "detection" in data and "logsource" in data:
-            return ContentKind.RULE
+            return ContentKind.RULE, doc
     return ContentError("neither an atomics file (attack_technique, atomic_tests) nor an expectations "
                         "file (atomics, tests)", file=str(path), line=1)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Content files below ``folder``. An Atomic Red Team layout (repository root, atomics folder,
+    technique folder) stands for its technique files only, as Invoke-AtomicRedTeam reads it; other
+    folders are searched recursively, leaving out payload and index YAML (``src/``, ``Indexes/``)."""
+    if atomics_folder_of_root(folder) or technique_file(folder) or technique_files(folder):
+        return expand_folder(folder)
+    return [q for q in sorted(folder.rglob("*")) if q.is_file()
+            and q.suffix.lower() in (RULE_SUFFIXES if _in_detections(q) else YAML_SUFFIXES)
+            and not is_payload_yaml(q)]
 
 
 def _expand(paths: Sequence[Path], *, named: bool = True) -> tuple[list[Path], list[ContentError]]:
@@ -114,8 +135,7 @@ def _expand(paths: Sequence[Path], *, named: bool = True) -> tuple[list[Path], l
     empty: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = [q for q in sorted(p.rglob("*")) if q.is_file()
-                     and q.suffix.lower() in (RULE_SUFFIXES if _in_detections(q) else YAML_SUFFIXES)]
+            found = _folder_files(p)
             if not found:
                 empty.append(p)
             files.extend(found)
@@ -190,11 +210,13 @@ def validate_paths(paths: Sequence[Path] | None = None, *, root: Path | None = N
     atomics_cache: dict[Path, AtomicFile | None] = {}
     n_expectations = n_rules = n_loaded = 0
     for path in files:
-        kind = _classify(path)
-        if isinstance(kind, ContentError):
-            problems.append(kind)
-        elif kind is ContentKind.ATOMICS:
-            checked = check_atomic_file(path)
+        classified = _classify(path)
+        if isinstance(classified, ContentError):
+            problems.append(classified)
+            continue
+        kind, doc = classified
+        if kind is ContentKind.ATOMICS:
+            checked = check_atomic_file(path, doc)
             checked_atomics.append(checked)
             atomics_cache[path.resolve()] = checked.file
             problems.extend(checked.problems)

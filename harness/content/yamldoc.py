@@ -41,7 +41,12 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
-class _Loader(yaml.SafeLoader):
+#: LibYAML's parser when PyYAML was built with it: the same safe composer, about 10x faster (validate
+#: over the ~340 upstream technique files is dominated by parsing).
+_SafeBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeBase):  # type: ignore[misc,valid-type]
     """SafeLoader without the implicit timestamp resolver (dates stay strings)."""
 
 
@@ -217,7 +222,7 @@ class _Builder:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise self._err(node, path, f"invalid YAML value {node.value[:60]!r}: {detail}") from exc
         self.scalars[path] = node.value
-        if node.style is None:
+        if not node.style:  # plain: None from PyYAML's parser, '' from LibYAML's
             self.plain_ends.append((path, node.end_mark.line, node.end_mark.column))
         return value
 
