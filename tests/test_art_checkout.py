@@ -21,6 +21,7 @@ from harness.cli import main
 from harness.content.atomics import discover_atomics
 from harness.content.discovery import ATOMICS_ENV, default_atomics, expand_atomics, is_payload_yaml
 from harness.content.validate import validate_paths
+from harness.errors import ContentError
 
 REPO = Path(__file__).resolve().parents[1]
 ART = REPO / "tests" / "fixtures" / "art-upstream"
@@ -66,7 +67,7 @@ def test_project_atomics_folder_keeps_its_benign_technique_folder() -> None:
 def test_empty_folder_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "payload.yaml").write_text("a: 1\n")
-    with pytest.raises(Exception, match="holds no .yaml or .yml files of atomic tests"):
+    with pytest.raises(ContentError, match=r"holds no \.yaml or \.yml files of atomic tests"):
         expand_atomics([tmp_path])
 
 
