@@ -193,6 +193,24 @@ def _decorate(item: AtomicItem, report: Any) -> None:
     ]
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_row(report: Any, cells: list[str]) -> None:
+    """Escape the test id pytest-html writes into its page as raw HTML.
+
+    pytest-html 4 builds ``<td class="col-testId">{nodeid}</td>`` without escaping and its page
+    inserts that with ``innerHTML``; an atomic's name is part of the node id, so a name such as
+    ``<img src=x onerror=...>`` would run a script in the reader's browser. Only a cell that holds
+    the raw id is rewritten (a pytest-html that escapes it itself is left alone).
+    """
+    import html
+
+    test_id = report.nodeid + ("" if report.when == "call" else f"::{report.when}")
+    raw = f'<td class="col-testId">{test_id}</td>'
+    for i, cell in enumerate(cells):
+        if cell == raw:
+            cells[i] = f'<td class="col-testId">{html.escape(test_id)}</td>'
+
+
 class AtomicsFile(pytest.File):
     """An atomics YAML file: one child collector per target."""
 

@@ -27,6 +27,7 @@ from harness.detect.lint import lint_rule
 from harness.detect.loader import load_detector
 from harness.errors import ContentError, DetectionError, HarnessError, TelemetryError
 from harness.telemetry.event import Event
+from harness.textsafe import for_json_line, for_terminal
 
 
 def register(sub: Any) -> None:
@@ -148,8 +149,11 @@ def table_lines(rows: Sequence[Mapping[str, object]]) -> list[str]:
     longest = max(cols, key=lambda c: max(len(_cell(v[c], None)) for v in values))
     if max(len(_cell(v[longest], None)) for v in values) > CELL_WIDTH:
         cols = [c for c in cols if c != longest] + [longest]
-    table = [[_cell(v[c], None if i == len(cols) - 1 else CELL_WIDTH) for i, c in enumerate(cols)] for v in values]
+    # Cells are event text: terminal controls are shown escaped, never sent to the terminal.
+    table = [[for_terminal(_cell(v[c], None if i == len(cols) - 1 else CELL_WIDTH)) for i, c in enumerate(cols)]
+             for v in values]
     widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
+    cols = [for_terminal(c) for c in cols]
     out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip(),
            "  ".join("-" * w for w in widths)]
     out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table]
@@ -227,5 +231,5 @@ def run_detect(args: argparse.Namespace) -> int:
         _print_table(result, label)
     else:
         for row in result.rows:
-            print(json.dumps(row, ensure_ascii=False, default=str))
+            print(for_json_line(json.dumps(row, ensure_ascii=False, default=str)))
     return 0

@@ -19,6 +19,7 @@ from harness.telemetry.channels import classic_powershell_of, process_of
 from harness.telemetry.event import Event
 from harness.telemetry.readers import ReadStats, read_events
 from harness.telemetry.readers.common import MAX_PROBLEMS, canonical_channel
+from harness.textsafe import for_json_line, for_terminal
 
 #: Short names accepted by --channel, as detection engineers say them.
 CHANNEL_ALIASES = {
@@ -132,10 +133,11 @@ def summary_width(out: TextIO) -> int | None:
 
 def write_table(event: Event, out: TextIO, width: int | None = None) -> None:
     time = event.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    out.write(
+    # Event text is attacker-controlled: terminal controls are shown escaped, never interpreted.
+    out.write(for_terminal(
         f"{time}  {event.computer[:20]:<20}  {event.channel[:40]:<40}  {event.event_id:>5}  "
-        f"{_one_line(summary(event), width)}\n"
-    )
+        f"{_one_line(summary(event), width)}"
+    ) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     shown = 0
     for shown, event in enumerate(events, start=1):
         if args.format == "jsonl":
-            out.write(event.to_json() + "\n")
+            out.write(for_json_line(event.to_json()) + "\n")
         else:
             write_table(event, out, width)
         if args.limit is not None and shown >= args.limit:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness import __version__
 from harness.cli.argtypes import input_override, positive_float, positive_int
@@ -49,6 +50,7 @@ from harness.reporting.base import ReportDirectory, Reporter
 from harness.reporting.history import History
 from harness.results import RunMode, RunResult, TargetInfo
 from harness.telemetry.event import Event
+from harness.textsafe import for_terminal
 
 if TYPE_CHECKING:
     from harness.runner import RunObserver
@@ -596,9 +598,9 @@ def _history(args: argparse.Namespace) -> int:
     header = ("Run", "Started", "Mode", "Emulated", "Passed", "Failed", "Error", "Skipped", "Complete")
     rows = [
         [
-            r.run_id,
-            _started(r.started),
-            r.mode,
+            for_terminal(r.run_id),  # the database is a file anyone may have written: shown escaped
+            for_terminal(_started(r.started)),
+            for_terminal(r.mode),
             "yes" if r.emulated else "no",
             str(r.passed),
             str(r.failed),
@@ -613,7 +615,7 @@ def _history(args: argparse.Namespace) -> int:
         for col in header:
             table.add_column(col, no_wrap=col in ("Run", "Started"))  # a run id is copied, never cut
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))  # cells are text, never rich markup
         console.print(table)
     else:
         from harness.reporting.console import plain_table
@@ -629,8 +631,8 @@ def _history(args: argparse.Namespace) -> int:
     for label, chosen in sections:
         console.print(f"{label}: {len(chosen) or 'none'}", markup=False)
         for t in chosen:  # markup off: '[guid]' is text, not a rich tag
-            console.print(f"  {t.target}  {t.name} [{t.guid}]  {' '.join(t.statuses)}  {t.last_reason}",
-                          markup=False)
+            line = f"  {t.target}  {t.name} [{t.guid}]  {' '.join(t.statuses)}  {t.last_reason}"
+            console.print(for_terminal(line), markup=False)
     return 0
 
 

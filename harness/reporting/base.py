@@ -36,8 +36,11 @@ class Reporter(Protocol):
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file).
+
+    A lone surrogate (from a YAML ``"\\ud800"`` escape) is written as the text ``\\ud800``: in JSON
+    that reads back as the same string, elsewhere it is shown, and the report is still written."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from harness.model import AtomicTest
 from harness.results import RunResult, TestResult, TestStatus
+from harness.textsafe import for_terminal
 
 STYLE = {
     TestStatus.PASSED: "green",
@@ -97,12 +98,13 @@ class ConsoleLines:
 
 
 def result_line(r: TestResult) -> Text:
-    """``PASSED  win2022  T1046  Nmap service scan ... : reason``"""
+    """``PASSED  win2022  T1046  Nmap service scan ... : reason`` (names and reasons come from
+    content and events: terminal controls in them are shown escaped)."""
     line = Text()
     line.append(f"{r.status.value.upper():8} ", style=STYLE[r.status])
-    line.append(f"{r.target}  {r.technique}  {r.name}")
+    line.append(for_terminal(f"{r.target}  {r.technique}  {r.name}"))
     if r.status is not TestStatus.PASSED or r.findings:
-        line.append(f": {r.reason}", style="dim" if r.status is TestStatus.PASSED else None)
+        line.append(for_terminal(f": {r.reason}"), style="dim" if r.status is TestStatus.PASSED else None)
     return line
 
 
@@ -115,9 +117,9 @@ def _summary_rows(run: RunResult) -> list[tuple[TestResult, list[str]]]:
         det = sum(v.ok for v in t.detection_verdicts)
         ev = sum(v.ok for v in t.event_verdicts)
         rows.append((t, [
-            t.target,
-            t.technique + (" (benign)" if t.benign and t.technique != "benign" else ""),
-            t.name,
+            for_terminal(t.target),
+            for_terminal(t.technique + (" (benign)" if t.benign and t.technique != "benign" else "")),
+            for_terminal(t.name),
             t.status.value,
             t.failure.value if t.failure else "",
             f"{ev}/{len(t.event_verdicts)}" if t.event_verdicts else "-",
@@ -140,7 +142,8 @@ def summary_table(run: RunResult) -> Table:
     for col in SUMMARY_COLUMNS:
         table.add_column(col)
     for t, cells in _summary_rows(run):
-        table.add_row(*cells[:3], Text(cells[3], style=STYLE[t.status]), *cells[4:])
+        # Text cells: a '[bold]' in a test name is text, not rich markup.
+        table.add_row(*map(Text, cells[:3]), Text(cells[3], style=STYLE[t.status]), *map(Text, cells[4:]))
     table.caption = _caption(run)
     return table
 

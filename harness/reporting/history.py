@@ -25,6 +25,7 @@ from pathlib import Path
 
 from harness.errors import ReportError
 from harness.results import RunResult, TestStatus
+from harness.textsafe import storable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -235,15 +236,15 @@ class History:
             con.executemany(
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (
-                        run.run_id,
-                        t.target,
-                        t.guid,
-                        t.name,
-                        t.technique,
+                    (  # names and reasons come from content and events: stored UTF-8-safe
+                        storable(run.run_id),
+                        storable(t.target),
+                        storable(t.guid),
+                        storable(t.name),
+                        storable(t.technique),
                         t.status.value,
                         None if t.failure is None else t.failure.value,
-                        t.reason,
+                        storable(t.reason),
                     )
                     for t in run.tests
                 ],

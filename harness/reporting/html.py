@@ -6,7 +6,9 @@ on demand, detection rows), findings on benign tests, lint findings of every rul
 published upstream rules, marked "published, not judged"), a trend chart from the history (inline
 SVG) and a plain banner when the target was emulated. No scripts, no external resources: the page
 opens from an archive years later. Jinja2 autoescaping is on, so event text (attacker-controlled
-command lines) can never become markup.
+command lines) can never become markup; and should anything slip through, the page's
+Content-Security-Policy (``CSP`` below, a meta tag: a file has no headers) forbids every script,
+plugin, form target and remote resource (styles inline only, images ``data:`` only).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from harness.results import (
 )
 
 FILENAME = "report.html"
+#: The policy the page's meta tag declares (tests check the rendered page carries exactly this).
+CSP = (
+    "default-src 'none'; script-src 'none'; object-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 #: Event fields shown for matched events (the rest is in the raw event and events.jsonl).
 KEY_FIELDS = (
@@ -200,6 +207,7 @@ class HtmlReporter:
             key=lambda r: (r in run.lint_not_judged, r),  # the published, not judged ones last
         )
         return self.template.render(
+            csp=CSP,
             run=run,
             iso=_iso,
             counts=counts,

@@ -5,7 +5,8 @@ name> [<guid>]">``; a failed test carries ``<failure type="<failure kind>" messa
 every missed verdict in the body, an errored one ``<error>``, a skipped one ``<skipped>``, and an
 inconclusive one (e.g. an emulated step outside the model) ``<skipped type="<kind>" message="inconclusive:
 <reason>">`` naming what was not modelled: neither proven nor disproven is no CI failure by itself
-(``--strict`` makes the run's exit code fail on it).
+(``--strict`` makes the run's exit code fail on it). Every text passes ``textsafe.for_xml``: a
+control character from an event or a test name is shown escaped, so the file is always well-formed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 from harness.results import RunResult, TestResult, TestStatus
+from harness.textsafe import for_xml as _x
 
 FILENAME = "junit.xml"
 
@@ -21,25 +23,25 @@ FILENAME = "junit.xml"
 def _case(t: TestResult) -> ET.Element:
     case = ET.Element(
         "testcase",
-        classname=f"atomiclab.{t.target}.{t.technique}",
-        name=f"{t.name} [{t.guid}]",
+        classname=_x(f"atomiclab.{t.target}.{t.technique}"),
+        name=_x(f"{t.name} [{t.guid}]"),
         time=f"{max(0.0, (t.ended - t.started).total_seconds()):.3f}",
     )
     kind = t.failure.value if t.failure is not None else ""
     if t.status is TestStatus.FAILED:
-        el = ET.SubElement(case, "failure", type=kind, message=t.reason)
-        el.text = "\n".join(t.missed_reasons())
+        el = ET.SubElement(case, "failure", type=kind, message=_x(t.reason))
+        el.text = _x("\n".join(t.missed_reasons()))
     elif t.status is TestStatus.ERROR:
-        ET.SubElement(case, "error", type=kind, message=t.reason)
+        ET.SubElement(case, "error", type=kind, message=_x(t.reason))
     elif t.status is TestStatus.SKIPPED:
-        ET.SubElement(case, "skipped", message=t.reason)
+        ET.SubElement(case, "skipped", message=_x(t.reason))
     elif t.status is TestStatus.INCONCLUSIVE:
-        el = ET.SubElement(case, "skipped", type=kind, message=f"inconclusive: {t.reason}")
-        el.text = "\n".join(f"not modelled: {g.what} ({g.process})" for g in t.not_modelled) or None
+        el = ET.SubElement(case, "skipped", type=kind, message=_x(f"inconclusive: {t.reason}"))
+        el.text = _x("\n".join(f"not modelled: {g.what} ({g.process})" for g in t.not_modelled)) or None
     out = [f"{s.role}: exit {s.exit_code}: {s.command}" for s in t.steps]
     out += [f"finding: {f.message}" for f in t.findings]
     if out:
-        ET.SubElement(case, "system-out").text = "\n".join(out)
+        ET.SubElement(case, "system-out").text = _x("\n".join(out))
     return case
 
 
@@ -47,7 +49,7 @@ class JUnitReporter:
     filename = FILENAME
 
     def render(self, run: RunResult) -> str:
-        root = ET.Element("testsuites", name=f"atomiclab {run.run_id}")
+        root = ET.Element("testsuites", name=_x(f"atomiclab {run.run_id}"))
         by_target: dict[str, list[TestResult]] = defaultdict(list)
         for t in run.tests:
             by_target[t.target].append(t)
@@ -61,7 +63,7 @@ class JUnitReporter:
             }
             for k, v in counts.items():
                 totals[k] += v
-            attrs = {"name": f"atomiclab.{target}", "timestamp": run.started.isoformat()}
+            attrs = {"name": _x(f"atomiclab.{target}"), "timestamp": run.started.isoformat()}
             attrs.update({k: str(v) for k, v in counts.items()})
             suite = ET.SubElement(root, "testsuite", attrs)
             for t in tests:

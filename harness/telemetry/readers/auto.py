@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 from harness.errors import TelemetryError
 from harness.telemetry.event import Event
-from harness.telemetry.readers.common import ReadStats
+from harness.telemetry.readers.common import DEFAULT_LIMITS, ReadLimits, ReadStats
 from harness.telemetry.readers.evtxfile import EVTX_MAGIC, read_evtx
 from harness.telemetry.readers.jsonshapes import event_from_record
 from harness.telemetry.readers.winxml import read_xml_stream
@@ -32,15 +33,21 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = b"PK\x03\x04"
 _JSON_BLOCK = 1 << 20
 #: Refuse to inflate a container member beyond this (a zip bomb is hostile input too).
-MAX_MEMBER_BYTES = 4 << 30
+MAX_MEMBER_BYTES = DEFAULT_LIMITS.max_decompressed_bytes
+#: A ``\\uD800``-``\\uDFFF`` escape in JSON text: the record may decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def read_events(path: Path, *, keep_raw: bool = True, stats: ReadStats | None = None) -> Iterator[Event]:
+def read_events(
+    path: Path, *, keep_raw: bool = True, stats: ReadStats | None = None, limits: ReadLimits = DEFAULT_LIMITS
+) -> Iterator[Event]:
     """Stream the events of one file of any supported format.
 
     Raises TelemetryError naming the file and the reason when it cannot be opened, its format is not
-    recognized, or it is damaged beyond use. Recoverable damage (EVTX chunks, single bad records) is
-    skipped and counted in ``stats`` (pass a ReadStats to see it).
+    recognized, it is damaged beyond use, or a compressed stream inflates beyond ``limits``.
+    Recoverable damage (EVTX chunks, single bad records, a JSON line longer than ``limits``
+    allows) is skipped and counted in ``stats`` (pass a ReadStats to see it).
     """
     stats = stats if stats is not None else ReadStats()
     path = Path(path)
@@ -56,7 +63,7 @@ def read_events(path: Path, *, keep_raw: bool = True, stats: ReadStats | None = 
         # through the dispatch generators) saves two generator hops per event.
         handle.close()
         return read_evtx(path, origin=origin, keep_raw=keep_raw, stats=stats)
-    return _read_opened(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path)
+    return _read_opened(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path, limits=limits)
 
 
 def _open_regular(path: Path, origin: str) -> io.BufferedReader:
@@ -87,18 +94,51 @@ def _open_regular(path: Path, origin: str) -> io.BufferedReader:
 
 
 def _read_opened(
-    handle: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None
+    handle: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None, limits: ReadLimits
 ) -> Iterator[Event]:
     with handle:
-        yield from _dispatch(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path)
+        yield from _dispatch(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path, limits=limits)
 
 
 def _peek(stream: Any, n: int) -> bytes:
     return bytes(stream.peek(n)[:n])
 
 
+class _LimitExceeded(TelemetryError):
+    """A resource cap was hit: the rest of the input cannot be read, whatever was read before."""
+
+
+class _Capped(io.RawIOBase):
+    """A decompressing stream that raises TelemetryError once it has given more than ``cap`` bytes."""
+
+    def __init__(self, inner: IO[bytes] | gzip.GzipFile, cap: int, origin: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.cap = cap
+        self.origin = origin
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.inner.read(min(len(buffer), self.cap + 1 - self.given) or 1)
+        self.given += len(data)
+        if self.given > self.cap:
+            raise _LimitExceeded(
+                f"decompresses to more than {self.cap} bytes", source=self.origin,
+                hint="a compression bomb, or a capture to split into smaller files",
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _capped(inner: IO[bytes] | gzip.GzipFile, limits: ReadLimits, origin: str) -> io.BufferedReader:
+    return io.BufferedReader(_Capped(inner, limits.max_decompressed_bytes, origin))
+
+
 def _dispatch(
-    raw_stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None
+    raw_stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None, limits: ReadLimits
 ) -> Iterator[Event]:
     stream: Any = raw_stream if isinstance(raw_stream, io.BufferedReader) else io.BufferedReader(raw_stream)  # type: ignore[type-var]
     head = _peek(stream, 8)
@@ -109,19 +149,21 @@ def _dispatch(
             yield from _evtx_member(stream, origin=origin, keep_raw=keep_raw, stats=stats)
         return
     if head.startswith(_GZIP_MAGIC):
-        inner = io.BufferedReader(gzip.GzipFile(fileobj=stream, mode="rb"))  # type: ignore[arg-type]
+        inner = _capped(gzip.GzipFile(fileobj=stream, mode="rb"), limits, origin)
         try:
-            yield from _dispatch(inner, origin=origin, keep_raw=keep_raw, stats=stats, path=None)
+            yield from _dispatch(inner, origin=origin, keep_raw=keep_raw, stats=stats, path=None, limits=limits)
         except (OSError, EOFError, zlib.error) as exc:
             raise TelemetryError(f"damaged gzip data: {exc}", source=origin) from exc
         return
     if head.startswith(_ZIP_MAGIC):
-        yield from _zip_members(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+        yield from _zip_members(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits)
         return
-    yield from _text(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+    yield from _text(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits)
 
 
-def _zip_members(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
+def _zip_members(
+    stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, limits: ReadLimits
+) -> Iterator[Event]:
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -131,11 +173,12 @@ def _zip_members(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadS
             if info.is_dir() or info.filename.startswith("__MACOSX/"):
                 continue
             member_origin = f"{origin}!{info.filename}"
-            if info.file_size > MAX_MEMBER_BYTES:
-                raise TelemetryError(f"member larger than {MAX_MEMBER_BYTES} bytes", source=member_origin)
+            if info.file_size > limits.max_decompressed_bytes:
+                raise TelemetryError(f"member larger than {limits.max_decompressed_bytes} bytes", source=member_origin)
             try:
                 with archive.open(info) as member:
-                    yield from _dispatch(member, origin=member_origin, keep_raw=keep_raw, stats=stats, path=None)
+                    yield from _dispatch(_capped(member, limits, member_origin), origin=member_origin,
+                                         keep_raw=keep_raw, stats=stats, path=None, limits=limits)
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise TelemetryError(f"damaged zip member: {exc}", source=member_origin) from exc
 
@@ -149,16 +192,23 @@ def _evtx_member(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadS
         yield from read_evtx(spool, origin=origin, keep_raw=keep_raw, stats=stats, size_hint=size)
 
 
-def _text(stream: Any, *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
+def _text(stream: Any, *, origin: str, keep_raw: bool, stats: ReadStats, limits: ReadLimits) -> Iterator[Event]:
     head = _peek(stream, 4096)
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 1 and head[1:2] == b"\x00"):
+    utf16 = head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 1 and head[1:2] == b"\x00")
+    if not utf16:
+        # Leading blank space longer than the peek window is consumed here: the format is decided by
+        # the first significant character however far it is (a file is never read as empty for it).
+        while head and not head.strip(b"\xef\xbb\xbf \t\r\n"):
+            stream.read(len(head))
+            head = _peek(stream, 4096)
+    if utf16:
         first = head.decode("utf-16", errors="ignore").lstrip("\ufeff \t\r\n")[:1]
     else:
         first = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")[:1]
     if first == "<":
         yield from read_xml_stream(stream, origin=origin, keep_raw=keep_raw, stats=stats)
     elif first in ("{", "["):
-        yield from _json(stream, origin=origin, keep_raw=keep_raw, stats=stats)
+        yield from _json(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits)
     elif first == "" and not head.strip(b"\xef\xbb\xbf \t\r\n"):
         return  # an empty file (or only a BOM) holds no events
     else:
@@ -179,7 +229,19 @@ def _record_problem(exc: Exception) -> str:
     return f"not an event: {' '.join(str(exc).split()) or exc.__class__.__name__}"
 
 
-def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone UTF-16 surrogate (``"\\ud800"`` in JSON, legal there, unencodable
+    as UTF-8 anywhere after) replaced by U+FFFD, keys included."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, limits: ReadLimits) -> Iterator[Event]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     recognized = seen = 0
     first_keys: list[str] = []
@@ -187,8 +249,10 @@ def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -
     first: list[tuple[str, str]] = []
     shape_only = True  # every record that gave no event was merely of an unknown shape
     try:
-        for record, raw, where in _json_records(text, origin, stats, first):
+        for record, raw, where in _json_records(text, origin, stats, first, limits.max_record_chars):
             seen += 1
+            if "\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None:
+                record = _scrub(record)
             try:
                 event = event_from_record(record, origin=origin, raw=raw if keep_raw else None)
             except (KeyError, ValueError, TypeError) as exc:
@@ -213,7 +277,7 @@ def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -
     except UnicodeDecodeError as exc:
         raise TelemetryError(f"not UTF-8 text: {exc.reason}", source=origin) from exc
     except TelemetryError as exc:
-        if not recognized:
+        if not recognized or isinstance(exc, _LimitExceeded):
             raise
         # Damage after good records (a cut-off array, a stray object): keep what was read, count it.
         stats.skipped_records += 1
@@ -240,8 +304,15 @@ def _json_object(line: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _skip_rest_of_line(text: io.TextIOWrapper, cap: int) -> None:
+    while True:
+        part = text.readline(cap)
+        if not part or part.endswith("\n"):
+            return
+
+
 def _json_records(
-    text: io.TextIOWrapper, origin: str, stats: ReadStats, bad: list[tuple[str, str]]
+    text: io.TextIOWrapper, origin: str, stats: ReadStats, bad: list[tuple[str, str]], cap: int
 ) -> Iterator[tuple[Any, str, str]]:
     """(record, raw text, location) for JSON lines, a JSON array, or concatenated JSON objects.
 
@@ -249,13 +320,18 @@ def _json_records(
     the first such (location, reason) kept in ``bad`` (if empty); the lines around it are read as usual. A file is JSON
     lines when its first line is a JSON object, or starts with ``{`` but does not decode while the
     next line is a JSON object on its own (pretty-printed JSON never has one on its second line).
+    A line longer than ``cap`` characters is never held whole: a first line that long is read as a
+    stream of JSON values (a one-line array, say), a later one is skipped and counted.
     """
-    first_line = text.readline()
+    first_line = text.readline(cap)
     line_no = 1
-    while first_line and not first_line.strip():
-        first_line = text.readline()
+    while first_line and not first_line.strip() and first_line.endswith("\n"):
+        first_line = text.readline(cap)
         line_no += 1
     if not first_line:
+        return
+    if not first_line.endswith("\n") and len(first_line) >= cap:
+        yield from _json_stream(first_line, text, origin, line_no, cap)
         return
     stripped = first_line.strip()
     if stripped.startswith("{"):
@@ -267,15 +343,15 @@ def _json_records(
                 json.loads(stripped)
             except (json.JSONDecodeError, RecursionError) as exc:
                 first_error = exc
-            second = text.readline()
+            second = text.readline(cap)
             second_no = line_no + 1
-            while second and not second.strip():
-                second = text.readline()
+            while second and not second.strip() and second.endswith("\n"):
+                second = text.readline(cap)
                 second_no += 1
-            if second and _json_object(second.strip()) is not None:
+            if second and second.endswith("\n") and _json_object(second.strip()) is not None:
                 pending.append((second, second_no))
             else:
-                yield from _json_stream(first_line + second, text, origin, line_no)
+                yield from _json_stream(first_line + second, text, origin, line_no, cap)
                 return
         # JSON lines: one object per line.
         loads = json.loads
@@ -295,8 +371,21 @@ def _json_records(
         for line, no in lines:
             yield loads(line.strip()), line.strip(), f"line {no}"
             line_no = no
-        for line in text:
+        readline = text.readline
+        limit = cap + 1
+        while True:
+            line = readline(limit)
+            if not line:
+                return
             line_no += 1
+            if len(line) == limit and line[-1] != "\n":
+                _skip_rest_of_line(text, cap)
+                reason = f"line longer than {cap} characters"
+                if not bad:
+                    bad.append((f"{origin}:{line_no}", reason))
+                stats.skipped_records += 1
+                stats.problem(f"{origin}:{line_no}", reason)
+                continue
             s = line.strip()
             if not s:
                 continue
@@ -306,14 +395,21 @@ def _json_records(
                 skip(line_no, exc)
                 continue
             yield value, s, f"line {line_no}"
-        return
-    yield from _json_stream(first_line, text, origin, line_no)
+    yield from _json_stream(first_line, text, origin, line_no, cap)
+
+
+def _too_large(index: int, cap: int, origin: str, line: int) -> TelemetryError:
+    return _LimitExceeded(
+        f"record #{index + 1}: larger than {cap} characters", source=f"{origin}:{line}",
+        hint="not an event; split the capture or drop that record",
+    )
 
 
 def _json_stream(
-    start: str, text: io.TextIOWrapper, origin: str, start_line: int = 1
+    start: str, text: io.TextIOWrapper, origin: str, start_line: int = 1, cap: int = DEFAULT_LIMITS.max_record_chars
 ) -> Iterator[tuple[Any, str, str]]:
-    """A JSON array, or objects one after another, decoded incrementally (flat memory)."""
+    """A JSON array, or objects one after another, decoded incrementally (flat memory: one record
+    larger than ``cap`` characters is a TelemetryError)."""
     decoder = json.JSONDecoder()
     buf = start
     pos = 0
@@ -358,8 +454,12 @@ def _json_stream(
         while True:
             try:
                 value, end = decoder.raw_decode(buf, pos)
+                if end - pos > cap:
+                    raise _too_large(index, cap, origin, line_base + buf.count("\n", 0, pos))
                 break
             except json.JSONDecodeError as exc:
+                if len(buf) - pos > cap:
+                    raise _too_large(index, cap, origin, line_base + buf.count("\n", 0, pos)) from None
                 if eof or not fill():
                     line = line_base + buf.count("\n", 0, exc.pos)
                     message = f"record #{index + 1}: not JSON ({exc.msg})"

@@ -19,6 +19,28 @@ from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, SY
 #: a 4104 script block part is at most ~32 K characters, a Sysmon command line at most 32 K.
 MAX_EVENT_CHARS = 4 * 1024 * 1024
 
+#: Longest accepted JSON line or JSON record (characters): an event's data cap plus room for its
+#: JSON escaping and the keys around it. A longer line is skipped and counted, never held whole.
+MAX_RECORD_CHARS = 2 * MAX_EVENT_CHARS
+
+#: Most bytes a compressed stream (gzip, zip member) may inflate to; a bomb is hostile input.
+MAX_DECOMPRESSED_BYTES = 4 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """Resource caps a reader enforces on hostile input (tests pass small ones).
+
+    ``max_record_chars``: one JSON line or record; ``max_decompressed_bytes``: what one gzip
+    stream or zip member may inflate to (a TelemetryError naming the file beyond it).
+    """
+
+    max_record_chars: int = MAX_RECORD_CHARS
+    max_decompressed_bytes: int = MAX_DECOMPRESSED_BYTES
+
+
+DEFAULT_LIMITS = ReadLimits()
+
 #: How many problem descriptions a ReadStats keeps (the counters keep counting past it).
 MAX_PROBLEMS = 100
 
@@ -133,8 +155,11 @@ def parse_epoch_or_time(value: object) -> datetime:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a timestamp")
     if isinstance(value, int | float):
-        seconds = value / 1000.0 if value > 10_000_000_000 else float(value)
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            seconds = value / 1000.0 if value > 10_000_000_000 else float(value)
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError) as exc:  # 1e300, -1e20, NaN: not a time
+            raise ValueError(f"timestamp {value!r} is out of range") from exc
     return parse_time(str(value))
 
 
