@@ -1,16 +1,20 @@
 """The runner: plan -> (per host, in sequence) preflight, execute, collect, attribute, judge -> results.
 
-For each target the runner opens the target once, asks the preflight once, then for each planned
-test: checks the platform, bookmarks the telemetry, executes the atomic (prerequisites, command with
-its run marker, cleanup: all inside ``ExecuteFn``), then polls the telemetry after the bookmark with
-adaptive back-off until every positive expectation is met or the test's time budget passes, keeps
-the events attributed to the run marker, evaluates every rule over them and judges
-(``harness.verdicts.judge``). Each finished result is handed to the ``ReportSink`` at once (reports
-are rewritten as the run goes) and to the ``RunObserver`` (the console).
+For each target the runner opens the target once, asks the preflight once and bookmarks its
+telemetry once (again after a revert), then for each planned test: checks the platform, executes
+the atomic (prerequisites, command with its run marker, cleanup: all inside ``ExecuteFn``), then
+polls the telemetry, each poll reading only what is new since the last one (the bookmark advances
+over every read, across tests), until every positive expectation is met or the test's time budget
+passes; tests with must-stay-silent checks also wait a settle window after the last new event. It
+keeps the events attributed to the run marker, evaluates every rule over them and judges
+(``harness.verdicts.judge``). Each finished result is handed to the ``ReportSink`` at once (which
+appends it and renders whole reports at most every few seconds) and to the ``RunObserver``.
 
 Hosts run in parallel on a bounded thread pool; tests on one host run in sequence (they share the
-host's logs and state). Every collaborator is passed in: the runner never knows whether a target is
-a real lab host or the emulated one, nor how reports look.
+host's logs and state). The lock shared by the hosts guards only the in-memory run record: reports
+are written outside it, so no host waits for another's report writing. Every collaborator is passed
+in: the runner never knows whether a target is a real lab host or the emulated one, nor how reports
+look.
 
 Ctrl-C: the first interrupt stops scheduling; a test whose command is running finishes it and its
 cleanup (cleanup is never skipped), the results so far are published with ``interrupted: true``,
@@ -50,10 +54,14 @@ from harness.verdicts import RuleOutcome, detection_checks, feature_name, judge
 
 log = logging.getLogger(__name__)
 
-#: Telemetry polling: first wait, growth factor and cap (adaptive; no fixed sleeps).
-POLL_FIRST_S = 0.05
-POLL_FACTOR = 2.0
-POLL_MAX_S = 2.0
+#: Telemetry polling: first wait, growth factor and cap (adaptive; no fixed sleeps). Each poll
+#: reads only new events, so polling often costs one short remote command, not a re-read.
+POLL_FIRST_S = 0.02
+POLL_FACTOR = 1.5
+POLL_MAX_S = 1.0
+#: Must-stay-silent checks: no new event of the test for this long (at least; longer when the
+#: expected events themselves took longer to arrive) before silence counts.
+SETTLE_MIN_S = 0.5
 #: After the budget, one more look this long later tells "too slow" from "missing".
 GRACE_FRACTION = 0.25
 GRACE_MAX_S = 3.0
@@ -129,6 +137,10 @@ class TelemetrySource(Protocol):
     def bookmark(self) -> Any: ...
 
     def events_after(self, bookmark: Any) -> Iterable[Event]: ...
+
+    def advanced(self, bookmark: Any, events: Sequence[Event]) -> Any:
+        """``bookmark`` moved past ``events`` (what ``events_after(bookmark)`` returned)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,6 +375,7 @@ class HostContext:
     source: TelemetrySource
     info: TargetInfo
     features: Mapping[str, bool] | None
+    cursor: Any = None  # the telemetry bookmark: taken once, advanced over every read
     closed: bool = False
 
     def close(self) -> None:
@@ -579,7 +592,9 @@ class Runner:
                 problems=tuple(report.problems),
             )
         counting = CountingTransport(opened.transport)
-        return HostContext(opened, counting, opened.make_source(counting), info, features)
+        source = opened.make_source(counting)
+        # One bookmark per connection: every test reads on from where the previous read ended.
+        return HostContext(opened, counting, source, info, features, cursor=source.bookmark())
 
     def run_test(self, host: HostContext, pt: PlannedTest) -> TestResult:
         """Run one planned test on a connected host; a harness failure becomes an ERROR result."""
@@ -653,7 +668,7 @@ class Runner:
                 self.clock(),
             )
         marker = self.new_marker()
-        bookmark = host.source.bookmark()
+        bookmark = host.cursor
         outcome = self.execute(
             transport,
             test,
@@ -705,7 +720,7 @@ class Runner:
         # Generous slack for clock skew: the run marker, not the window, is what selects the events.
         window = TimeWindow(start=cmd_start - timedelta(seconds=WINDOW_SLACK_S), end=None)
         collected, attributed, on_time, wait_s, interrupted = self._collect(
-            host.source, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end, features=features
+            host, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end, features=features
         )
         if interrupted:
             return replace(
@@ -757,7 +772,7 @@ class Runner:
 
     def _collect(
         self,
-        source: TelemetrySource,
+        host: HostContext,
         bookmark: Any,
         pt: PlannedTest,
         marker: str,
@@ -771,43 +786,71 @@ class Runner:
 
         Positive expectations are the expected events and the rules that must fire (local rules,
         evaluated over what arrived so far). A test with negative expectations (a ``max_count``, a
-        rule that must stay silent) also waits until one poll brings no new event of the test, so a
-        false positive on a child process logged a moment later is not missed.
+        rule that must stay silent) also waits until no new event of the test arrived for the
+        settle window (``SETTLE_MIN_S``, or as long as the expected events took if longer), so a
+        false positive on a child process logged a moment later is not missed. Each poll reads
+        only what is new; ``host.cursor`` ends past everything read.
 
         Returns (events collected, attributed events ordered on-time first, how many arrived in
         time, seconds from command end until everything was met or None, interrupted).
         """
+        source = host.source
         start = self.monotonic()
         lag = max(0.0, (self.clock() - since_command_end).total_seconds())
         deadline = start + max(0.0, budget_s - lag)
         delay = POLL_FIRST_S
         collected: list[Event] = []
+        cursor = bookmark
+
+        def poll() -> bool:
+            """Read what is new; True when something was."""
+            nonlocal cursor
+            new = list(source.events_after(cursor))
+            if new:
+                collected.extend(new)
+                cursor = source.advanced(cursor, new)
+            host.cursor = cursor
+            return bool(new)
+
         attributed = AttributedEvents((), False)
         settle = _has_negative(pt)
-        previous = -1
+        met_after: float | None = None  # seconds from command end until the positive ones were met
+        last_new = start
+        met = False
+        judged = False
         while True:
-            collected = list(source.events_after(bookmark))
-            attributed = self.attribute(collected, marker=marker, window=window)
-            met = _satisfied(pt, attributed, features) and self._rules_fired(pt, attributed)
-            if met and (not settle or len(attributed.events) == previous):
-                return len(collected), attributed, len(attributed.events), lag + self.monotonic() - start, False
-            previous = len(attributed.events)
+            if poll() or not judged:  # nothing new: the same events, the same answer
+                judged = True
+                before = len(attributed.events)
+                attributed = self.attribute(collected, marker=marker, window=window)
+                now = self.monotonic()
+                if len(attributed.events) != before:
+                    last_new = now
+                met = _satisfied(pt, attributed, features) and self._rules_fired(pt, attributed)
+                if met and met_after is None:
+                    met_after = lag + now - start
             now = self.monotonic()
+            if met and met_after is not None:
+                quiet = now - last_new
+                window_s = max(SETTLE_MIN_S, met_after)
+                if not settle or quiet >= window_s:
+                    return len(collected), attributed, len(attributed.events), met_after, False
+                delay = min(delay, max(0.0, window_s - quiet))
             if now >= deadline:
                 break
             if self.stop.wait(min(delay, deadline - now)):
                 return len(collected), attributed, len(attributed.events), None, True
-            delay = min(delay * POLL_FACTOR, POLL_MAX_S)
+            delay = min(max(delay, POLL_FIRST_S) * POLL_FACTOR, POLL_MAX_S)
         # One late look: events that only arrive after the budget make the test "too slow", not "missing".
         on_time_keys = {_key(e) for e in attributed.events}
         if self.stop.wait(min(GRACE_MAX_S, budget_s * GRACE_FRACTION)):
             return len(collected), attributed, len(attributed.events), None, True
-        late_all = list(source.events_after(bookmark))
-        late = self.attribute(late_all, marker=marker, window=window)
+        poll()
+        late = self.attribute(collected, marker=marker, window=window)
         first = [e for e in late.events if _key(e) in on_time_keys]
         rest = [e for e in late.events if _key(e) not in on_time_keys]
         ordered = AttributedEvents((*first, *rest), late.root_found, late.excluded)
-        return len(late_all), ordered, len(first), None, False
+        return len(collected), ordered, len(first), None, False
 
     def _rules_fired(self, pt: PlannedTest, attributed: AttributedEvents) -> bool:
         """True when every named local rule that must fire has a matching row over ``attributed``.

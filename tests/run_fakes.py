@@ -97,21 +97,36 @@ def marker_attribution(events: Sequence[Event], *, marker: str, window: TimeWind
 
 @dataclass
 class FakeSource:
-    """Telemetry that appears ``delay_polls`` polls after the command ran."""
+    """Telemetry that appears ``delay_polls`` polls after the command ran.
+
+    A host's log: on each poll, whatever ``produce(marker)`` returns that is not logged yet is
+    appended; a bookmark is a position in the log (as record ids are on a host)."""
 
     produce: Any  # callable(marker) -> list[Event]
     delay_polls: int = 0
     polls: int = 0
     marker: str | None = None
+    log: list[Event] = field(default_factory=list)
+    logged: list[Event] = field(default_factory=list)  # what the current execution put in the log
+
+    def start(self, marker: str) -> None:
+        """A command carrying ``marker`` ran: its events go to the log from the next poll on."""
+        self.marker = marker
+        self.logged = []
 
     def bookmark(self) -> int:
-        return 0
+        return len(self.log)
 
     def events_after(self, bookmark: Any) -> list[Event]:
         self.polls += 1
-        if self.marker is None or self.polls <= self.delay_polls:
-            return []
-        return list(self.produce(self.marker))
+        if self.marker is not None and self.polls > self.delay_polls:
+            new = [e for e in self.produce(self.marker) if e not in self.logged]
+            self.logged.extend(new)
+            self.log.extend(new)
+        return self.log[bookmark:]
+
+    def advanced(self, bookmark: Any, events: Sequence[Event]) -> int:
+        return int(bookmark) + len(events)
 
 
 @dataclass
@@ -147,7 +162,7 @@ class FakeExecute:
         now = datetime.now(UTC)
         if self.status is not ExecutionStatus.EXECUTED:
             return ExecutionOutcome(self.status, reason=self.reason)
-        self.source.marker = marker
+        self.source.start(marker)
         cmd = CommandResult(f"powershell {marker}", self.exit_code, "out", "err" if self.exit_code else "",
                             now - timedelta(milliseconds=5), now)
         cleanup = CommandResult("cleanup", 0, "", "", now, now)

@@ -165,7 +165,7 @@ def test_review_each_prereq_keeps_its_own_transcript(tmp_path: Path) -> None:
     runner, initial, source, *_ = make(tmp_path)
 
     def execute(transport: Any, test: Any, *, marker: str, **kw: Any) -> ExecutionOutcome:
-        source.marker = marker
+        source.start(marker)
         now = datetime.now(UTC)
         steps = (
             ("prereq", CommandResult("check nmap", 0, "nmap ok", "", now, now)),

@@ -53,6 +53,26 @@ class FakeWindowsHost:
 
     def run(self, command_line: str, *, timeout: float) -> CommandResult:
         self.commands.append(command_line)
+        if command_line.startswith("cmd.exe /c "):
+            return self._cmd(command_line)
+        return self._wevtutil(command_line)
+
+    def _cmd(self, command_line: str) -> CommandResult:
+        """``cmd.exe /c`` with ``&``-joined ``echo`` and ``wevtutil ... 2>&1 || echo`` segments (channel
+        names and queries hold no ``&``)."""
+        started, out = utcnow(), []
+        for segment in command_line.removeprefix("cmd.exe /c ").split(" & "):
+            if segment.startswith("echo "):
+                out.append(segment.removeprefix("echo ") + "\r\n")
+                continue
+            query, _, fallback = segment.partition(" 2>&1 || ")
+            result = self._wevtutil(query)
+            out.append(result.stdout + result.stderr)
+            if result.exit_code != 0:
+                out.append(fallback.removeprefix("echo ") + "\r\n")
+        return CommandResult(command_line, 0, "".join(out), "", started, utcnow())
+
+    def _wevtutil(self, command_line: str) -> CommandResult:
         m = re.fullmatch(r'wevtutil qe "([^"]+)" (.*)', command_line)
         assert m, command_line
         channel, args = m.groups()
@@ -95,7 +115,9 @@ def test_bookmark_then_collect_pages_until_short(sysmon_log: list[tuple[int, str
     assert mark.status == {SYSMON: ChannelStatus.OK, "Windows PowerShell": ChannelStatus.EMPTY,
                            "Microsoft-Windows-PowerShell/Operational": ChannelStatus.MISSING}  # fmt: skip
     assert mark.missing == ("Microsoft-Windows-PowerShell/Operational",)
-    assert host.commands[0] == f'wevtutil qe "{SYSMON}" /c:1 /rd:true /f:xml'
+    # one remote command for the three channels (issue 15: one query per poll for all channels)
+    assert len(host.commands) == 1
+    assert f'wevtutil qe "{SYSMON}" /c:1 /rd:true /f:xml 2>&1 || ' in host.commands[0]
 
     host.logs[SYSMON].extend(after)  # the test ran
     host.commands.clear()
@@ -105,10 +127,11 @@ def test_bookmark_then_collect_pages_until_short(sysmon_log: list[tuple[int, str
     assert collected.counts[SYSMON] == len(after) and collected.status[SYSMON] is ChannelStatus.OK
     assert collected.status["Microsoft-Windows-PowerShell/Operational"] is ChannelStatus.MISSING
     sysmon_cmds = [c for c in host.commands if SYSMON in c]
-    assert len(sysmon_cmds) == len(after) // 10 + 1
-    assert sysmon_cmds[0] == (
+    assert len(sysmon_cmds) == len(after) // 10 + 1 == len(host.commands)  # the other channels end in round 1
+    assert (
         f'wevtutil qe "{SYSMON}" /q:"*[System[EventRecordID>{mark.record_ids[SYSMON]}]]" /f:xml /e:Events /c:10'
-    )
+    ) in sysmon_cmds[0]
+    assert "Windows PowerShell" in host.commands[0] and "Windows PowerShell" not in host.commands[1]
     assert all(e.origin == f"win10-lab:{SYSMON}" for e in collected.events)
     assert source.events_after(mark) == list(collected.events)
 
@@ -154,3 +177,84 @@ def test_other_wevtutil_failures_and_timeouts_raise() -> None:
 def test_unsafe_channel_names_refused() -> None:
     with pytest.raises(ValueError):
         WevtutilSource(FakeWindowsHost({}), ['Security" & calc & "'])
+
+
+def test_advanced_bookmark_reads_on_from_the_last_read(sysmon_log: list[tuple[int, str]]) -> None:
+    host = FakeWindowsHost({SYSMON: list(sysmon_log[:5]), "Security": []})
+    source = WevtutilSource(host, [SYSMON, "Security"])
+    mark = source.bookmark()
+    host.logs[SYSMON].extend(sysmon_log[5:8])
+    first = source.events_after(mark)
+    assert [e.record_id for e in first] == [r for r, _ in sysmon_log[5:8]]
+    moved = source.advanced(mark, first)
+    assert moved.record_ids[SYSMON] == sysmon_log[7][0] and moved.record_ids["Security"] == 0
+    assert source.events_after(moved) == []  # nothing new: nothing read twice
+    host.logs[SYSMON].extend(sysmon_log[8:9])
+    assert [e.record_id for e in source.events_after(moved)] == [sysmon_log[8][0]]
+    assert source.advanced(moved, []) is moved
+
+
+def test_event_text_cannot_forge_a_section_and_a_cut_reply_is_an_error(sysmon_log: list[tuple[int, str]]) -> None:
+    class Forging(FakeWindowsHost):
+        """Event data that starts a line with what looks like a section marker."""
+
+        def _wevtutil(self, command_line: str) -> CommandResult:
+            result = super()._wevtutil(command_line)
+            return CommandResult(command_line, result.exit_code, result.stdout + "\r\nATOMICLAB0000S1\r\n",
+                                 result.stderr, result.started, result.ended)
+
+    host = Forging({SYSMON: list(sysmon_log[:3]), "Security": []})
+    source = WevtutilSource(host, [SYSMON, "Security"])
+    mark = source.bookmark()
+    assert mark.record_ids[SYSMON] == sysmon_log[2][0]
+
+    class Cut(FakeWindowsHost):
+        def _cmd(self, command_line: str) -> CommandResult:
+            whole = super()._cmd(command_line)
+            return CommandResult(command_line, None, whole.stdout[: len(whole.stdout) // 2], "", whole.started,
+                                 whole.ended)
+
+    with pytest.raises(TelemetryError, match="ended early"):
+        WevtutilSource(Cut({SYSMON: list(sysmon_log[:3]), "Security": []}), [SYSMON, "Security"]).bookmark()
+
+
+def test_one_failing_channel_in_a_batch_is_named() -> None:
+    class Denied(FakeWindowsHost):
+        def _wevtutil(self, command_line: str) -> CommandResult:
+            if '"Security"' in command_line:
+                return CommandResult(command_line, 5, "", "Failed to read events. Access is denied.\r\n", utcnow(),
+                                     utcnow())
+            return super()._wevtutil(command_line)
+
+    with pytest.raises(TelemetryError, match=r"'Security'.*Access is denied"):
+        WevtutilSource(Denied({SYSMON: []}), [SYSMON, "Security"]).bookmark()
+
+
+def test_batched_query_runs_on_the_emulated_hosts_cmd() -> None:
+    """The same command line through the emulated host's cmd.exe and wevtutil models."""
+    from harness.emulated.host import EmulatedHost
+
+    host = EmulatedHost()
+
+    class Local:
+        host = "emulated"
+
+        def run(self, command_line: str, *, timeout: float) -> CommandResult:
+            return host.execute(command_line, timeout_s=timeout)
+
+        def put_file(self, local: Path, remote: str) -> None:  # pragma: no cover - not used
+            raise NotImplementedError
+
+        def close(self) -> None:
+            pass
+
+    source = WevtutilSource(Local(), [SYSMON, "Security", "No-Such/Channel"])
+    mark = source.bookmark()
+    assert mark.status["No-Such/Channel"] is ChannelStatus.MISSING and mark.record_ids[SYSMON] > 0
+    host.execute("cmd.exe /c whoami")
+    collected = source.collect(mark)
+    images = [e.get("Image") or e.get("NewProcessName") or "" for e in collected.events]
+    assert any(i.lower().endswith("whoami.exe") for i in images)
+    assert {e.channel for e in collected.events} <= {SYSMON, "Security"}
+    moved = source.advanced(mark, collected.events)
+    assert all(e.record_id is not None and e.record_id > moved.record_ids[e.channel] for e in source.events_after(moved))
