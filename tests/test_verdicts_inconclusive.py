@@ -159,3 +159,31 @@ def test_inconclusive_in_results_json_junit_navigator_and_exit_codes() -> None:
     assert '"inconclusive"' in NavigatorReporter().render(run)
     assert run.exit_code == 0 and run.exit_code_for(strict=True) == 1
     assert _run(TestStatus.PASSED).exit_code_for(strict=True) == 0
+
+
+# ------------------------------------------------------- a stock Windows Server 2022 step never fails
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        ("cmd.exe /c schtasks /query", "schtasks"),  # stock_server2022.yaml: the process exists, unmodelled
+        ("cmd.exe /c wmic process list brief", "wmic"),
+        ("cmd.exe /c C:\\Windows\\System32\\rundll32.exe shell32.dll,Control_RunDLL", "rundll32.exe"),
+        (f'{PS} -Command "& {{iex whoami}}"', "Invoke-Expression (alias iex)"),  # ps_stock.ALIASES
+        (f'{PS} -Command "& {{function f {{ 1 }}; f}}"', "PowerShell keyword 'function'"),  # ps_stock.KEYWORDS
+        (f'{PS} -Command "& {{bitsadmin /list}}"', "bitsadmin.exe"),
+    ],
+)
+def test_stock_windows_steps_are_not_modelled_never_not_recognized(host: EmulatedHost, command: str, what: str) -> None:
+    r = host.execute(f"{command} & rem {MARK}" if command.startswith("cmd") else f"{command} #{MARK}")
+    assert "is not recognized" not in r.stderr.replace("'f' is not recognized", "")
+    assert what in _whats(host)
+
+
+def test_a_program_missing_on_a_stock_host_still_fails_like_windows(host: EmulatedHost) -> None:
+    r = host.execute(f"cmd.exe /c mimikatz.exe & rem {MARK}")
+    assert r.exit_code == 9009 and "'mimikatz.exe' is not recognized" in r.stderr
+    r = host.execute(f'{PS} -Command "& {{Invoke-Mimikatz2.exe}}" #{MARK}')
+    assert r.exit_code == 1 and "CommandNotFoundException" in r.stderr
+    assert host.not_modelled_under(MARK) == []

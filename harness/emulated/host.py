@@ -139,9 +139,12 @@ class EmulatedHost:
             first_record_id=self._rng.randrange(1000, 20000),
         )
         profiles = load_profiles()
-        self._profiles: dict[str, ProgramProfile] = {
-            p.image.lower(): p for p in profiles if self._installed(p.requires)
-        }
+        self._profiles: dict[str, ProgramProfile] = {}
+        for p in profiles:
+            old = self._profiles.get(p.image.lower())
+            # the stock list (stock_server2022.yaml) never hides a model another profile gives the image
+            if self._installed(p.requires) and (old is None or old.behaviour == "not_modelled"):
+                self._profiles[p.image.lower()] = p
         self._behaviours: dict[str, Behaviour] = {
             **TOOL_BEHAVIOURS,
             "cmd": run_cmd,

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from harness.emulated.filesystem import FsError, normalize
+from harness.emulated.ps_stock import ALIASES, stock_gap
 from harness.emulated.tools import (
     BufferSink,
     Ctx,
@@ -1660,6 +1661,14 @@ class Interpreter:
         if program is None:
             if re.fullmatch(r"[A-Za-z]+-[A-Za-z][A-Za-z0-9]*", name) and name.split("-")[0].lower() in APPROVED_VERBS:
                 self.ctx.err.write(not_modelled_note(self.ctx, name))
+                return iter(())
+            aliased = CMDLETS.get(ALIASES.get(name.lower(), "").lower())
+            if aliased is not None:  # a stock alias of a modelled cmdlet (programs were looked up first)
+                return aliased(self, self.bind(cmd), input_ or iter(()), cmd)
+            # A keyword, a stock alias or a mis-parsed fragment: a real host runs it, so no error.
+            gap = stock_gap(name, literal=isinstance(cmd.name, str) or cmd.call_op)
+            if gap is not None:
+                self.ctx.err.write(not_modelled_note(self.ctx, gap))
                 return iter(())
             raise PSError(
                 NOT_RECOGNIZED_PS.format(name=name),
