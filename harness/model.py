@@ -126,4 +126,7 @@ class ExecutionStatus(enum.StrEnum):
     SKIPPED_MANUAL = "skipped_manual"
     SKIPPED_PREREQ = "skipped_prereq"
     SKIPPED_PLATFORM = "skipped_platform"
+    SKIPPED_ELEVATION = "skipped_elevation"  # elevation_required and the target account is not elevated
+    PREREQS_MET = "prereqs_met"  # --check-prereqs: every prerequisite met, nothing else ran
+    CLEANED_UP = "cleaned_up"  # --cleanup: only the cleanup command ran
     ERROR = "error"

@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.content.labconfig import TargetConfig
 from harness.errors import ContentError
 from harness.execution.arguments import substitute
+from harness.execution.modes import ExecMode, ExecutionSettings, default_atomics_folder
 from harness.model import AtomicFile, AtomicTest
 from harness.results import ContentFile
 from harness.verdicts import TestExpectationsLike, detection_checks
@@ -66,6 +67,18 @@ class RunPlan:
     #: checked per-test form (one entry per test GUID, no ``"*"``).
     arguments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     channels: Mapping[str, str] = field(default_factory=dict)
+    #: Invoke-AtomicRedTeam's mode (--check-prereqs, --cleanup) and --no-cleanup, for every target.
+    mode: ExecMode = ExecMode.RUN
+    cleanup: bool = True
+
+    def settings_for(self, target: TargetConfig) -> ExecutionSettings:
+        """The execution settings of ``target``: mode, cleanup, its atomics folder (lab.yaml
+        ``atomics_folder``, else the platform's default)."""
+        return ExecutionSettings(
+            mode=self.mode,
+            cleanup=self.cleanup,
+            atomics_folder=target.atomics_folder or default_atomics_folder(target.platform),
+        )
 
     def arguments_for(self, guid: str) -> dict[str, str]:
         out = dict(self.arguments.get("*", {}))

@@ -59,6 +59,8 @@ class FailureKind(enum.StrEnum):
     SKIPPED_PLATFORM = "skipped_platform"
     SKIPPED_PREREQ = "skipped_prereq"
     SKIPPED_MANUAL = "skipped_manual"
+    SKIPPED_ELEVATION = "skipped_elevation"  # elevation_required; the target account is not elevated
+    SKIPPED_MODE = "skipped_mode"  # --check-prereqs / --cleanup: the test's command was not meant to run
     INTERRUPTED = "interrupted"
     NOT_MODELLED = "not_modelled"  # inconclusive: the emulated host ran a step outside its model
     NOT_ASSERTED = "not_asserted"  # inconclusive: the test had nothing to assert (no expectation at all)

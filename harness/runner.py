@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from harness.content.labconfig import TargetConfig
 from harness.detect.base import Detector, Engine, TimeWindow
 from harness.errors import DetectionError, HarnessError
+from harness.execution.modes import ExecutionSettings
 from harness.execution.transport import Transport
 from harness.model import AtomicTest, CommandResult, ExecutionStatus, utcnow
 from harness.plan import PlannedTest, RunPlan
@@ -128,6 +129,7 @@ class ExecuteFn(Protocol):
         marker: str,
         get_prereqs: bool,
         timeout: float,
+        settings: ExecutionSettings | None = None,
     ) -> ExecutionOutcome: ...
 
 
@@ -676,6 +678,7 @@ class Runner:
             marker=marker,
             get_prereqs=self.plan.get_prereqs,
             timeout=self.plan.command_timeout_s,
+            settings=self.plan.settings_for(cfg),
         )
         if host.opened.model_gaps is not None and not outcome.not_modelled:
             outcome = replace(outcome, not_modelled=tuple(host.opened.model_gaps(marker)))
@@ -881,6 +884,9 @@ _SKIPS: dict[ExecutionStatus, tuple[TestStatus, FailureKind]] = {
     ExecutionStatus.SKIPPED_MANUAL: (TestStatus.SKIPPED, FailureKind.SKIPPED_MANUAL),
     ExecutionStatus.SKIPPED_PREREQ: (TestStatus.SKIPPED, FailureKind.SKIPPED_PREREQ),
     ExecutionStatus.SKIPPED_PLATFORM: (TestStatus.SKIPPED, FailureKind.SKIPPED_PLATFORM),
+    ExecutionStatus.SKIPPED_ELEVATION: (TestStatus.SKIPPED, FailureKind.SKIPPED_ELEVATION),
+    ExecutionStatus.PREREQS_MET: (TestStatus.SKIPPED, FailureKind.SKIPPED_MODE),
+    ExecutionStatus.CLEANED_UP: (TestStatus.SKIPPED, FailureKind.SKIPPED_MODE),
     ExecutionStatus.ERROR: (TestStatus.ERROR, FailureKind.HARNESS_ERROR),
 }
 

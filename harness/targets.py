@@ -24,6 +24,7 @@ from typing import Any
 from harness.content.labconfig import LabConfig, TargetConfig
 from harness.detect.base import TimeWindow
 from harness.errors import ContentError, EmulationError
+from harness.execution.modes import ExecutionSettings
 from harness.execution.transport import Transport
 from harness.model import AtomicTest, CommandResult, ExecutionStatus, utcnow
 from harness.results import ModelGap
@@ -54,6 +55,7 @@ def execute(
     marker: str,
     get_prereqs: bool,
     timeout: float,
+    settings: ExecutionSettings | None = None,
 ) -> ExecutionOutcome:
     """``execute_atomic`` as the runner's ``ExecuteFn`` (prerequisites, command, cleanup).
 
@@ -66,7 +68,9 @@ def execute(
     recording = _RecordingTransport(transport)
     started = utcnow()
     try:
-        rec = execute_atomic(recording, test, args=args, marker=marker, get_prereqs=get_prereqs, timeout=timeout)
+        rec = execute_atomic(
+            recording, test, args=args, marker=marker, get_prereqs=get_prereqs, timeout=timeout, settings=settings
+        )
     except KeyboardInterrupt as exc:
         if isinstance(exc, TestInterrupted):
             raise

@@ -156,7 +156,7 @@ class FakeExecute:
     calls: list[str] = field(default_factory=list)
 
     def __call__(self, transport: Any, test: AtomicTest, *, args: Mapping[str, str], marker: str,
-                 get_prereqs: bool, timeout: float) -> ExecutionOutcome:
+                 get_prereqs: bool, timeout: float, settings: Any = None) -> ExecutionOutcome:
         self.calls.append(test.guid)
         transport.run(f"cmd {marker}", timeout=timeout)
         now = datetime.now(UTC)

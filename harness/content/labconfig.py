@@ -78,6 +78,9 @@ class TargetConfig:
     emulated: bool = False
     #: Vagrant machine name behind this target (``atomiclab lab up`` writes it; ``run --revert-each``).
     vagrant_machine: str | None = None
+    #: Target-side Atomic Red Team atomics folder replacing ``PathToAtomicsFolder`` (None: the
+    #: platform's default, ``harness.execution.modes.default_atomics_folder``).
+    atomics_folder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,4 +216,18 @@ def _target(doc: Any, i: int, raw: Mapping[str, Any], base: Path) -> TargetConfi
         tools={str(k): str(v) for k, v in (raw.get("tools") or {}).items()},
         emulated=bool(raw.get("emulated", False)),
         vagrant_machine=None if raw.get("vagrant_machine") is None else str(raw["vagrant_machine"]),
+        atomics_folder=_atomics_folder(doc, i, raw),
     )
+
+
+def _atomics_folder(doc: Any, i: int, raw: Mapping[str, Any]) -> str | None:
+    from harness.execution.modes import atomics_folder_problem
+
+    value = raw.get("atomics_folder")
+    if value is None:
+        return None
+    problem = atomics_folder_problem(str(value))
+    if problem:
+        raise doc.error(("targets", i, "atomics_folder"), f"atomics_folder refused: {problem}",
+                        hint="use a plain path such as C:\\AtomicRedTeam\\atomics")
+    return str(value)

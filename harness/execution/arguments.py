@@ -334,12 +334,67 @@ def check_overrides(test: AtomicTest, overrides: Mapping[str, str]) -> None:
             raise _error(test, name, f"override for {declared.type.value} argument {name!r} refused: {problem}")
 
 
-def substitute(template: str, test: AtomicTest, executor: ExecutorName, overrides: Mapping[str, str]) -> str:
-    """``template`` with every ``#{name}`` replaced: defaults as written, overrides checked and quoted.
+#: ``$PathToAtomicsFolder`` or ``PathToAtomicsFolder``, any case: Invoke-AtomicRedTeam replaces both
+#: with PowerShell's ``-replace``, which ignores case (Private/Replace-InputArgs.ps1, ``Merge-InputArgs``;
+#: upstream T1609 writes ``$PathtoAtomicsFolder``).
+ATOMICS_FOLDER_RE = re.compile(r"\$?PathToAtomicsFolder", re.IGNORECASE)
+#: What an override may hold when it lands inside another argument's default (``..._#{arch}.exe``):
+#: there it is part of a word the default's author wrote, so no quoting can be applied.
+_NESTED_SAFE_RE = re.compile(r"[A-Za-z0-9._-]*")
+
+
+def with_atomics_folder(text: str, atomics_folder: str | None) -> str:
+    """``text`` with ``$PathToAtomicsFolder`` / ``PathToAtomicsFolder`` (any case) replaced by the
+    target-side atomics folder, as Invoke-AtomicRedTeam does; unchanged when ``atomics_folder`` is None."""
+    if atomics_folder is None:
+        return text
+    return ATOMICS_FOLDER_RE.sub(lambda _m: atomics_folder, text)
+
+
+def _default_value(test: AtomicTest, name: str, overrides: Mapping[str, str], seen: tuple[str, ...] = ()) -> str:
+    """The default of ``name`` with nested ``#{other}`` placeholders resolved.
+
+    Invoke-AtomicRedTeam replaces each argument's ``#{name}`` in turn (Merge-InputArgs), so a default
+    that names another argument (upstream T1055.011: ``...\\T1055.011_#{arch}.exe``) ends up holding
+    that argument's value when the outer one is replaced first. atomiclab resolves such nesting in any
+    order. Undeclared names and circular chains stay as written (``atomiclab validate`` reports them).
+    An override that lands inside a default must be a plain word (letters, digits, ``. _ -``): it
+    cannot be quoted in the middle of someone else's word.
+    """
+    declared = test.input_arguments[name]
+
+    def inner(m: re.Match[str]) -> str:
+        ref = m.group(1)
+        if ref not in test.input_arguments or ref in seen or ref == name:
+            return m.group(0)
+        if ref in overrides:
+            value = overrides[ref]
+            if _NESTED_SAFE_RE.fullmatch(value) is None:
+                raise _error(test, ref, f"override for {ref!r} refused: it is used inside the default of {name!r}, "
+                             "where only letters, digits and . _ - can be inserted safely",
+                             hint=f"override {name!r} itself instead")
+            return value
+        return _default_value(test, ref, overrides, (*seen, name))
+
+    return PLACEHOLDER_RE.sub(inner, declared.default)
+
+
+def substitute(
+    template: str,
+    test: AtomicTest,
+    executor: ExecutorName,
+    overrides: Mapping[str, str],
+    *,
+    atomics_folder: str | None = None,
+) -> str:
+    """``template`` with every ``#{name}`` replaced: defaults as written (nested placeholders
+    resolved), overrides checked and quoted.
 
     ``executor`` is the language ``template`` is written in (the test's executor for its command
-    and cleanup; ``dependency_executor_name`` for prerequisites). Raises ContentError for an
-    unknown placeholder or override, or an override that fails its type or quoting rules.
+    and cleanup; ``dependency_executor_name`` for prerequisites). ``atomics_folder``: the target-side
+    atomics folder that replaces ``PathToAtomicsFolder`` in the template and in defaults (never inside
+    an override: an override is one quoted literal). Raises ContentError for an unknown placeholder or
+    override, or an override that fails its type or quoting rules.
     """
     check_overrides(test, overrides)
     out: list[str] = []
@@ -349,7 +404,7 @@ def substitute(template: str, test: AtomicTest, executor: ExecutorName, override
         declared = test.input_arguments.get(name)
         if declared is None:
             raise _error(test, name, f"placeholder #{{{name}}} names no input argument", hint="declare it or fix it")
-        out.append(template[last : m.start()])
+        out.append(with_atomics_folder(template[last : m.start()], atomics_folder))
         if name in overrides:
             value = overrides[name]
             if _is_number(declared.type, value):
@@ -360,26 +415,31 @@ def substitute(template: str, test: AtomicTest, executor: ExecutorName, override
                 except ValueError as exc:
                     raise _error(test, name, f"override for {name!r} refused: {exc}") from exc
         else:
-            out.append(declared.default)
+            out.append(with_atomics_folder(_default_value(test, name, overrides), atomics_folder))
         last = m.end()
-    out.append(template[last:])
+    out.append(with_atomics_folder(template[last:], atomics_folder))
     return "".join(out)
 
 
-def describe(text: str, test: AtomicTest, overrides: Mapping[str, str]) -> str:
+def describe(text: str, test: AtomicTest, overrides: Mapping[str, str], *, atomics_folder: str | None = None) -> str:
     """Human text (a dependency description) with placeholders replaced by the plain values."""
 
     def value(m: re.Match[str]) -> str:
         name = m.group(1)
         if name in overrides:
             return overrides[name]
-        declared = test.input_arguments.get(name)
-        return declared.default if declared is not None else m.group(0)
+        if name in test.input_arguments:
+            try:
+                return with_atomics_folder(_default_value(test, name, overrides), atomics_folder)
+            except ContentError:
+                return test.input_arguments[name].default
+        return m.group(0)
 
-    return PLACEHOLDER_RE.sub(value, text)
+    return with_atomics_folder(PLACEHOLDER_RE.sub(value, text), atomics_folder)
 
 
 __all__ = [
+    "ATOMICS_FOLDER_RE",
     "PLACEHOLDER_RE",
     "Context",
     "check_overrides",
@@ -388,4 +448,5 @@ __all__ = [
     "placeholder_contexts",
     "quote_value",
     "substitute",
+    "with_atomics_folder",
 ]

@@ -26,7 +26,8 @@ from datetime import datetime
 
 from harness.errors import TransportError
 from harness.execution.arguments import check_overrides, describe, substitute
-from harness.execution.executors import is_executable, render_command_line
+from harness.execution.executors import is_executable, is_windows_executor, render_command_line
+from harness.execution.modes import ExecMode, ExecutionSettings, default_atomics_folder
 from harness.execution.transport import Transport
 from harness.model import AtomicTest, CommandResult, ExecutionStatus, ExecutorName, utcnow
 
@@ -73,8 +74,100 @@ def _platform_supported(test: AtomicTest, platform: str | None) -> bool:
     return platform is None or platform.lower() in {p.lower() for p in test.platforms}
 
 
-def _line(executor: ExecutorName, template: str, test: AtomicTest, args: Mapping[str, str], marker: str | None) -> str:
-    return render_command_line(executor, substitute(template, test, executor, args), marker=marker)
+def _line(
+    executor: ExecutorName,
+    template: str,
+    test: AtomicTest,
+    args: Mapping[str, str],
+    marker: str | None,
+    atomics_folder: str | None = None,
+) -> str:
+    text = substitute(template, test, executor, args, atomics_folder=atomics_folder)
+    return render_command_line(executor, text, marker=marker)
+
+
+def atomics_folder_for(test: AtomicTest, platform: str | None, settings: ExecutionSettings) -> str:
+    """The target-side atomics folder replacing ``PathToAtomicsFolder``: the configured one, else the
+    default of the target's platform (or of the executor's when the platform is unknown)."""
+    if settings.atomics_folder:
+        return settings.atomics_folder
+    if platform is None:
+        platform = "windows" if is_windows_executor(test.executor.name) else "linux"
+    return default_atomics_folder(platform)
+
+
+#: ``whoami /groups`` lists the High Mandatory Level SID only in an elevated token (Microsoft docs,
+#: "Well-known SIDs": S-1-16-12288); ``id -u`` is 0 for root. Invoke-AtomicRedTeam asks the same
+#: question (Private/Get-TargetInfo.ps1: IsInRole(Administrator) on Windows, ``id -u`` elsewhere).
+_ELEVATION_PROBES = {
+    True: (ExecutorName.COMMAND_PROMPT, 'whoami /groups | find "S-1-16-12288"'),
+    False: (ExecutorName.SH, "id -u"),
+}
+
+
+def probe_elevation(transport: Transport, windows: bool, timeout: float) -> bool | None:
+    """Whether the target account is elevated: True, False, or None when the answer is unclear."""
+    executor, text = _ELEVATION_PROBES[windows]
+    try:
+        result = transport.run(render_command_line(executor, text, marker=None), timeout=min(timeout, 60.0))
+    except TransportError:
+        return None
+    if result.timed_out:
+        return None
+    if windows:
+        if result.exit_code == 0 and "S-1-16-12288" in result.stdout:
+            return True
+        return False if result.exit_code == 1 and not result.stderr.strip() else None
+    out = result.stdout.strip()
+    return (out == "0") if result.exit_code == 0 and out.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedTest:
+    """Every text of one test as it would run (Invoke-AtomicTest -ShowDetails): arguments resolved,
+    ``PathToAtomicsFolder`` replaced, wrapped in the executor's command line (no run marker)."""
+
+    arguments: tuple[tuple[str, str, str], ...]  # (name, type, value as substituted)
+    command: str | None
+    cleanup: str | None
+    prereqs: tuple[tuple[str, str, str | None], ...]  # (description, check line, get line)
+    atomics_folder: str
+
+
+def render_test(
+    test: AtomicTest, args: Mapping[str, str], *, platform: str | None = None,
+    settings: ExecutionSettings | None = None,
+) -> RenderedTest:
+    """``test`` rendered for a target of ``platform`` (see RenderedTest). ContentError for bad overrides."""
+    settings = settings or ExecutionSettings()
+    check_overrides(test, args)
+    folder = atomics_folder_for(test, platform, settings)
+    executor = test.executor.name
+    runnable = is_executable(executor)
+    dep_executor = test.dependency_executor_name or executor
+    values = tuple(
+        (name, arg.type.value, describe("#{" + name + "}", test, args, atomics_folder=folder))
+        for name, arg in test.input_arguments.items()
+    )
+    command = (
+        _line(executor, test.executor.command, test, args, None, folder)
+        if runnable and test.executor.command else None
+    )
+    cleanup = (
+        _line(executor, test.executor.cleanup_command, test, args, None, folder)
+        if runnable and test.executor.cleanup_command and test.executor.cleanup_command.strip() else None
+    )
+    prereqs = tuple(
+        (
+            describe(dep.description, test, args, atomics_folder=folder),
+            _line(dep_executor, dep.prereq_command, test, args, None, folder),
+            _line(dep_executor, dep.get_prereq_command, test, args, None, folder)
+            if dep.get_prereq_command.strip() else None,
+        )
+        for dep in test.dependencies
+        if is_executable(dep_executor)
+    )
+    return RenderedTest(values, command, cleanup, prereqs, folder)
 
 
 def execute_atomic(
@@ -87,10 +180,14 @@ def execute_atomic(
     timeout: float,
     cleanup: bool = True,
     platform: str | None = None,
+    settings: ExecutionSettings | None = None,
 ) -> ExecutionRecord:
     """Run ``test`` on ``transport`` (see the module docstring). ``args`` are untrusted overrides;
     ``timeout`` is the deadline of each remote command; ``platform`` is the target's platform
-    (``windows``, ``linux``, ``macos``) when known."""
+    (``windows``, ``linux``, ``macos``) when known; ``settings`` the mode, cleanup, atomics folder
+    and elevation of this target (``harness.execution.modes``)."""
+    settings = settings or ExecutionSettings(cleanup=cleanup)
+    cleanup = cleanup and settings.cleanup
     started = utcnow()
     base = ExecutionRecord(test.guid, test.name, transport.host, marker, ExecutionStatus.ERROR, started, started)
     executor = test.executor.name
@@ -109,16 +206,41 @@ def execute_atomic(
             reason=f"target platform {platform} is not one of {', '.join(test.platforms)}",
         )
     check_overrides(test, args)
+    folder = atomics_folder_for(test, platform, settings)
     # Render everything up front: a content problem must stop the test before anything runs.
-    command_line = _line(executor, test.executor.command, test, args, marker)
+    command_line = _line(executor, test.executor.command, test, args, marker, folder)
+    has_cleanup = bool(test.executor.cleanup_command and test.executor.cleanup_command.strip())
     cleanup_line = (
-        _line(executor, test.executor.cleanup_command, test, args, None)
-        if cleanup and test.executor.cleanup_command and test.executor.cleanup_command.strip()
+        _line(executor, test.executor.cleanup_command or "", test, args, None, folder)
+        if (cleanup or settings.mode is ExecMode.CLEANUP) and has_cleanup
         else None
     )
+    if settings.mode is ExecMode.CLEANUP:
+        return _cleanup_only(transport, test, base, cleanup_line, timeout)
+    if test.executor.elevation_required and settings.mode is ExecMode.RUN:
+        elevated = settings.elevated
+        if elevated is None:
+            elevated = probe_elevation(transport, is_windows_executor(executor), timeout)
+        if elevated is False:
+            return replace(
+                base,
+                status=ExecutionStatus.SKIPPED_ELEVATION,
+                ended=utcnow(),
+                reason="elevation_required: the target account is not elevated (administrator/root); "
+                "run as an elevated account",
+                command_line=command_line,
+            )
     prereqs: list[PrereqCheck] = []
     try:
-        unmet = _check_prereqs(transport, test, args, prereqs, get_prereqs=get_prereqs, timeout=timeout)
+        unmet = _check_prereqs(
+            transport,
+            test,
+            args,
+            prereqs,
+            get_prereqs=get_prereqs and settings.mode is not ExecMode.CHECK_PREREQS,
+            timeout=timeout,
+            atomics_folder=folder,
+        )
     except TransportError as exc:
         return replace(
             base,
@@ -135,6 +257,17 @@ def execute_atomic(
             status=ExecutionStatus.SKIPPED_PREREQ,
             ended=utcnow(),
             reason=f"prerequisite not met: {unmet.description}{hint}",
+            prereqs=tuple(prereqs),
+            command_line=command_line,
+        )
+
+    if settings.mode is ExecMode.CHECK_PREREQS:
+        met = f"{len(prereqs)} prerequisite(s) met" if prereqs else "no prerequisites declared"
+        return replace(
+            base,
+            status=ExecutionStatus.PREREQS_MET,
+            ended=utcnow(),
+            reason=f"{met}; --check-prereqs: nothing else ran",
             prereqs=tuple(prereqs),
             command_line=command_line,
         )
@@ -173,23 +306,45 @@ def _check_prereqs(
     *,
     get_prereqs: bool,
     timeout: float,
+    atomics_folder: str | None = None,
 ) -> PrereqCheck | None:
     """Check the test's dependencies in order (fetching unmet ones with ``get_prereqs``), appending
     each to ``checked`` as it completes; the first unmet one stops the checks and is returned.
     TransportError propagates (``checked`` then holds the dependencies checked before it)."""
     executor = test.dependency_executor_name or test.executor.name
     for dep in test.dependencies:
-        description = describe(dep.description, test, args)
-        check_line = _line(executor, dep.prereq_command, test, args, None)
+        description = describe(dep.description, test, args, atomics_folder=atomics_folder)
+        check_line = _line(executor, dep.prereq_command, test, args, None, atomics_folder)
         check = transport.run(check_line, timeout=timeout)
         item = PrereqCheck(description, check)
         if not item.met and get_prereqs and dep.get_prereq_command.strip():
-            got = transport.run(_line(executor, dep.get_prereq_command, test, args, None), timeout=timeout)
+            get_line = _line(executor, dep.get_prereq_command, test, args, None, atomics_folder)
+            got = transport.run(get_line, timeout=timeout)
             item = PrereqCheck(description, check, got, transport.run(check_line, timeout=timeout))
         checked.append(item)
         if not item.met:
             return item
     return None
+
+
+def _cleanup_only(
+    transport: Transport, test: AtomicTest, base: ExecutionRecord, cleanup_line: str | None, timeout: float
+) -> ExecutionRecord:
+    """``--cleanup``: the cleanup command alone (Invoke-AtomicTest -Cleanup)."""
+    if cleanup_line is None:
+        return replace(base, status=ExecutionStatus.CLEANED_UP, ended=utcnow(),
+                       reason="--cleanup: the test declares no cleanup command")
+    result, error = _run_cleanup(transport, test, cleanup_line, timeout)
+    return replace(
+        base,
+        status=ExecutionStatus.ERROR if result is None else ExecutionStatus.CLEANED_UP,
+        ended=utcnow(),
+        reason=error or "--cleanup: only the cleanup command ran",
+        error=error if result is None else None,
+        cleanup_command_line=cleanup_line,
+        cleanup=result,
+        cleanup_error=error,
+    )
 
 
 def _run_cleanup(
@@ -211,4 +366,4 @@ def _run_cleanup(
     return result, None
 
 
-__all__ = ["ExecutionRecord", "ExecutionStatus", "PrereqCheck", "execute_atomic"]
+__all__ = ["ExecutionRecord", "ExecutionStatus", "PrereqCheck", "RenderedTest", "execute_atomic", "render_test"]
