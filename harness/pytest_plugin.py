@@ -462,7 +462,8 @@ class _AtomiclabSession:
         with self.lock:
             assert self.run_result is not None
             self.run_result = self.run_result.with_test(result)
-            self.sink.publish(self.run_result)
+            run = self.run_result
+        self.sink.add_result(run, result)
 
     def finish(self) -> None:
         for host in self.hosts.values():

@@ -218,8 +218,14 @@ class ReportSink(Protocol):
         """Write one command's transcript; returns its path relative to the report directory."""
         ...
 
+    def add_result(self, run: RunResult, result: TestResult) -> None:
+        """Record a finished test (``run`` already includes it): append it to the result stream at
+        once; whole reports may be rendered now or later. Called outside the run's lock, from any
+        host's thread; must not make one host wait for another's rendering."""
+        ...
+
     def publish(self, run: RunResult) -> None:
-        """(Re)write every report for ``run`` atomically."""
+        """(Re)write every report for ``run`` atomically (the start and the end of a run)."""
         ...
 
 
@@ -482,12 +488,15 @@ class Runner:
 
     def _publish(self, shared: _Shared) -> None:
         with shared.lock:
-            self.sink.publish(shared.run)
+            run = shared.run
+        self.sink.publish(run)
 
     def _record(self, shared: _Shared, result: TestResult) -> None:
+        # The lock guards the in-memory record only: writing reports happens outside it.
         with shared.lock:
             shared.run = shared.run.with_test(result)
-            self.sink.publish(shared.run)
+            run = shared.run
+        self.sink.add_result(run, result)
         self.observer.test_finished(result)
 
     # -- one host
@@ -503,9 +512,8 @@ class Runner:
                 self._host_failed(target, shared, f"target unusable: {describe_error(exc)}")
                 return
             try:
-                with shared.lock:
+                with shared.lock:  # reported with the host's first result (or the final render)
                     shared.run = shared.run.with_target(host.info)
-                    self.sink.publish(shared.run)
                 for pt in self.plan.tests:
                     if self.stop.is_set():
                         return
@@ -1083,7 +1091,8 @@ def evaluate_capture(
                 )
                 with shared.lock:
                     shared.run = shared.run.with_test(result)
-                    sink.publish(shared.run)
+                    run = shared.run
+                sink.add_result(run, result)
                 obs.test_finished(result)
     except KeyboardInterrupt:
         with shared.lock:

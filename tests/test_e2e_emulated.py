@@ -17,6 +17,7 @@ import pytest
 from harness.cli import main
 from harness.reporting.evidence import verify_manifest
 from harness.reporting.results_json import schema_problems
+from harness.results import TestResult
 
 REPO = Path(__file__).resolve().parents[1]
 NMAP = "c9c5c712-9e58-4613-85f6-139cddfa1f30"
@@ -119,13 +120,15 @@ def _spawn(out: Path, tmp: Path, *extra: str) -> subprocess.Popen[bytes]:
          str(tmp / "h.sqlite"), *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _wait_for_tests(out: Path, n: int, proc: subprocess.Popen[bytes]) -> dict:
+def _wait_for_tests(out: Path, n: int, proc: subprocess.Popen[bytes]) -> list[dict]:
+    """The first ``n`` finished tests, read from the result stream (results.jsonl, appended at once;
+    the whole reports are rendered at most every few seconds)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            data = json.loads((out / "results.json").read_text())
-            if len(data["tests"]) >= n:
-                return data
+            lines = (out / "results.jsonl").read_text().splitlines()
+            if len(lines) >= n:
+                return [json.loads(line) for line in lines[:n]]
         except (FileNotFoundError, json.JSONDecodeError):
             pass
         if proc.poll() is not None:
@@ -137,7 +140,8 @@ def _wait_for_tests(out: Path, n: int, proc: subprocess.Popen[bytes]) -> dict:
 @pytest.mark.slow
 def test_sigkill_mid_run_leaves_valid_results(tmp_path):
     out = tmp_path / "killed"
-    proc = _spawn(out, tmp_path)
+    # events 1 s late: the run is still going when two tests have finished
+    proc = _spawn(out, tmp_path, "--emulate-setting", "delivery_delay_s=1")
     try:
         _wait_for_tests(out, 2, proc)
         proc.send_signal(signal.SIGKILL)
@@ -145,9 +149,14 @@ def test_sigkill_mid_run_leaves_valid_results(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    data = json.loads((out / "results.json").read_text())
+    data = json.loads((out / "results.json").read_text())  # as of the last render: valid, not complete
     assert schema_problems(data) == []
-    assert not data["complete"] and len(data["tests"]) >= 2
+    assert not data["complete"]
+    streamed = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(streamed) >= 2 and len(streamed) >= len(data["tests"])  # every finished test, at once
+    assert [TestResult.from_dict(t).key for t in streamed[: len(data["tests"])]] == [
+        TestResult.from_dict(t).key for t in data["tests"]
+    ]
 
 
 @pytest.mark.slow

@@ -1,25 +1,36 @@
 """The Reporter seam and the report directory a run writes into as it goes.
 
 A ``Reporter`` turns a ``RunResult`` (possibly still in progress) into one file. ``ReportDirectory``
-is the runner's ``ReportSink``: it appends evidence (events, transcripts) as tests finish and, on
-every ``publish``, rewrites each reporter's file and then ``manifest.json``. Every file is written to
-a temporary name in the same folder and renamed over the old one (atomic on POSIX and Windows), so
-a run killed at any moment leaves complete, valid files for what had finished.
+is the runner's ``ReportSink``: it appends evidence (events, transcripts) as tests finish, appends
+each finished test to ``results.jsonl`` at once (one ``TestResult.to_dict`` per line, flushed), and
+renders the whole reports (each reporter's file, then ``manifest.json``) on ``publish`` (the start
+and end of a run) and, while the run goes on, from ``add_result`` at most every ``interval_s``
+seconds - and never more often than keeps rendering under ``RENDER_SHARE`` of the wall time, so the
+pause between tests stays flat however many tests the run has. A render that is due while another
+thread renders is skipped (the next one, or the final ``publish``, includes it): no host waits for
+another's report writing. Every file is written to a temporary name in the same folder and renamed
+over the old one (atomic on POSIX and Windows), so a run killed at any moment leaves complete,
+valid files: the whole reports as of the last render, and ``results.jsonl`` with every finished test.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from harness.errors import ReportError
 from harness.model import CommandResult
-from harness.results import RunResult
+from harness.results import RunResult, TestResult
 from harness.telemetry.event import Event
+
+if TYPE_CHECKING:
+    from harness.reporting.evidence import DigestCache
 
 
 class Reporter(Protocol):
@@ -63,18 +74,40 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         ) from exc
 
 
+#: The finished tests, one JSON object per line, appended as they finish (beside results.json).
+RESULTS_STREAM = "results.jsonl"
+#: While a run goes on, whole reports are rendered at most this often (seconds)...
+RENDER_INTERVAL_S = 5.0
+#: ...and at most this share of the wall time: after a render that took t, the next waits t / share.
+RENDER_SHARE = 0.1
+
+
 class ReportDirectory:
-    """One run's report folder: evidence appended as tests finish, reports rewritten on publish.
+    """One run's report folder: evidence and results appended as tests finish, whole reports
+    rendered on ``publish`` and at most every ``interval_s`` while the run goes on.
 
     Thread-safe: hosts finish tests concurrently.
     """
 
-    def __init__(self, out: Path, reporters: Sequence[Reporter]) -> None:
+    def __init__(
+        self,
+        out: Path,
+        reporters: Sequence[Reporter],
+        *,
+        interval_s: float = RENDER_INTERVAL_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         from harness.reporting.evidence import EvidenceStore  # evidence depends on base helpers
 
         self.out = out
         self.reporters = tuple(reporters)
-        self._lock = threading.Lock()
+        self.interval_s = interval_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()  # one whole render at a time
+        self._stream_lock = threading.Lock()
+        self._next_render = monotonic() + interval_s
+        self.renders = 0
+        self._digests: DigestCache = {}  # manifest digests of files unchanged since the last render
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -87,10 +120,37 @@ class ReportDirectory:
     def add_transcript(self, target: str, guid: str, role: str, result: CommandResult) -> str:
         return self.evidence.add_transcript(target, guid, role, result)
 
+    def add_result(self, run: RunResult, result: TestResult) -> None:
+        """Append ``result`` to ``results.jsonl`` now; render ``run`` (which includes it) when due.
+
+        Never waits for another thread's render: a due render finding one under way is skipped."""
+        line = json.dumps(result.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        path = self.out / RESULTS_STREAM
+        with self._stream_lock:
+            try:
+                with path.open("a", encoding="utf-8", errors="backslashreplace") as fh:
+                    fh.write(line)
+            except OSError as exc:
+                raise ReportError(f"{path}: cannot append the result: {exc.strerror or exc}") from exc
+        if self._monotonic() < self._next_render or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._render(run)
+        finally:
+            self._lock.release()
+
     def publish(self, run: RunResult) -> None:
+        """Render every report for ``run`` now (waits for a render under way)."""
+        with self._lock:
+            self._render(run)
+
+    def _render(self, run: RunResult) -> None:
         from harness.reporting.evidence import write_manifest
 
-        with self._lock:
-            for r in self.reporters:
-                atomic_write_text(self.out / r.filename, r.render(run))
-            write_manifest(self.out)
+        began = self._monotonic()
+        for r in self.reporters:
+            atomic_write_text(self.out / r.filename, r.render(run))
+        write_manifest(self.out, self._digests)
+        took = self._monotonic() - began
+        self.renders += 1
+        self._next_render = self._monotonic() + max(self.interval_s, took / RENDER_SHARE)

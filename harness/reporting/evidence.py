@@ -102,15 +102,33 @@ def _files(out: Path) -> dict[str, Path]:
     }
 
 
-def build_manifest(out: Path) -> dict[str, object]:
-    return {"algorithm": "sha256", "files": {rel: sha256_of(p) for rel, p in _files(out).items()}}
+#: A file's digest is reused while its (size, mtime_ns, inode) stay the same.
+DigestCache = dict[str, tuple[tuple[int, int, int], str]]
 
 
-def write_manifest(out: Path) -> Path:
+def build_manifest(out: Path, cache: DigestCache | None = None) -> dict[str, object]:
+    """Every file's SHA-256. With ``cache`` (kept by the caller across renders), an unchanged file
+    (the transcripts, written once) is not read again: a render costs what changed, not the folder."""
+    files: dict[str, str] = {}
+    for rel, p in _files(out).items():
+        if cache is None:
+            files[rel] = sha256_of(p)
+            continue
+        st = p.stat()
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        hit = cache.get(rel)
+        if hit is None or hit[0] != key:
+            hit = (key, sha256_of(p))
+            cache[rel] = hit
+        files[rel] = hit[1]
+    return {"algorithm": "sha256", "files": files}
+
+
+def write_manifest(out: Path, cache: DigestCache | None = None) -> Path:
     from harness.reporting.base import atomic_write_text
 
     path = out / MANIFEST
-    atomic_write_text(path, json.dumps(build_manifest(out), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(build_manifest(out, cache), indent=2, sort_keys=True) + "\n")
     return path
 
 
