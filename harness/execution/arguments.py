@@ -53,6 +53,12 @@ _CMD_ALLOWED_RE = re.compile(r"[A-Za-z0-9 ._\-:\\/,@=+]*")
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]")
+#: A bare host as ART's url arguments use it: IPv4, [IPv6] or an RFC 1123 name, optional :port and /path.
+_HOST_RE = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+|"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?)"
+    r"(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?"
+)
 _URL_SCHEMES = frozenset({"http", "https", "ftp", "ftps", "file", "smb", "ldap", "ldaps"})
 
 
@@ -64,6 +70,9 @@ class Context(enum.StrEnum):
     DOUBLE = "double"  # inside "..."
     HERE_SINGLE = "here_single"  # PowerShell @'...'@ (literal, ends only at a line)
     ANSI_C = "ansi_c"  # bash $'...'
+    HEREDOC = "heredoc"  # sh/bash here-document body, unquoted delimiter: $ ` \ are special
+    HEREDOC_LITERAL = "heredoc_literal"  # sh/bash here-document body, quoted delimiter: literal
+    UNCERTAIN = "uncertain"  # the lexer cannot tell (a PowerShell '#' that may start a comment)
 
 
 # --- lexers: the context of each placeholder ------------------------------------------------------
@@ -79,15 +88,19 @@ def _here_string_end(text: str, i: int, quotes: str) -> bool:
     return text[i] == "\n" and nxt != "" and nxt in quotes and text[i + 2 : i + 3] == "@"
 
 
-_Stack = list[list[str | int]]  # frames: [kind, open-bracket depth]
+_Stack = list[list[str | int]]  # frames: [kind, open-bracket depth, *kind-specific data]
 _Found = list[tuple[re.Match[str], Context]]
+
+#: Frame kinds that make every placeholder after them UNCERTAIN (see ``_powershell_step``).
+_UNCERTAIN_MARK = "uncertain"
 
 
 def _scan(text: str, contexts: Mapping[str, Context], step: Callable[[str, int, _Stack], int]) -> _Found:
     """Placeholders of ``text`` with the context of the innermost frame (``contexts``, else BARE).
 
     ``step`` lexes the character at ``i``, pushing and popping frames of the stack, and returns
-    the next position.
+    the next position. A step may set ``stack[0][1]`` to -1: from then on the lexer is no longer
+    sure of its reading, and every placeholder is UNCERTAIN (only plain words are inserted there).
     """
     found: _Found = []
     stack: _Stack = [["code", 0]]
@@ -95,7 +108,8 @@ def _scan(text: str, contexts: Mapping[str, Context], step: Callable[[str, int, 
     while i < len(text):
         m = _placeholder_at(text, i)
         if m is not None:
-            found.append((m, contexts.get(str(stack[-1][0]), Context.BARE)))
+            sure = not any(f[0] == _UNCERTAIN_MARK for f in stack)
+            found.append((m, contexts.get(str(stack[-1][0]), Context.BARE) if sure else Context.UNCERTAIN))
             i = m.end()
         else:
             i = step(text, i, stack)
@@ -111,10 +125,36 @@ def _push(stack: _Stack, kind: str, i: int) -> int:
 _PS_CONTEXTS = {"sq": Context.SINGLE, "dq": Context.DOUBLE, "hdq": Context.DOUBLE, "hsq": Context.HERE_SINGLE}
 
 
+#: PowerShell's ForceStartNewToken characters (CharTraits in the PowerShell tokenizer): whitespace and
+#: ``{ } ( ) ; , | &``. A ``#`` right after one of them (or at the start) starts a comment; inside a
+#: generic word (``see#note``, ``C:\\a#b``, ``http://h/#x``) it is part of the word.
+_PS_TOKEN_BREAK = frozenset(" \t\r\n{}();,|&")
+#: Characters of a plain command-mode word before a ``#`` that keeps the ``#`` inside the word.
+_PS_WORD_CHARS = re.compile(r"[A-Za-z0-9_\-\\/:.@%+~*?!^]")
+
+
+def _ps_hash_is_comment(text: str, i: int) -> bool | None:
+    """Whether the ``#`` at ``i`` starts a PowerShell comment: True, False, or None when that depends
+    on the parser's mode (after a variable, a quote, ``=``, ``]`` ...: a comment in expression mode, part
+    of the word in command mode)."""
+    if i == 0 or text[i - 1] in _PS_TOKEN_BREAK:
+        return True
+    start = i
+    while start > 0 and text[start - 1] not in _PS_TOKEN_BREAK:
+        start -= 1
+    word = text[start:i]
+    if word and word[0] not in "$@'\"\u2018\u2019\u201a\u201b\u201c\u201d\u201e" and all(
+            _PS_WORD_CHARS.fullmatch(ch) for ch in word):
+        return False
+    return None
+
+
 def _powershell_step(text: str, i: int, stack: _Stack) -> int:
     """One step of a small PowerShell lexer.
 
-    Frames: code (with ``$(`` subexpression nesting), '...', "...", @'...'@, @"..."@, comments.
+    Frames: code (with ``$(`` subexpression nesting), '...', "...", @'...'@, @"..."@, comments. A
+    ``#`` whose meaning depends on the parser mode is read as part of a word, and every placeholder
+    after it becomes UNCERTAIN (an ``uncertain`` frame stays at the bottom of the stack).
     """
     n = len(text)
     kind = str(stack[-1][0])
@@ -125,7 +165,12 @@ def _powershell_step(text: str, i: int, stack: _Stack) -> int:
         if text.startswith("<#", i):
             return _push(stack, "block", i)
         if c == "#":
-            stack.append(["line", 0])
+            comment = _ps_hash_is_comment(text, i)
+            if comment is None:
+                stack.insert(0, [_UNCERTAIN_MARK, 0])
+                return i + 1
+            if comment:
+                stack.append(["line", 0])
         elif c == "@" and i + 1 < n and text[i + 1] in _PS_SINGLE_QUOTES + _PS_DOUBLE_QUOTES:
             rest = text[i + 2 : text.find("\n", i + 2) if "\n" in text[i + 2 :] else n]
             if rest.strip() == "":
@@ -171,16 +216,82 @@ def _powershell_step(text: str, i: int, stack: _Stack) -> int:
     return i + 1
 
 
-_POSIX_CONTEXTS = {"sq": Context.SINGLE, "dq": Context.DOUBLE, "ansi": Context.ANSI_C}
+_POSIX_CONTEXTS = {
+    "sq": Context.SINGLE,
+    "dq": Context.DOUBLE,
+    "ansi": Context.ANSI_C,
+    "hdu": Context.HEREDOC,
+    "hdq": Context.HEREDOC_LITERAL,
+}
+_HEREDOC_OPEN = re.compile(r"<<(-?)[ \t]*((?:[^\s;&|()<>'\"\\]|'[^'\n]*'|\"[^\"\n]*\"|\\.)+)")
+
+
+def _heredoc_open(text: str, i: int, stack: _Stack) -> int | None:
+    """At ``<<WORD`` / ``<<-WORD`` (not bash's ``<<<``): remember the here-document whose body starts at
+    the next line (POSIX 2.7.4: a quoted WORD makes the body literal, ``-`` strips leading tabs), and
+    return the position after WORD."""
+    if not text.startswith("<<", i) or text.startswith("<<<", i):
+        return None
+    m = _HEREDOC_OPEN.match(text, i)
+    if m is None:
+        return None
+    word = m.group(2)
+    quoted = any(q in word for q in "'\"\\")
+    delimiter = re.sub(r"\\(.)", r"\1", word.replace("'", "").replace('"', "")) if quoted else word
+    stack[0].extend([delimiter, ("q" if quoted else "u") + ("-" if m.group(1) else "")])
+    return m.end()
+
+
+def _heredoc_bodies(stack: _Stack) -> None:
+    """At the newline ending a command line: the pending here-document bodies start, first one on top."""
+    pending = stack[0][2:]
+    del stack[0][2:]
+    frames = [["hdq" if str(flags)[0] == "q" else "hdu", 0, delim, flags]
+              for delim, flags in zip(pending[::2], pending[1::2], strict=True)]
+    stack.extend(reversed(frames))
+
+
+def _heredoc_line_ends(text: str, i: int, frame: list[str | int]) -> int | None:
+    """When the line starting at ``i`` is the here-document's delimiter line: the position of its end."""
+    if i != 0 and text[i - 1] != "\n":
+        return None
+    end = text.find("\n", i)
+    end = len(text) if end < 0 else end
+    line = text[i:end]
+    if "-" in str(frame[3]):
+        line = line.lstrip("\t")
+    return end if line == frame[2] else None
 
 
 def _posix_step(text: str, i: int, stack: _Stack) -> int:
-    """One step of a small POSIX shell (sh/bash) lexer."""
+    """One step of a small POSIX shell (sh/bash) lexer: quotes, ``$( )``, backquotes, comments and
+    here-documents (unquoted bodies expand ``$`` and backquotes; quoted ones are literal)."""
     kind = str(stack[-1][0])
     c = text[i]
+    if kind in ("hdu", "hdq"):
+        end = _heredoc_line_ends(text, i, stack[-1])
+        if end is not None:
+            stack.pop()
+            return end
+        if kind == "hdu":
+            if c == "\\":
+                return i + 2
+            if text.startswith("$(", i):
+                return _push(stack, "code", i)
+            if c == "`":
+                stack.append(["bq", 0])
+        return i + 1
     if kind in ("code", "bq"):
         if c == "\\":
             return i + 2
+        if c == "\n" and len(stack[0]) > 2:
+            _heredoc_bodies(stack)
+            return i + 1
+        if text.startswith("<<<", i):  # bash here-string: a word follows, not a here-document
+            return i + 3
+        after = _heredoc_open(text, i, stack)
+        if after is not None:
+            return after
         if kind == "bq" and c == "`":
             stack.pop()
         elif c == "`":
@@ -221,7 +332,24 @@ def _posix_step(text: str, i: int, stack: _Stack) -> int:
             stack.append(["bq", 0])
     elif kind == "comment" and c == "\n":
         stack.pop()
+        if len(stack[0]) > 2:  # ``cat <<EOF # note``: the body starts after the comment's line
+            _heredoc_bodies(stack)
     return i + 1
+
+
+def _heredoc_ends(text: str) -> list[int]:
+    """Offsets where here-document bodies of a sh/bash script end (to prove an override ends none)."""
+    ends: list[int] = []
+    stack: _Stack = [["code", 0]]
+    i = 0
+    while i < len(text):
+        depth = len(stack)
+        kind = str(stack[-1][0])
+        nxt = _posix_step(text, i, stack)
+        if kind in ("hdu", "hdq") and len(stack) < depth:
+            ends.append(text.count("\n", 0, i))
+        i = nxt
+    return ends
 
 
 def _cmd_contexts(text: str) -> list[tuple[re.Match[str], Context]]:
@@ -270,11 +398,13 @@ def check_type(arg_type: ArgType, value: str) -> str | None:
     if arg_type is ArgType.FLOAT:
         return None if _FLOAT_RE.fullmatch(value) else "expected a number such as 1.5"
     if arg_type is ArgType.URL:
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in _URL_SCHEMES or (not parts.netloc and parts.scheme != "file"):
-            return "expected an absolute URL such as https://host/path"
         if any(ch.isspace() for ch in value):
             return "a URL cannot contain spaces"
+        if "://" not in value and _HOST_RE.fullmatch(value):
+            return None  # ART's url arguments also take a bare IP or host (8.8.8.8, dns.example.com)
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in _URL_SCHEMES or (not parts.netloc and parts.scheme != "file"):
+            return "expected a URL such as https://host/path, a host name or an IP address"
         return None
     if arg_type is ArgType.PATH:
         return None if value.strip() else "expected a non-empty path"
@@ -287,28 +417,84 @@ def _is_number(arg_type: ArgType, value: str) -> bool:
     )
 
 
-def quote_value(executor: ExecutorName, context: Context, value: str) -> str:
+#: An override that lands where the lexer is unsure of the context must be a plain word.
+_PLAIN_WORD_RE = re.compile(r"[A-Za-z0-9._-]*")
+#: ``%NAME%`` (also ``%ProgramFiles(x86)%``) in a cmd path: expanded by cmd as in the atomics' defaults.
+_CMD_ENV_RE = re.compile(r"%[A-Za-z_][A-Za-z0-9_]*(?:\(x86\))?%")
+#: `` (x86)`` in a cmd path (``C:\Program Files (x86)\...``): the only parentheses a path may hold.
+_CMD_X86_RE = re.compile(r" \(x86\)")
+#: ``$env:NAME...`` / ``${env:NAME}...`` at the start of a PowerShell path.
+_PS_ENV_RE = re.compile(r"\$(?:env:([A-Za-z_][A-Za-z0-9_]*)|\{env:([A-Za-z_][A-Za-z0-9_()]*)\})(.*)", re.DOTALL)
+
+
+def _ps_double(value: str) -> str:
+    return re.sub(r"[`$" + _PS_DOUBLE_QUOTES + "]", lambda m: "`" + m.group(0), value)
+
+
+def _ps_env_path(context: Context, value: str) -> str | None:
+    """A ``$env:`` path as PowerShell expands it: ``"${env:NAME}rest"`` (rest escaped), or None when
+    ``value`` is not such a path. ValueError where a variable cannot expand (inside '...')."""
+    m = _PS_ENV_RE.fullmatch(value)
+    if m is None:
+        return None
+    name, rest = m.group(1) or m.group(2), m.group(3)
+    expanded = "${env:" + name + "}" + _ps_double(rest)
+    if context is Context.DOUBLE:
+        return expanded
+    if context is Context.BARE:
+        return f'"{expanded}"'
+    raise ValueError("a $env: path cannot expand inside '...' or a here-string here; give a literal path")
+
+
+def _cmd_path_rest(value: str) -> str:
+    """A cmd path without the ``%NAME%`` and `` (x86)`` parts the allow-list accepts in paths."""
+    return _CMD_X86_RE.sub("", _CMD_ENV_RE.sub("", value))
+
+
+def quote_value(executor: ExecutorName, context: Context, value: str, arg_type: ArgType = ArgType.STRING) -> str:
     """``value`` quoted so it stays one literal in ``context`` of ``executor``'s language.
 
-    Raises ValueError when cmd's allow-list refuses the value (callers add file/line).
+    ``path`` values may also take the forms Atomic Red Team's own defaults use: ``%NAME%`` and
+    ``C:\\Program Files (x86)\\...`` for cmd, a leading ``$env:NAME`` / ``${env:NAME}`` for PowerShell
+    (expanded, the rest literal). Raises ValueError when the value cannot be made safe there (callers
+    add file/line).
     """
+    if context is Context.UNCERTAIN:
+        if _PLAIN_WORD_RE.fullmatch(value) is None:
+            raise ValueError(
+                "the command has a '#' whose meaning depends on PowerShell's parsing mode before this "
+                "placeholder, so only letters, digits and . _ - can be inserted safely"
+            )
+        return value
     if executor is ExecutorName.POWERSHELL:
+        if arg_type is ArgType.PATH:
+            env_path = _ps_env_path(context, value)
+            if env_path is not None:
+                return env_path
         if context is Context.DOUBLE:
-            return re.sub(r"[`$" + _PS_DOUBLE_QUOTES + "]", lambda m: "`" + m.group(0), value)
+            return _ps_double(value)
         if context is Context.HERE_SINGLE:
             return value  # literal up to "\n'@", and control characters were refused
         doubled = re.sub("[" + _PS_SINGLE_QUOTES + "]", lambda m: m.group(0) * 2, value)
         return doubled if context is Context.SINGLE else f"'{doubled}'"
     if executor is ExecutorName.COMMAND_PROMPT:
-        if _CMD_ALLOWED_RE.fullmatch(value) is None:
-            bad = sorted({ch for ch in value if _CMD_ALLOWED_RE.fullmatch(ch) is None})
+        checked = _cmd_path_rest(value) if arg_type is ArgType.PATH else value
+        if _CMD_ALLOWED_RE.fullmatch(checked) is None:
+            bad = sorted({ch for ch in checked if _CMD_ALLOWED_RE.fullmatch(ch) is None})
+            extra = "; paths may also hold %NAME% and (x86)" if arg_type is ArgType.PATH else ""
             raise ValueError(
                 f"characters {''.join(bad)!r} are not allowed in a cmd argument "
-                "(allowed: letters, digits, space and . _ - : \\ / , @ = +)"
+                f"(allowed: letters, digits, space and . _ - : \\ / , @ = +{extra})"
             )
-        if context is Context.BARE and (" " in value or value == ""):
+        # A %NAME% path is quoted too: its expansion (C:\\Program Files (x86)) may hold spaces and
+        # parentheses, and cmd expands before it parses (a bare ")" would close an "if (...)" block).
+        if context is Context.BARE and (" " in value or value == "" or (arg_type is ArgType.PATH and "%" in value)):
             return f'"{value}"'
         return value
+    if context is Context.HEREDOC:
+        return re.sub(r"[\\$`]", lambda m: "\\" + m.group(0), value)
+    if context is Context.HEREDOC_LITERAL:
+        return value  # literal up to the delimiter line; substitute() proves no override forms one
     if context is Context.DOUBLE:
         return re.sub(r'[\\"$`]', lambda m: "\\" + m.group(0), value)
     if context is Context.SINGLE:
@@ -398,6 +584,7 @@ def substitute(
     """
     check_overrides(test, overrides)
     out: list[str] = []
+    in_heredoc: list[str] = []
     last = 0
     for m, context in _contexts(executor, template):
         name = m.group(1)
@@ -411,14 +598,24 @@ def substitute(
                 out.append(value)
             else:
                 try:
-                    out.append(quote_value(executor, context, value))
+                    out.append(quote_value(executor, context, value, declared.type))
                 except ValueError as exc:
                     raise _error(test, name, f"override for {name!r} refused: {exc}") from exc
+                if context in (Context.HEREDOC, Context.HEREDOC_LITERAL):
+                    in_heredoc.append(name)
         else:
             out.append(with_atomics_folder(_default_value(test, name, overrides), atomics_folder))
         last = m.end()
     out.append(with_atomics_folder(template[last:], atomics_folder))
-    return "".join(out)
+    text = "".join(out)
+    if in_heredoc:
+        # A value can't hold a newline, but it can complete a line that equals the delimiter
+        # (``#{v}`` alone on a line, v = EOF): the rest of the body would then run as commands.
+        plain = substitute(template, test, executor, {}, atomics_folder=atomics_folder)
+        if _heredoc_ends(text) != _heredoc_ends(plain):
+            raise _error(test, in_heredoc[0], f"override for {in_heredoc[0]!r} refused: it would end the "
+                         "here-document it is placed in", hint="choose a value that is not the delimiter word")
+    return text
 
 
 def describe(text: str, test: AtomicTest, overrides: Mapping[str, str], *, atomics_folder: str | None = None) -> str:
