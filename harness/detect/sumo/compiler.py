@@ -25,6 +25,7 @@ from harness.detect.sumo.deep import DepthMemo, ExprProgram, ScopeProgram, child
 from harness.detect.sumo.functions import FUNCTIONS
 from harness.detect.sumo.messages import METADATA, MessageConfig, message_time_ms, raw_json
 from harness.detect.sumo.patterns import compile_regex, regex_predicate, wildcard_capture, wildcard_predicate
+from harness.detect.sumo.terms import keyword_regex
 from harness.detect.sumo.values import Value, arith, compare, equals, to_number, to_text, truthy
 from harness.errors import UnsupportedRuleError
 from harness.telemetry.event import Event
@@ -275,10 +276,11 @@ class CompiledQuery:
                 return v is not None and pred(v)
 
             return meta
-        # A keyword is searched in the raw message, case-insensitively (Sumo keyword search).
-        pattern = expr.pattern if expr.pattern.startswith("*") else "*" + expr.pattern
-        pattern = pattern if pattern.endswith("*") else pattern + "*"
-        kw = wildcard_predicate(pattern, ignore_case=True)
+        # A keyword matches whole terms of the raw message, case-insensitively (terms.py: Sumo's term model).
+        rx = keyword_regex(expr.pattern)
+        if rx is None:
+            return lambda m: True
+        kw = regex_predicate(rx)
         raw = self._source_reader("_raw", "_raw")
         return lambda m: kw(to_text(raw(m)) or "")
 

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from harness.detect.sumo import ast
 from harness.detect.sumo.lexer import Tok, Token
+from harness.detect.sumo.terms import keyword_problem
 from harness.errors import RuleSyntaxError
 
 _CMP_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -442,12 +443,17 @@ def parse_scope(toks: tuple[Token, ...], error: Callable[[Token, str], RuleSynta
                 ops.append(("(", t))
                 i += 1
                 continue
-            if is_word(t, "NOT") or (t.kind is Tok.WORD and t.text == "!"):
+            if is_word(t, "NOT") or (t.kind is Tok.WORD and t.text.strip("!") == ""):
                 ops.append(("not", t))
                 i += 1
                 continue
             if t.kind is Tok.OP:
                 raise error(t, f"unexpected {t.text!r} in the scope line")
+            if t.kind is Tok.WORD and t.text.startswith("!"):
+                # "Alt-click any term to remove the term from results (NOT term or !term)"
+                # (keyword-search-expressions.md): '!term' is 'NOT term'
+                ops.append(("not", t))
+                t = Token(t.kind, t.text[1:], t.offset + 1, t.line, t.column + 1, t.raw[1:])
             pos = _pos(t)
             i += 1
             nxt = toks[i] if i < n else None
@@ -459,6 +465,9 @@ def parse_scope(toks: tuple[Token, ...], error: Callable[[Token, str], RuleSynta
                 i += 1
                 vals.append((ast.ScopeMeta(t.text, val.text, pos), pos))
             else:
+                problem = keyword_problem(t.text)
+                if problem is not None:
+                    raise error(t, problem)
                 vals.append((ast.ScopeKeyword(t.text, pos), pos))
             expect_operand = False
             continue
