@@ -295,6 +295,17 @@ def _regexp_function() -> Callable[[str, object], int]:
     return regexp
 
 
+def _sqlite_text(value: object) -> object:
+    """``value`` as SQLite can store it: a lone surrogate (possible in hostile JSON events) is not
+    UTF-8, so it becomes U+FFFD; the rest of the text, and so every match on it, is unchanged."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
 def _sigma_num(value: object) -> float | None:
     if value is None or isinstance(value, bool):
         return None
@@ -441,9 +452,9 @@ class SigmaDetector:
                 by_lower: dict[str, str | int] = {}
                 for k, v in rec.items():
                     by_lower.setdefault(k.lower(), v)
-                values: list[object] = [pos, *(by_lower.get(n) for n in lowered)]
+                values: list[object] = [pos, *(_sqlite_text(by_lower.get(n)) for n in lowered)]
                 if want_text:
-                    values.append("\n".join(str(v) for v in rec.values()))
+                    values.append(_sqlite_text("\n".join(str(v) for v in rec.values())))
                 yield tuple(values)
 
         con.executemany(insert, rows())

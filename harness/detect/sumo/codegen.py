@@ -3,8 +3,8 @@
 Calling a closure per stage and per sub-expression costs more than the work itself for simple
 detection logic, so the streaming part of the pipeline (``where``, ``<expr> as f``, ``parse "*"``)
 is turned into the source of a single function with the computed fields in a local dict, and
-compiled once with ``compile()``. Only identifiers the lexer accepted (``[A-Za-z_][A-Za-z0-9_]*``,
-lower-cased) and generated names appear in the source; every literal, pattern and helper is passed
+compiled once with ``compile()``. Only generated names appear in the source (computed fields live in
+locals ``v<n>``, field names are namespace constants); every literal, pattern and helper is passed
 in through the function's namespace, never spliced into the text. Anything this generator does
 not handle is called as the closure the regular compiler built for it, so semantics stay in one
 place (compiler.py, values.py); this module only removes call overhead.
@@ -32,12 +32,28 @@ class Codegen:
     use_locals: bool = True
     needs_dict: bool = False  # set when a fallback closure was emitted: rebuild with use_locals off
     assigned: dict[str, None] = field(default_factory=dict)  # keys written, in order
+    locals: dict[str, str] = field(default_factory=dict)  # computed field key -> local variable
+    keys: dict[str, str] = field(default_factory=dict)  # field key -> namespace constant
 
     def name(self, prefix: str, obj: object) -> str:
         self.counter += 1
         n = f"_{prefix}{self.counter}"
         self.ns[n] = obj
         return n
+
+    def local(self, key: str) -> str:
+        """The Python local holding computed field ``key`` (any Unicode name maps to ``v<n>``)."""
+        name = self.locals.get(key)
+        if name is None:
+            name = self.locals[key] = f"v{len(self.locals)}"
+        return name
+
+    def key(self, key: str) -> str:
+        """A namespace constant holding the string ``key`` (never spliced into the source)."""
+        name = self.keys.get(key)
+        if name is None:
+            name = self.keys[key] = self.name("k", key)
+        return name
 
     def temp(self) -> str:
         self.counter += 1
@@ -46,7 +62,7 @@ class Codegen:
     def build(self) -> Callable[[Any], bool]:
         body = "".join(f"    {line}\n" for line in self.lines)
         if self.use_locals and self.assigned:
-            body += "".join(f"    d[{k!r}] = v_{k}\n" for k in self.assigned)
+            body += "".join(f"    d[{self.key(k)}] = {self.local(k)}\n" for k in self.assigned)
         src = "def _stream(m):\n    d = m.d\n    evf = m.ev.fields\n" + body + "    return True\n"
         namespace: dict[str, Any] = {
             "_equals": equals, "_arith": arith, "_compare": compare, "_to_text": to_text, "_truthy": truthy, **self.ns,
@@ -61,13 +77,6 @@ def _match_slow(pred: Callable[[str], bool], v: Value) -> bool:
         return False
     text = to_text(v)
     return text is not None and pred(text)
-
-
-def _ident(key: str) -> str:
-    """``key`` is a lexer identifier; assert it so nothing else can reach the generated source."""
-    if not (key.replace("_", "a").isalnum() and key.isascii()):
-        raise ValueError(f"not an identifier: {key!r}")
-    return key
 
 
 class ExprGen:
@@ -98,13 +107,13 @@ class ExprGen:
         if isinstance(e, ast.FieldRef):
             if e.key in self.defined:
                 if cg.use_locals:
-                    return f"v_{_ident(e.key)}"
-                return f"d.get({_ident(e.key)!r})"
+                    return cg.local(e.key)
+                return f"d.get({cg.key(e.key)})"
             reader = cg.name("r", self.reader(e.name))
             written = self.eventdata_name(e.name)
             if written is not None:  # EventData spelled as in the event: one dict lookup, else the reader
                 t = cg.temp()
-                return f"({t} if ({t} := evf.get({_ident(written)!r})) is not None else {reader}(m))"
+                return f"({t} if ({t} := evf.get({cg.key(written)})) is not None else {reader}(m))"
             return f"{reader}(m)"
         if isinstance(e, ast.Call) and e.name in ("tolowercase", "touppercase"):
             t = cg.temp()
@@ -179,7 +188,7 @@ def stage_lines(stage: ast.Stage, gen: ExprGen, fallback: Callable[[Any], bool],
         # message, or keep it with x as it was (a computed x stays, otherwise x is read as before)
         t = cg.temp()
         src = gen.value(ast.FieldRef(stage.source or "_raw", stage.pos))
-        key = _ident(stage.names[0].lower())
+        key = stage.names[0].lower()
         previous = gen.value(ast.FieldRef(stage.names[0], stage.pos))
         lines = [f"if ({t} := {src}).__class__ is str:", f"    {_store(cg, key, t)}",
                  f"elif {t} is not None:", f"    {_store(cg, key, f'_to_text({t})')}"]
@@ -194,4 +203,4 @@ def stage_lines(stage: ast.Stage, gen: ExprGen, fallback: Callable[[Any], bool],
 
 def _store(cg: Codegen, key: str, value: str) -> str:
     cg.assigned[key] = None
-    return f"v_{_ident(key)} = {value}" if cg.use_locals else f"d[{_ident(key)!r}] = {value}"
+    return f"{cg.local(key)} = {value}" if cg.use_locals else f"d[{cg.key(key)}] = {value}"

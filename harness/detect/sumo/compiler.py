@@ -773,7 +773,7 @@ def _event_id_set(expr: ast.Expr) -> frozenset[int] | None:
         return None
     ids: set[int] = set()
     for v in values:
-        if not (isinstance(v, ast.Lit) and isinstance(v.value, str) and v.value.isdigit()
+        if not (isinstance(v, ast.Lit) and isinstance(v.value, str) and v.value.isascii() and v.value.isdigit()
                 and str(int(v.value)) == v.value):
             return None
         ids.add(int(v.value))
@@ -812,7 +812,7 @@ def _json_path(key: str) -> list[str | int]:
             if head:
                 out.append(head)
             inner = idx[:-1]
-            if not inner.isdigit():
+            if not (inner.isascii() and inner.isdigit()):
                 raise UnsupportedRuleError(f"json key {key!r}: only numeric [index] selectors are supported")
             out.append(int(inner))
             part = ""

@@ -42,6 +42,7 @@ class Token:
         return self.kind is Tok.IDENT and self.text.lower() in words
 
 
+_DIGITS = frozenset("0123456789")  # ASCII only: str.isdigit() also accepts '²' and other scripts' digits
 _TWO_CHAR_OPS = ("==", "!=", "<>", "<=", ">=", "&&")
 _ONE_CHAR_OPS = "()=,<>!+-*/%?:[]."
 
@@ -215,10 +216,10 @@ def _lex_pipeline(text: str, start: int, src: _Source) -> list[Token]:
             value, k = _read_string(text, i, src)
             toks.append(src.token(Tok.STRING, value, i, text[i:k]))
             i = k
-        elif ch.isdigit():
+        elif ch in _DIGITS:
             k = i
-            while k < n and (text[k].isdigit() or text[k] == "."):
-                if text[k] == "." and not (k + 1 < n and text[k + 1].isdigit()):
+            while k < n and (text[k] in _DIGITS or text[k] == "."):
+                if text[k] == "." and not (k + 1 < n and text[k + 1] in _DIGITS):
                     break
                 k += 1
             if k < n and text[k].isalpha():  # 1m, 15s, 1h: a duration (timeslice)
@@ -251,5 +252,10 @@ def _lex_pipeline(text: str, start: int, src: _Source) -> list[Token]:
 def tokenize(text: str, file: str | Path | None = None) -> Lexed:
     """Split ``text`` into scope and pipeline tokens. Raises RuleSyntaxError with line:column."""
     src = _Source(text, file)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no Sumo query (UTF-8 text) can hold one
+        raise src.error(exc.start, "the query is not valid Unicode (a lone surrogate code point)",
+                        "save the rule as UTF-8 text") from exc
     end = _scope_end(text, src)
     return Lexed(src, tuple(_lex_scope(text, end, src)), tuple(_lex_pipeline(text, end, src)))

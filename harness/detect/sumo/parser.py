@@ -144,7 +144,7 @@ class _Parser:
         if word == "limit":
             self.advance()
             n = self.tok
-            if n.kind is not Tok.NUMBER or not n.text.isdigit():
+            if n.kind is not Tok.NUMBER or not (n.text.isascii() and n.text.isdigit()):
                 raise self.error(n, f"'limit' needs a whole number, found {self.describe(n)}")
             self.advance()
             self.expect_stage_end()
@@ -330,7 +330,7 @@ class _Parser:
         if d.kind is not Tok.DURATION:
             raise self.error(d, f"expected a duration such as 1m or 15s, found {self.describe(d)}")
         self.advance()
-        digits = "".join(ch for ch in d.text if ch.isdigit())
+        digits = "".join(ch for ch in d.text if ch in "0123456789")
         unit = d.text[len(digits) :].lower()
         scale = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
         if unit not in scale or not digits or int(digits) == 0:

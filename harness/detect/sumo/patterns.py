@@ -30,6 +30,9 @@ def compile_regex(pattern: str, *, file: str | Path | None = None, line: int | N
     options.log_errors = False  # the error becomes our one-line message; no C++ log on stderr
     try:
         return re2.compile(pattern, options=options)
+    except UnicodeEncodeError as exc:
+        raise RuleSyntaxError(f"the pattern {pattern!r} is not valid Unicode (a lone surrogate)",
+                              file=file, line=line, column=column) from exc
     except re2.error as exc:
         reason = exc.args[0] if exc.args else str(exc)
         if isinstance(reason, bytes):
