@@ -30,6 +30,32 @@ EVENTS = [
     Event("Application", "x", 7, T0, "H", {}),
 ]
 
+def refused(exc: HarnessError) -> None:
+    """A refusal is one line: what, where, what to do."""
+    assert str(exc) and "\n" not in str(exc), str(exc)
+
+
+def run_sumo(query: str) -> None:
+    """Lint, then compile and run: every outcome is findings, rows or a HarnessError."""
+    for finding in lint_sumo(query, "fuzz.sumo"):
+        assert finding.line >= 1 and finding.column >= 1
+    try:
+        result = SumoDetector(query, rule_id="fuzz").evaluate(EVENTS)
+    except HarnessError as exc:
+        refused(exc)
+        return
+    assert result.events_in == len(EVENTS)
+
+
+def run_sigma(text: str) -> None:
+    try:
+        result = SigmaDetector.from_text(text, source="fuzz.yml").evaluate(EVENTS)
+    except HarnessError as exc:
+        refused(exc)
+        return
+    assert result.events_in == len(EVENTS) and len(result.rows) <= len(EVENTS) * 8
+
+
 SUMO_TOKENS = [
     "_sourceCategory=*sysmon*", "nmap", "NOT", "OR", "AND", "!", "(", ")", "|", " ", "\n", "where", "parse",
     "regex", "json", "auto", "field=CommandLine", "nodrop", "multi", "as", "x", "y", "Image", "CommandLine",
@@ -49,22 +75,13 @@ SUMO_TOKENS = [
 @example(["\ud800"])
 @given(st.lists(st.sampled_from(SUMO_TOKENS) | st.text(max_size=6), max_size=40))
 def test_sumo_queries_from_tokens_never_escape_with_a_non_harness_error(parts: list[str]) -> None:
-    query = " ".join(parts)
-    lint_sumo(query, "fuzz.sumo")
-    try:
-        SumoDetector(query, rule_id="fuzz").evaluate(EVENTS)
-    except HarnessError:
-        pass
+    run_sumo(" ".join(parts))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=200))
 def test_sumo_arbitrary_text_never_escapes(query: str) -> None:
-    lint_sumo(query)
-    try:
-        SumoDetector(query).evaluate(EVENTS)
-    except HarnessError:
-        pass
+    run_sumo(query)
 
 
 MODIFIERS = ["", "|contains", "|startswith", "|endswith", "|re", "|contains|all", "|base64offset|contains",
@@ -105,16 +122,10 @@ def sigma_rules(draw: st.DrawFn) -> str:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sigma_rules())
 def test_sigma_rules_never_escape_with_a_non_harness_error(text: str) -> None:
-    try:
-        SigmaDetector.from_text(text, source="fuzz.yml").evaluate(EVENTS)
-    except HarnessError:
-        pass
+    run_sigma(text)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=300))
 def test_sigma_arbitrary_yaml_text_never_escapes(text: str) -> None:
-    try:
-        SigmaDetector.from_text(text, source="fuzz.yml").evaluate(EVENTS)
-    except HarnessError:
-        pass
+    run_sigma(text)

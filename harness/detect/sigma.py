@@ -156,9 +156,13 @@ def _error_key(exc: SigmaError) -> str:
     return ""
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _sigma_message(exc: SigmaError) -> str:
     # SigmaError.__str__ appends " in <resolved path>"; the location is ours to print.
-    return str(exc.args[0]) if exc.args else type(exc).__name__
+    return _one_line(str(exc.args[0])) if exc.args else type(exc).__name__
 
 
 def _map_sigma_error(exc: SigmaError, source: str, lines: _Lines, title: str | None) -> DetectionError:
@@ -193,13 +197,13 @@ def _parse_yaml(text: str, source: str) -> tuple[list[Any], _Lines]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise RuleSyntaxError(
-            f"YAML error: {exc.problem or exc.context or 'cannot parse'}",
+            f"YAML error: {_one_line(str(exc.problem or exc.context or 'cannot parse'))}",
             file=source,
             line=None if mark is None else mark.line + 1,
             column=None if mark is None else mark.column + 1,
         ) from exc
-    except yaml.YAMLError as exc:
-        raise RuleSyntaxError(f"YAML error: {exc}", file=source) from exc
+    except yaml.YAMLError as exc:  # e.g. ReaderError (a control character): its str() spans lines
+        raise RuleSyntaxError(f"YAML error: {_one_line(str(exc))}", file=source) from exc
     docs = [d for d in docs if d is not None]
     if not docs:
         raise RuleSyntaxError("no Sigma rule in the file", file=source, line=1)
@@ -213,6 +217,16 @@ def _parse_yaml(text: str, source: str) -> tuple[list[Any], _Lines]:
     return docs, lines
 
 
+#: What pySigma raises, besides SigmaError, on rules it does not expect (e.g. a null in a keyword list:
+#: TypeError "Unexpected value type class in condition parse tree: SigmaNull"); mapped at this edge.
+_LIBRARY_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, RecursionError)
+
+
+def _library_error(exc: Exception, source: str, line: int | None) -> RuleSyntaxError:
+    return RuleSyntaxError(f"pySigma cannot convert this rule: {_one_line(str(exc)) or type(exc).__name__}",
+                           file=source, line=line, hint="check the detection section against the Sigma specification")
+
+
 def compile_rules(text: str, source: str) -> list[CompiledSigmaRule]:
     """Parse Sigma YAML (one or more documents) and convert each rule to SQL.
 
@@ -223,6 +237,8 @@ def compile_rules(text: str, source: str) -> list[CompiledSigmaRule]:
         collection = SigmaCollection.from_dicts(docs)
     except SigmaError as exc:
         raise _map_sigma_error(exc, source, lines, None) from exc
+    except _LIBRARY_ERRORS as exc:
+        raise _library_error(exc, source, lines.find("")) from exc
     for item in collection:
         if isinstance(item, SigmaCorrelationRule):
             raise UnsupportedRuleError(
@@ -254,6 +270,8 @@ def compile_rules(text: str, source: str) -> list[CompiledSigmaRule]:
             needs_text = bool(backend.fulltext_requirements(rule))
         except SigmaError as exc:
             raise _map_sigma_error(exc, source, lines, rule.title) from exc
+        except _LIBRARY_ERRORS as exc:
+            raise _library_error(exc, source, lines.find("detection", title=rule.title)) from exc
         if not queries:
             raise UnsupportedRuleError(
                 f"{_where(source, lines.find('title', title=rule.title))}: rule {rule.title!r} "
