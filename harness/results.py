@@ -158,6 +158,8 @@ class EventVerdict:
     evidence: tuple[EvidenceRef, ...] = ()
     #: For a miss: the closest candidates (same channel and id) and why each did not match.
     near_misses: tuple[str, ...] = ()
+    #: ``authored`` (an expectations file) or ``baseline`` (harness.baseline: no file covers the test).
+    origin: str = "authored"
 
     @property
     def ok(self) -> bool:
@@ -177,6 +179,7 @@ class EventVerdict:
             "reason": self.reason,
             "evidence": [e.to_dict() for e in self.evidence],
             "near_misses": list(self.near_misses),
+            "origin": self.origin,
         }
 
     @classmethod
@@ -194,6 +197,7 @@ class EventVerdict:
             failure=None if d.get("failure") is None else FailureKind(d["failure"]),
             evidence=tuple(EvidenceRef.from_dict(e) for e in d.get("evidence") or ()),
             near_misses=tuple(str(s) for s in d.get("near_misses") or ()),
+            origin=str(d.get("origin") or "authored"),
         )
 
 

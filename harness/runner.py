@@ -33,9 +33,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.baseline import BaselineExpectations, baseline_expectations
 from harness.content.labconfig import TargetConfig
 from harness.detect.base import Detector, Engine, TimeWindow
 from harness.errors import DetectionError, HarnessError
+from harness.execution.arguments import substitute
 from harness.execution.modes import ExecutionSettings
 from harness.execution.transport import Transport
 from harness.model import AtomicTest, CommandResult, ExecutionStatus, utcnow
@@ -728,6 +730,8 @@ class Runner:
         execution_failure = _execution_failure(command)
         exit_note = _exit_note(command)
         budget = pt.budget_s(self.plan.default_budget_s)
+        if pt.expectations is None:  # every test asserts telemetry: the baseline (issue 11)
+            pt = replace(pt, expectations=self._baseline(pt, marker, features, budget))
         # Generous slack for clock skew: the run marker, not the window, is what selects the events.
         window = TimeWindow(start=cmd_start - timedelta(seconds=WINDOW_SLACK_S), end=None)
         collected, attributed, on_time, wait_s, interrupted = self._collect(
@@ -779,6 +783,22 @@ class Runner:
             events_attributed=len(attributed.events),
             telemetry_wait_s=wait_s,
             ended=self.clock(),
+        )
+
+    def _baseline(
+        self, pt: PlannedTest, marker: str, features: Mapping[str, bool] | None, budget: float
+    ) -> BaselineExpectations | None:
+        """The baseline expectations of a test no expectations file covers (None: none applies)."""
+        test = pt.test
+        command: str | None = None
+        if test.executor.command:
+            try:
+                args = self.plan.arguments_for(test.guid)
+                command = substitute(test.executor.command, test, test.executor.name, args)
+            except HarnessError:  # it ran, so this cannot fail; the root is expected regardless
+                command = None
+        return baseline_expectations(
+            test.guid, test.executor.name, command, marker=marker, features=features, time_budget_s=budget
         )
 
     def _collect(
@@ -1068,8 +1088,14 @@ def evaluate_capture(
                     first = sink.add_events(f"{target}::capture", "*", group.events)
                     cache[n] = (first, rules.evaluate(group.events, None))
                 first_line, outcomes = cache[n]
+                expectations = pt.expectations
+                if expectations is None and marker is not None:  # the root carrying the marker, at least
+                    test = pt.test
+                    expectations = baseline_expectations(
+                        test.guid, test.executor.name, None, marker=marker, features=None, time_budget_s=0.0
+                    )
                 v = judge(
-                    pt.expectations,
+                    expectations,
                     group.events,
                     outcomes,
                     first_line=first_line,

@@ -26,6 +26,8 @@ Rules of judgement (issue 7):
   pass or fail on that evidence: it is ``inconclusive`` with kind ``not_modelled`` naming the steps,
   and the reason says what the verdict would otherwise have been; only a rule that cannot run
   (``rule_invalid``) still fails it, since that holds whatever the host did;
+* a test with nothing to assert (no expectation authored, no baseline: ``harness.baseline``) is
+  never passed: it is ``inconclusive`` with kind ``not_asserted``;
 * a rule also run in a Sumo Logic tenant (``run --sumo-tenant``) is a separate entry
   (``RULE@sumo-api``, engine ``sumo-api``) judged against the very expectations of ``RULE``; when
   the tenant call fails, each of those verdicts fails and says why.
@@ -89,6 +91,8 @@ class EventExpectationLike(Protocol):
     def max_count(self) -> int | None: ...
     @property
     def requires(self) -> Sequence[Any]: ...
+    @property
+    def origin(self) -> str: ...
 
 
 class DetectionExpectationLike(Protocol):
@@ -239,6 +243,7 @@ def judge_event(
         evidence=evidence,
         outcome=Outcome.MET,
         reason="",
+        origin=exp.origin,
     )
     if hi is not None and n > hi:
         what = "forbidden event appeared" if hi == 0 else f"more events than allowed (max {hi})"
@@ -441,8 +446,17 @@ def judge(
     if execution_failure is not None:
         kinds.insert(0, FailureKind.EXECUTION_FAILED)
     kind = primary_failure(kinds)
+    if kind is None and n == 0:
+        reason = "executed, but nothing was asserted: no expectations authored and no baseline applies"
+        if exit_note is not None:
+            reason += f"; note: {exit_note}"
+        return Judgement(TestStatus.INCONCLUSIVE, FailureKind.NOT_ASSERTED, reason, ev, dv, findings)
     if kind is None:
-        reason = f"all {n} expectation(s) met" if n else "executed; no expectations declared for this test"
+        baseline = sum(1 for v in ev if v.origin == "baseline")
+        reason = f"all {n} expectation(s) met"
+        if baseline:
+            authored = n - baseline
+            reason += f" ({baseline} baseline" + (f", {authored} authored)" if authored else "; none authored)")
         if findings:
             reason += f"; {len(findings)} known false positive finding(s)"
         if exit_note is not None:

@@ -90,10 +90,22 @@ class _Where:
         return "(any)"
 
 
+class _Event:
+    id = "e1"
+    description = "anything, or nothing"
+    channel = "Microsoft-Windows-Sysmon/Operational"
+    event_id = 1
+    where = _Where()
+    min_count = 0
+    max_count = None
+    requires = ()
+    origin = "authored"
+
+
 class _Exp:
     guid = "g"
     time_budget_s = 5.0
-    events: tuple[object, ...] = ()
+    events: tuple[object, ...] = (_Event(),)
     detections: tuple[object, ...] = ()
 
 
@@ -108,7 +120,7 @@ def test_would_be_pass_with_an_unmodelled_step_is_inconclusive() -> None:
 
 
 def test_would_be_failure_with_an_unmodelled_step_is_inconclusive() -> None:
-    j = judge(_Exp(), [], {}, exit_note="exit code 1: boom", not_modelled=GAP)  # type: ignore[arg-type]
+    j = judge(_Exp(), [], {}, execution_failure="timed out", not_modelled=GAP)  # type: ignore[arg-type]
     assert j.status is TestStatus.INCONCLUSIVE
     assert "would have failed (execution_failed)" in j.reason
 
@@ -187,3 +199,61 @@ def test_a_program_missing_on_a_stock_host_still_fails_like_windows(host: Emulat
     r = host.execute(f'{PS} -Command "& {{Invoke-Mimikatz2.exe}}" #{MARK}')
     assert r.exit_code == 1 and "CommandNotFoundException" in r.stderr
     assert host.not_modelled_under(MARK) == []
+
+
+# ------------------------------------------------------------------ baseline expectations (item 3)
+
+
+def test_programs_the_command_starts() -> None:
+    from harness.baseline import programs_started
+    from harness.model import ExecutorName
+
+    ps = 'whoami; net user | findstr x\nWrite-Host "a; b"\n& "C:\\T\\x.exe" -a\nStart-Process notepad.exe # ; evil\niex (iwr u)'
+    assert programs_started(ExecutorName.POWERSHELL, ps) == ["whoami.exe", "net.exe", "findstr.exe", "x.exe",
+                                                             "notepad.exe"]
+    cmd = 'echo a > b & reg query x && "C:\\P F\\t.exe" /x\nstart "" /b calc.exe\n%windir%\\x.exe | findstr y'
+    assert programs_started(ExecutorName.COMMAND_PROMPT, cmd) == ["reg.exe", "t.exe", "calc.exe", "findstr.exe"]
+    assert programs_started(ExecutorName.SH, "id; uname -a") == []
+
+
+def test_baseline_follows_the_lab_channels() -> None:
+    from harness.baseline import baseline_expectations
+    from harness.model import ExecutorName
+
+    both = baseline_expectations("g", ExecutorName.COMMAND_PROMPT, "whoami", marker=MARK,
+                                 features={"sysmon": True, "process_auditing": True}, time_budget_s=5)
+    assert both is not None
+    assert [(e.event_id, e.origin) for e in both.events] == [(1, "baseline"), (4688, "baseline"), (1, "baseline")]
+    assert both.events[0].where.matches({"Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": f"x {MARK}"})
+    assert both.events[2].where.matches({"Image": "C:\\Windows\\System32\\whoami.exe"})
+    no_sysmon = baseline_expectations("g", ExecutorName.POWERSHELL, None, marker=MARK,
+                                      features={"sysmon": False, "process_auditing": True}, time_budget_s=5)
+    assert no_sysmon is not None and [e.event_id for e in no_sysmon.events] == [4688]
+    assert baseline_expectations("g", ExecutorName.SH, "id", marker=MARK, features=None, time_budget_s=5) is None
+
+
+def test_a_test_without_expectations_is_judged_on_its_baseline(tmp_path) -> None:
+    """End to end on the emulated host: no expectations file covers the test, its baseline is judged."""
+    import json
+
+    from harness.cli import main
+
+    atomics = tmp_path / "T1033.yaml"
+    atomics.write_text(
+        "attack_technique: T1033\ndisplay_name: System Owner/User Discovery\natomic_tests:\n"
+        "- name: whoami and hostname from cmd\n  auto_generated_guid: 0b7b2c3a-1111-4222-8333-944455556666\n"
+        "  description: baseline only\n  supported_platforms: [windows]\n"
+        "  executor:\n    name: command_prompt\n    command: |\n      whoami\n      hostname\n"
+    )
+    out = tmp_path / "report"
+    code = main(["run", "--no-progress", "--atomics", str(atomics), "--out", str(out),
+                 "--history", str(tmp_path / "h.sqlite")])
+    data = json.loads((out / "results.json").read_text())
+    (t,) = data["tests"]
+    assert code == 0 and t["status"] == "passed", t["reason"]
+    assert [v["origin"] for v in t["event_verdicts"]] == ["baseline"] * len(t["event_verdicts"])
+    assert {v["id"] for v in t["event_verdicts"]} >= {"baseline-root-1", "baseline-program-1", "baseline-program-2"}
+    assert "baseline; none authored" in t["reason"]
+    junit = (out / "junit.xml").read_text()
+    assert 'name="expectations_baseline" value="' in junit and 'name="expectations_authored" value="0"' in junit
+    assert "(baseline: none authored)" in (out / "report.html").read_text()

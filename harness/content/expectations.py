@@ -63,6 +63,7 @@ class EventExpectation:
     max_count: int | None = None
     requires: tuple[LabFeature, ...] = ()
     line: int | None = None
+    origin: str = "authored"  # written in an expectations file (harness.baseline makes "baseline" ones)
 
     def matches(self, channel: str, event_id: int, fields: Mapping[str, object]) -> bool:
         """Channel (case-insensitive), event id and every condition."""

@@ -103,7 +103,8 @@ def result_line(r: TestResult) -> Text:
     line = Text()
     line.append(f"{r.status.value.upper():8} ", style=STYLE[r.status])
     line.append(for_terminal(f"{r.target}  {r.technique}  {r.name}"))
-    if r.status is not TestStatus.PASSED or r.findings:
+    baseline = any(v.origin == "baseline" for v in r.event_verdicts)
+    if r.status is not TestStatus.PASSED or r.findings or baseline:
         line.append(for_terminal(f": {r.reason}"), style="dim" if r.status is TestStatus.PASSED else None)
     return line
 
@@ -122,10 +123,19 @@ def _summary_rows(run: RunResult) -> list[tuple[TestResult, list[str]]]:
             for_terminal(t.name),
             t.status.value,
             t.failure.value if t.failure else "",
-            f"{ev}/{len(t.event_verdicts)}" if t.event_verdicts else "-",
+            _events_cell(t, ev),
             f"{det}/{len(t.detection_verdicts)}" if t.detection_verdicts else "-",
         ]))
     return rows
+
+
+def _events_cell(t: TestResult, met: int) -> str:
+    """``2/2``, ``2/2 baseline`` (no expectations authored) or ``3/3 (1 baseline)``."""
+    if not t.event_verdicts:
+        return "-"
+    n = len(t.event_verdicts)
+    base = sum(v.origin == "baseline" for v in t.event_verdicts)
+    return f"{met}/{n}" + ("" if not base else " baseline" if base == n else f" ({base} baseline)")
 
 
 def _title(run: RunResult) -> str:

@@ -88,7 +88,10 @@ def _verdict_cell(verdicts: Sequence[EventVerdict | DetectionVerdict]) -> tuple[
         return ("na", "no expectations")
     ok = sum(1 for v in verdicts if v.ok)
     fp = sum(1 for v in verdicts if v.outcome is Outcome.KNOWN_FALSE_POSITIVE)
+    base = sum(1 for v in verdicts if getattr(v, "origin", "") == "baseline")
     text = f"{ok}/{len(verdicts)} met" + (f" ({fp} known FP)" if fp else "")
+    if base:
+        text += " (baseline: none authored)" if base == len(verdicts) else f" ({base} baseline)"
     return ("yes" if ok == len(verdicts) else "no", text)
 
 

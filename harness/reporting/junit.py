@@ -2,9 +2,11 @@
 
 ``<testsuite>`` per target; ``<testcase classname="atomiclab.<target>.<technique>" name="<test
 name> [<guid>]">``; a failed test carries ``<failure type="<failure kind>" message="<reason>">`` with
-every missed verdict in the body, an errored one ``<error>``, a skipped one ``<skipped>``, and an
-inconclusive one (e.g. an emulated step outside the model) ``<skipped type="<kind>" message="inconclusive:
-<reason>">`` naming what was not modelled: neither proven nor disproven is no CI failure by itself
+every missed verdict in the body (``<properties>`` count the authored and the baseline
+expectations; ``system-out`` lists each event verdict with its origin), an errored one ``<error>``,
+a skipped one ``<skipped>``, and an inconclusive one (e.g. an emulated step outside the model)
+``<skipped type="<kind>" message="inconclusive: <reason>">`` naming what was not modelled: neither
+proven nor disproven is no CI failure by itself
 (``--strict`` makes the run's exit code fail on it). Every text passes ``textsafe.for_xml``: a
 control character from an event or a test name is shown escaped, so the file is always well-formed.
 """
@@ -38,7 +40,14 @@ def _case(t: TestResult) -> ET.Element:
     elif t.status is TestStatus.INCONCLUSIVE:
         el = ET.SubElement(case, "skipped", type=kind, message=_x(f"inconclusive: {t.reason}"))
         el.text = _x("\n".join(f"not modelled: {g.what} ({g.process})" for g in t.not_modelled)) or None
+    authored = sum(v.origin != "baseline" for v in t.event_verdicts) + len(t.detection_verdicts)
+    baseline = sum(v.origin == "baseline" for v in t.event_verdicts)
+    props = ET.Element("properties")
+    case.insert(0, props)  # first child, as pytest's junit.xml places it
+    ET.SubElement(props, "property", name="expectations_authored", value=str(authored))
+    ET.SubElement(props, "property", name="expectations_baseline", value=str(baseline))
     out = [f"{s.role}: exit {s.exit_code}: {s.command}" for s in t.steps]
+    out += [f"expectation ({v.origin}) {v.expectation_id}: {v.outcome.value}: {v.reason}" for v in t.event_verdicts]
     out += [f"finding: {f.message}" for f in t.findings]
     if out:
         ET.SubElement(case, "system-out").text = _x("\n".join(out))
