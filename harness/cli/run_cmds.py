@@ -19,12 +19,15 @@ written).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import getpass
 import os
 import secrets
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +51,7 @@ from harness.plan import (
 )
 from harness.reporting.base import ReportDirectory, Reporter
 from harness.reporting.history import History
+from harness.reporting.signing import ManifestSigner
 from harness.results import RunMode, RunResult, TargetInfo
 from harness.telemetry.event import Event
 from harness.textsafe import for_terminal
@@ -74,8 +78,9 @@ EVALUATE_DESCRIPTION = (
 )
 VERIFY_DESCRIPTION = (
     "Recompute the SHA-256 of every file of a report folder and compare with its manifest.json; names "
-    "every file that changed, is missing or is not listed, and checks results.json against its schema. "
-    "Exit 0 when everything matches, 1 otherwise."
+    "every file that changed, is missing or is not listed, every symlink, FIFO or device (never followed), "
+    "checks the manifest's signature when given the key (--sign-key NAME, or --public-key PEM for "
+    "Ed25519), and checks results.json against its schema. Exit 0 when everything matches, 1 otherwise."
 )
 HISTORY_DESCRIPTION = (
     "List the last runs recorded in the history database and show, per test, regressions (passed "
@@ -164,6 +169,14 @@ def register(subparsers: Any) -> None:
         "verify", help="check a report folder against its manifest.json", description=VERIFY_DESCRIPTION
     )
     ve.add_argument("dir", type=Path, metavar="DIR")
+    ve.add_argument(
+        "--sign-key", metavar="NAME", default=None,
+        help="check manifest.json's signature with the key in $NAME or keyring atomiclab/NAME",
+    )
+    ve.add_argument(
+        "--public-key", type=Path, metavar="PEM", default=None,
+        help="check an Ed25519 signature with this public key file",
+    )
     ve.set_defaults(handler=_verify)
 
     hi = subparsers.add_parser(
@@ -186,6 +199,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="report folder (default reports/<run-id>/)")
     p.add_argument("--history", type=Path, default=None, help="history database (default reports/history.sqlite)")
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    p.add_argument(
+        "--sign-key", metavar="NAME", default=None,
+        help="sign manifest.json with the key in $NAME or keyring atomiclab/NAME (an Ed25519 PEM "
+        "private key, else an HMAC-SHA256 secret); never the key itself on the command line",
+    )
     p.add_argument(
         "--strict",
         action="store_true",
@@ -295,12 +313,13 @@ def _start_reports(
     expectations: Sequence[Path],
     rules: Sequence[Path],
     lab: Path | None,
+    signer: ManifestSigner | None = None,
 ) -> tuple[Path, ReportDirectory, RunResult]:
     """A new run id: its report folder (``--out`` or reports/<run-id>/), the sink writing it, the
     run's initial record."""
     run_id = new_run_id()
     out = args.out or _reports_dir() / run_id
-    sink = ReportDirectory(out, _reporters(out, history))
+    sink = ReportDirectory(out, _reporters(out, history), signer=signer)
     initial = _initial(run_id, mode, root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
     return out, sink, initial
 
@@ -328,6 +347,14 @@ def _console() -> Console:
     # greppable line; tables there are printed as plain aligned text (reporting.console).
     tty = sys.stdout.isatty()
     return Console(stderr=False, highlight=False, width=None if tty else 200, soft_wrap=not tty)
+
+
+def _signer(args: argparse.Namespace) -> ManifestSigner | None:
+    """The manifest signer of ``--sign-key NAME``, loaded before anything runs (a missing or weak
+    key is a usage error, not a run without signatures)."""
+    from harness.reporting.signing import load_signer
+
+    return load_signer(args.sign_key) if args.sign_key else None
 
 
 def _history_db(args: argparse.Namespace, root: Path) -> History:
@@ -369,6 +396,7 @@ def _run(args: argparse.Namespace) -> int:
     atomics_arg = _atomics_arg(args)
     root = _root(atomics_arg)
     history = _history_db(args, root)
+    signer = _signer(args)
     lab = load_lab_config(args.lab) if args.lab else None
     if lab is not None and args.emulate_setting:
         raise ContentError("--emulate-setting applies to the emulated host only; drop it or drop --lab")
@@ -419,6 +447,7 @@ def _run(args: argparse.Namespace) -> int:
         expectations=expectations,
         rules=[*rule_paths.values(), *published.values()],
         lab=args.lab,
+        signer=signer,
     )
     console = _console()
     console.print(
@@ -443,17 +472,43 @@ def _run(args: argparse.Namespace) -> int:
         )
         return runner.run(initial)
 
-    try:
-        run = _observed(console, args.no_progress, go)
-    except KeyboardInterrupt:
-        from harness.reporting.results_json import load_results
+    # The run is in the history from its start: one killed by SIGKILL stays listed with no end.
+    history.record(initial, out)
+    with _sigterm_as_interrupt():
+        try:
+            run = _observed(console, args.no_progress, go)
+        except KeyboardInterrupt:
+            from harness.reporting.results_json import load_results
 
-        partial = load_results(out)
-        _finish(console, partial, out, history)
-        console.print("interrupted: cleanup of the running test was done; reports cover the finished tests")
-        return 130
-    _finish(console, run, out, history)
+            partial = load_results(out)
+            _finish(console, partial, out, history)
+            console.print("interrupted: cleanup of the running test was done; reports cover the finished tests")
+            return 130
+        _finish(console, run, out, history)
     return run.exit_code_for(strict=args.strict)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI cancel, ``kill``, ``timeout``) stops the run like Ctrl-C: the running test
+    finishes its cleanup, the emulated host is stopped (its password file and TLS key removed),
+    the reports and the history record the run as interrupted. Further SIGTERMs while that happens
+    are ignored, so the cleanup itself is never cut short."""
+    if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
+        yield
+        return
+    fired: list[int] = []
+
+    def interrupt(signum: int, _frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_tenant(args: argparse.Namespace, *, emulated_host: bool) -> None:
@@ -502,6 +557,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     atomics_arg = _atomics_arg(args)
     root = _root(atomics_arg)
     history = _history_db(args, root)
+    signer = _signer(args)
     planned, atomics, expectations = _planned(root, atomics_arg, args.tests, only_expected=True)
     rule_paths, extras = rules_of(planned, root, args.rule)
     events: list[Event] = []
@@ -522,6 +578,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         expectations=expectations,
         rules=[*rule_paths.values(), *published.values()],
         lab=None,
+        signer=signer,
     )
     from harness.plan import sha256_file
     from harness.results import ContentFile
@@ -561,17 +618,46 @@ def _evaluate(args: argparse.Namespace) -> int:
     return run.exit_code_for(strict=args.strict)
 
 
+def _verifier(args: argparse.Namespace) -> Any:
+    from harness.errors import ReportError
+    from harness.reporting.signing import Verifier, load_signer
+
+    if args.sign_key and args.public_key:
+        raise ContentError("give --sign-key or --public-key, not both")
+    if args.sign_key:
+        return Verifier(signer=load_signer(args.sign_key))
+    if args.public_key:
+        try:
+            pem = args.public_key.read_bytes()
+        except OSError as exc:
+            raise ReportError(f"{args.public_key}: cannot read: {exc.strerror or exc}") from exc
+        return Verifier.from_public_pem(pem, str(args.public_key))
+    return Verifier()
+
+
 def _verify(args: argparse.Namespace) -> int:
     from harness.reporting.evidence import verify_manifest
     from harness.reporting.results_json import FILENAME, load_results
+    from harness.reporting.signing import SignatureStatus
 
-    report = verify_manifest(args.dir)
+    report = verify_manifest(args.dir, _verifier(args))
     for rel in report.changed:
-        print(f"CHANGED  {rel}")
+        print(for_terminal(f"CHANGED  {rel}"))
     for rel in report.missing:
-        print(f"MISSING  {rel}")
+        print(for_terminal(f"MISSING  {rel}"))
     for rel in report.unlisted:
-        print(f"UNLISTED {rel}")
+        print(for_terminal(f"UNLISTED {rel}"))
+    for rel, kind in report.special:
+        print(for_terminal(f"SPECIAL  {rel} ({kind}: never written by a run, not followed)"))
+    signature_line = {
+        SignatureStatus.VALID: "SIGNATURE valid",
+        SignatureStatus.INVALID: "SIGNATURE INVALID: manifest.json was changed after signing, or another key "
+        "signed it",
+        SignatureStatus.UNSIGNED: "SIGNATURE MISSING: manifest.json is not signed",
+        SignatureStatus.NOT_CHECKED: "signature not checked (pass --sign-key NAME or --public-key PEM)",
+    }.get(report.signature)
+    if signature_line:
+        print(signature_line)
     if (args.dir / FILENAME).is_file() and FILENAME not in report.changed:
         try:
             load_results(args.dir)
@@ -581,7 +667,9 @@ def _verify(args: argparse.Namespace) -> int:
     if report.ok:
         print(f"OK: {report.checked} file(s) match manifest.json")
         return 0
-    print(f"{len(report.changed)} changed, {len(report.missing)} missing, {len(report.unlisted)} not in the manifest")
+    print(f"{len(report.changed)} changed, {len(report.missing)} missing, {len(report.unlisted)} not in the manifest, "
+          f"{len(report.special)} link(s) or special file(s)"
+          + ("" if report.signature_ok else ", signature not valid"))
     return 1
 
 
@@ -606,7 +694,7 @@ def _history(args: argparse.Namespace) -> int:
             str(r.failed),
             str(r.error),
             str(r.skipped),
-            "yes" if r.complete else "no",
+            "yes" if r.complete else ("interrupted" if r.ended else "no end (killed, or running)"),
         ]
         for r in runs
     ]

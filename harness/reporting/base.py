@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from harness.errors import ReportError
 from harness.model import CommandResult
+from harness.reporting.signing import ManifestSigner
 from harness.results import RunResult, TestResult
 from harness.telemetry.event import Event
 
@@ -82,11 +83,50 @@ RENDER_INTERVAL_S = 5.0
 RENDER_SHARE = 0.1
 
 
+def claim_folder(out: Path) -> int | None:
+    """Create ``out`` (or take it when empty) for one run and lock it: the descriptor of the folder,
+    held ``flock``-ed until closed (None where there is no ``flock``).
+
+    ReportError when the folder holds anything (another run's reports would be cross-linked with
+    this one's and verify could not tell) or another process holds it.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise ReportError(f"{out}: cannot create report folder: {exc.strerror or exc}") from exc
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: the emptiness check alone
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise ReportError(f"{out}: another atomiclab run is writing this report folder",
+                                  hint="choose another --out") from exc
+        with os.scandir(out) as entries:
+            if next(entries, None) is not None:
+                raise ReportError(
+                    f"{out}: the report folder is not empty (a run's reports and evidence go to a folder of their own)",
+                    hint="choose a new or empty --out folder",
+                )
+    except BaseException:
+        os.close(fd)
+        raise
+    if fcntl is None:  # pragma: no cover - nothing to hold
+        os.close(fd)
+        return None
+    return fd
+
+
 class ReportDirectory:
     """One run's report folder: evidence and results appended as tests finish, whole reports
     rendered on ``publish`` and at most every ``interval_s`` while the run goes on.
 
-    Thread-safe: hosts finish tests concurrently.
+    The folder must be new or empty and is locked for the run (``claim_folder``); ``signer`` signs
+    each manifest. Thread-safe: hosts finish tests concurrently.
     """
 
     def __init__(
@@ -96,6 +136,7 @@ class ReportDirectory:
         *,
         interval_s: float = RENDER_INTERVAL_S,
         monotonic: Callable[[], float] = time.monotonic,
+        signer: ManifestSigner | None = None,
     ) -> None:
         from harness.reporting.evidence import EvidenceStore  # evidence depends on base helpers
 
@@ -108,11 +149,18 @@ class ReportDirectory:
         self._next_render = monotonic() + interval_s
         self.renders = 0
         self._digests: DigestCache = {}  # manifest digests of files unchanged since the last render
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ReportError(f"{out}: cannot create report folder: {exc.strerror or exc}") from exc
+        self.signer = signer
+        self._folder_fd = claim_folder(out)
         self.evidence = EvidenceStore(out)
+
+    def close(self) -> None:
+        """Release the folder's lock (also released when the process ends)."""
+        fd, self._folder_fd = getattr(self, "_folder_fd", None), None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        self.close()
 
     def add_events(self, result_key: str, guid: str, events: Sequence[Event]) -> int:
         return self.evidence.add_events(result_key, guid, events)
@@ -128,7 +176,8 @@ class ReportDirectory:
         path = self.out / RESULTS_STREAM
         with self._stream_lock:
             try:
-                with path.open("a", encoding="utf-8", errors="backslashreplace") as fh:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o600)
+                with open(fd, "a", encoding="utf-8", errors="backslashreplace") as fh:  # 0600 like every report
                     fh.write(line)
             except OSError as exc:
                 raise ReportError(f"{path}: cannot append the result: {exc.strerror or exc}") from exc
@@ -150,7 +199,7 @@ class ReportDirectory:
         began = self._monotonic()
         for r in self.reporters:
             atomic_write_text(self.out / r.filename, r.render(run))
-        write_manifest(self.out, self._digests)
+        write_manifest(self.out, self._digests, self.signer)
         took = self._monotonic() - began
         self.renders += 1
         self._next_render = self._monotonic() + max(self.interval_s, took / RENDER_SHARE)

@@ -116,7 +116,9 @@ class History:
 
     def check(self, *, create: bool) -> None:
         """ReportError (one line) unless ``path`` is an atomiclab history database, or (``create``)
-        does not exist yet and can be created. Call it before a run so a bad --history fails first."""
+        does not exist yet and can be created. With ``create`` the database (or the folder it goes
+        in) must also be writable: call it before a run so a bad or read-only --history fails
+        before the first test, not after the last."""
         path = self.path
         try:
             st = path.stat()
@@ -130,6 +132,9 @@ class History:
             parent = next((p for p in path.parents if p.exists()), None)
             if parent is not None and not parent.is_dir():
                 raise ReportError(f"{path}: cannot create the history database: {parent} is not a folder")
+            if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+                raise ReportError(f"{path}: cannot create the history database: {parent} is read-only",
+                                  hint="pass --history a writable path")
             return
         if not stat.S_ISREG(st.st_mode):
             raise ReportError(f"{path}: not a regular file, not a history database", hint=_HINT)
@@ -157,6 +162,12 @@ class History:
             raise ReportError(f"{path}: an SQLite database that is not an atomiclab history", hint=_HINT)
         if columns.get("runs") != _RUNS_COLUMNS or columns.get("results") != _RESULTS_COLUMNS:
             raise ReportError(f"{path}: history database with unexpected tables", hint=_HINT)
+        # SQLite writes the file and a journal beside it: both must be possible (os.access also
+        # sees read-only mounts and immutable files, which root's permission bypass does not).
+        if create and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):
+            where = path if not os.access(path, os.W_OK) else path.parent
+            raise ReportError(f"{path}: the history database is read-only ({where} is not writable)",
+                              hint="pass --history a writable path, or make it writable")
 
     def _create(self) -> None:
         """Create the database aside (schema and application id) and link it into place."""
