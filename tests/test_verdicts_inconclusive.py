@@ -182,8 +182,11 @@ def test_inconclusive_in_results_json_junit_navigator_and_exit_codes() -> None:
         ("cmd.exe /c schtasks /query", "schtasks"),  # stock_server2022.yaml: the process exists, unmodelled
         ("cmd.exe /c wmic process list brief", "wmic"),
         ("cmd.exe /c C:\\Windows\\System32\\rundll32.exe shell32.dll,Control_RunDLL", "rundll32.exe"),
-        (f'{PS} -Command "& {{iex whoami}}"', "Invoke-Expression (alias iex)"),  # ps_stock.ALIASES
-        (f'{PS} -Command "& {{function f {{ 1 }}; f}}"', "PowerShell keyword 'function'"),  # ps_stock.KEYWORDS
+        (f'{PS} -Command "& {{gwmi Win32_Process}}"', "Get-WmiObject"),  # ps_stock.ALIASES -> stock cmdlet
+        (  # a statement outside the emulated parser's subset
+            f'{PS} -Command "& {{function f {{ 1 }}; f}}"',
+            "PowerShell syntax (the 'function' statement is outside the emulated parser's subset)",
+        ),
         (f'{PS} -Command "& {{bitsadmin /list}}"', "bitsadmin.exe"),
     ],
 )

@@ -61,6 +61,11 @@ SYSMON5_V3_FIELDS = ("RuleName", "UtcTime", "ProcessGuid", "ProcessId", "Image",
 SYSMON11_V2_FIELDS = (
     "RuleName", "UtcTime", "ProcessGuid", "ProcessId", "Image", "TargetFilename", "CreationUtcTime", "User",
 )  # fmt: skip
+#: Registry events 12 (CreateKey/DeleteKey/DeleteValue) and 13 (SetValue), version 2: the order of a
+#: real recording (evtx-attack-samples PanacheSysmon_vs_AtomicRedTeam01.evtx), plus ``User`` last as
+#: Sysmon 15 (schema 4.90) writes it for every registry event.
+SYSMON12_V2_FIELDS = ("RuleName", "EventType", "UtcTime", "ProcessGuid", "ProcessId", "Image", "TargetObject", "User")
+SYSMON13_V2_FIELDS = (*SYSMON12_V2_FIELDS[:-1], "Details", "User")
 SECURITY4688_V2_FIELDS = (
     "SubjectUserSid", "SubjectUserName", "SubjectDomainName", "SubjectLogonId", "NewProcessId",
     "NewProcessName", "TokenElevationType", "ProcessId", "CommandLine", "TargetUserSid",
@@ -469,6 +474,7 @@ class LoggingPolicy:
     sysmon: bool = True
     sysmon_network: bool = True
     sysmon_file: bool = True
+    sysmon_registry: bool = True
     process_auditing: bool = True
     command_line_auditing: bool = True
     script_block_logging: bool = True
@@ -631,6 +637,20 @@ class TelemetryWriter:
             ],
             at,
         )  # fmt: skip
+
+    def registry_event(self, proc: Process, event_type: str, target: str, details: str | None = None) -> None:
+        """Sysmon 12 (``CreateKey``/``DeleteKey``/``DeleteValue``) or 13 (``SetValue``, with ``details``)."""
+        if not self.policy.sysmon_registry:
+            return
+        at = self._clock_ns()
+        data = [
+            ("RuleName", "-"), ("EventType", event_type), ("UtcTime", utc_time(at)), ("ProcessGuid", proc.guid),
+            ("ProcessId", str(proc.pid)), ("Image", proc.image), ("TargetObject", target),
+        ]  # fmt: skip
+        if details is not None:
+            data.append(("Details", details))
+        data.append(("User", proc.account.qualified))
+        self._sysmon(13 if details is not None else 12, 2, data, at)
 
     def script_block(self, proc: Process, text: str) -> None:
         """4104 for one script block; long text is split into parts sharing one ScriptBlockId."""

@@ -39,6 +39,8 @@ from harness.emulated.processes import (
     ProcessTable,
     logon_guid,
 )
+from harness.emulated.programs import PROGRAM_BEHAVIOURS
+from harness.emulated.registry import Registry, Value, canonical
 from harness.emulated.tools import (
     ANY_ADDR,
     TOOL_BEHAVIOURS,
@@ -77,6 +79,7 @@ class HostSettings:
     sysmon_version: str = "15.15"
     sysmon_network: bool = True  # Sysmon EID 3 logged
     sysmon_file: bool = True  # Sysmon EID 11 logged
+    sysmon_registry: bool = True  # Sysmon EID 12/13 logged
     process_auditing: bool = True  # Security 4688 / 4689
     command_line_auditing: bool = True  # 4688 CommandLine filled
     script_block_logging: bool = True  # PowerShell/Operational 4104
@@ -147,6 +150,7 @@ class EmulatedHost:
                 self._profiles[p.image.lower()] = p
         self._behaviours: dict[str, Behaviour] = {
             **TOOL_BEHAVIOURS,
+            **PROGRAM_BEHAVIOURS,
             "cmd": run_cmd,
             "powershell": run_powershell,
         }
@@ -171,6 +175,7 @@ class EmulatedHost:
                 sysmon=s.sysmon_installed,
                 sysmon_network=s.sysmon_network,
                 sysmon_file=s.sysmon_file,
+                sysmon_registry=s.sysmon_registry,
                 process_auditing=s.process_auditing,
                 command_line_auditing=s.command_line_auditing,
                 script_block_logging=s.script_block_logging,
@@ -218,19 +223,22 @@ class EmulatedHost:
             '<Sysmon schemaversion="4.90">\n  <HashAlgorithms>SHA256</HashAlgorithms>\n  <EventFiltering>\n'
             '    <ProcessCreate onmatch="exclude"/>\n    <ProcessTerminate onmatch="exclude"/>\n'
             f'    <NetworkConnect onmatch="{net}"/>\n    <FileCreate onmatch="{fil}"/>\n'
+            f'    <RegistryEvent onmatch="{"exclude" if s.sysmon_registry else "include"}"/>\n'
             "  </EventFiltering>\n</Sysmon>\n"
         )
 
-    def _build_registry(self) -> dict[tuple[str, str], tuple[str, str]]:
+    def _build_registry(self) -> Registry:
         s = self.settings
-        reg: dict[tuple[str, str], tuple[str, str]] = {}
-        audit = "hklm\\software\\microsoft\\windows\\currentversion\\policies\\system\\audit"
-        reg[(audit, "processcreationincludecmdline_enabled")] = (
-            "REG_DWORD", "0x1" if s.command_line_auditing else "0x0",
-        )  # fmt: skip
+        reg = Registry()
+        audit = "SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Policies\\System\\Audit"
+        reg.set_value(
+            "HKLM", audit, Value("ProcessCreationIncludeCmdLine_Enabled", "REG_DWORD", int(s.command_line_auditing))
+        )
+        sbl = "SOFTWARE\\Policies\\Microsoft\\Windows\\PowerShell\\ScriptBlockLogging"
         if s.script_block_logging:
-            sbl = "hklm\\software\\policies\\microsoft\\windows\\powershell\\scriptblocklogging"
-            reg[(sbl, "enablescriptblocklogging")] = ("REG_DWORD", "0x1")
+            reg.set_value("HKLM", sbl, Value("EnableScriptBlockLogging", "REG_DWORD", 1))
+        else:
+            reg.delete_key("HKLM", sbl)  # the policy key exists only where the policy is set
         return reg
 
     def _boot_processes(self, boot: datetime) -> None:
@@ -326,9 +334,33 @@ class EmulatedHost:
         if created or not append:
             self.telemetry.file_created(proc, entry.path, entry.created)
 
+    @property
+    def registry(self) -> Registry:
+        return self._registry
+
     def registry_value(self, key: str, name: str) -> tuple[str, str] | None:
-        k = key.lower().replace("hkey_local_machine", "hklm").rstrip("\\")
-        return self._registry.get((k, name.lower()))
+        """(type, data as ``reg query`` prints it) of a value the registry model knows."""
+        where = canonical(key)
+        k = self._registry.key(*where) if where else None
+        v = k.values.get(name.lower()) if k else None
+        if v is None:
+            return None
+        data = hex(v.data) if isinstance(v.data, int) else v.data.hex().upper() if isinstance(v.data, bytes) else (
+            "\\0".join(v.data) if isinstance(v.data, list) else v.data
+        )
+        return v.type, data
+
+    def log_registry(self, proc: Process, event_type: str, key: str, value_name: str | None = None,
+                     details: str | None = None) -> None:
+        """Sysmon 12/13 for a registry change by ``proc``; HKCU appears as ``HKU\\<SID>`` as Sysmon shows it."""
+        target = key
+        if target.upper().startswith("HKCU"):
+            target = f"HKU\\{proc.account.sid}" + target[4:]
+        elif target.upper().startswith("HKCR"):
+            target = "HKLM\\SOFTWARE\\Classes" + target[4:]
+        if value_name is not None:
+            target = f"{target}\\{value_name or '(Default)'}"
+        self.telemetry.registry_event(proc, event_type, target, details)
 
     def service_state(self, name: str) -> str | None:
         running = {"winrm", "rpcss", "termservice", "eventlog", "schedule"}

@@ -32,6 +32,7 @@ from typing import Any, cast
 
 from harness.emulated.filesystem import FsError, normalize
 from harness.emulated.ps_stock import ALIASES, stock_gap
+from harness.emulated.stock import load_stock
 from harness.emulated.tools import (
     BufferSink,
     Ctx,
@@ -56,8 +57,10 @@ class PSError(Exception):
         fqid: str = "RuntimeException",
         pos: int | None = None,
         prefix: str = "",
+        info: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.info = info  # "(target:Type) [Activity]" when it is not the generic "(target:String) []"
         self.message = message
         self.category = category
         self.target = target
@@ -264,6 +267,11 @@ _PREC = [
     {"f"},
 ]  # fmt: skip
 _KEYWORDS = {"if", "foreach", "while", "try", "exit", "return", "throw", "break", "continue", "for"}
+# Language keywords the parser does not model: a script using them is not modelled, not a failure.
+_UNSUPPORTED_KEYWORDS = {
+    "function", "filter", "param", "class", "enum", "workflow", "configuration", "switch", "do", "trap", "data",
+    "begin", "process", "end", "dynamicparam", "using",
+}  # fmt: skip
 _ARG_STOP = set(" \t\r\n;|)}")
 
 
@@ -336,6 +344,8 @@ class Parser:
         pos = self.i
         w = self.word().lower()
         nxt = self.s[self.i + len(w) : self.i + len(w) + 1]
+        if w in _UNSUPPORTED_KEYWORDS and (nxt == "" or nxt in " \t\r\n(;{"):
+            raise self.error(f"the '{w}' statement is outside the emulated parser's subset")
         if w in _KEYWORDS and (nxt == "" or nxt in " \t\r\n(;{}"):
             self.i += len(w)
             if w == "if":
@@ -1065,6 +1075,11 @@ class Interpreter:
         self.scope.vars["erroractionpreference"] = "Continue"
         self.last_ok = True
         self._logged_blocks: set[int] = set()
+        self.statics: dict[str, Any] = {}
+
+    def not_modelled(self, what: str) -> None:
+        """Record a step outside the model with the host and write the "not modelled" note."""
+        self.ctx.err.write(not_modelled_note(self.ctx, what))
 
     # -- errors
     def position(self, pos: int | None) -> str:
@@ -1081,7 +1096,8 @@ class Interpreter:
         prefix = f"{err.prefix} : " if err.prefix else ""
         text = (
             f"{prefix}{err.message}\n{self.position(err.pos)}"
-            f"    + CategoryInfo          : {err.category}: ({err.target}:{'String' if err.target else ''}) [], "
+            f"    + CategoryInfo          : {err.category}: "
+            f"{err.info or '(' + err.target + ':' + ('String' if err.target else '') + ') []'}, "
             f"{err.exception}\n    + FullyQualifiedErrorId : {err.fqid}\n \n"
         )
         if not err.target:
@@ -1130,6 +1146,10 @@ class Interpreter:
             return
         if isinstance(v, PSObject):
             self.ctx.out.write(format_list(v))
+            return
+        render = getattr(v, "render", None)
+        if callable(render):  # items with their own default view (FileInfo, RegistryKey ...)
+            self.ctx.out.write(render())
             return
         if isinstance(v, TcpClient):
             self.ctx.out.write(
@@ -1374,6 +1394,13 @@ class Interpreter:
             if isinstance(obj, dict):
                 obj[to_str(self.eval(target.index))] = value
                 return
+        if isinstance(target, Member) and target.static and isinstance(target.obj, TypeLit):
+            if set_static_member(self, target.obj.type_name, target.name, value):
+                return
+            raise PSError(
+                f"Static member [{target.obj.type_name}]::{target.name} is not modelled by the emulated PowerShell.",
+                pos=target.pos,
+            )
         if isinstance(target, Member):
             obj = self.eval(target.obj)
             if isinstance(obj, PSObject):
@@ -1525,6 +1552,9 @@ class Interpreter:
     def member(self, obj: Any, name: str, pos: int) -> Any:
         low = name.lower()
         if isinstance(obj, tuple) and obj and obj[0] == "type":
+            found, value = static_member(self, obj[1], name)
+            if found:
+                return value
             raise self.unmodelled(
                 f"[{obj[1]}]::{name}",
                 f"Static member [{obj[1]}]::{name} is not modelled by the emulated PowerShell.",
@@ -1555,6 +1585,9 @@ class Interpreter:
 
     def invoke(self, obj: Any, name: str, args: list[Any], pos: int) -> Any:
         low = name.lower()
+        ps_call = getattr(obj, "ps_call", None)
+        if callable(ps_call):  # objects modelled in ps_cmdlets (WebClient ...)
+            return ps_call(self, name, args, pos)
         if isinstance(obj, TcpClient):
             return self.tcp_method(obj, low, name, args, pos)
         if isinstance(obj, ConnectTask | WaitHandle):
@@ -1578,6 +1611,9 @@ class Interpreter:
         if low == "tostring":
             return to_str(obj)
         if isinstance(obj, tuple) and obj and obj[0] == "type":
+            found, value = static_method(self, obj[1], name, args)
+            if found:
+                return value
             raise self.unmodelled(
                 f"[{obj[1]}]::{name}()",
                 f"Static method [{obj[1]}]::{name}() is not modelled by the emulated PowerShell.",
@@ -1651,16 +1687,25 @@ class Interpreter:
             return self.invoke_block(block, new_scope=True)
         name = cmd.name if isinstance(cmd.name, str) else to_str(self.eval(cmd.name))
         low = CMDLET_ALIASES.get(name.lower(), name.lower())
+        if low not in CMDLETS and not cmd.call_op:
+            # Built-in aliases win over programs, as in PowerShell's command precedence
+            # (about_Command_Precedence: alias, function, cmdlet, external command).
+            low = ALIASES.get(low, low).lower()
         impl = CMDLETS.get(low)
         if (impl is not None and not cmd.call_op) or (impl is not None and isinstance(cmd.name, str)):
             assert impl is not None
             bound = self.bind(cmd)
             return impl(self, bound, input_ or iter(()), cmd)
+        stock = load_stock()
+        if stock.is_cmdlet(low) and not cmd.call_op:
+            # A stock cmdlet (or an alias of one) without a model: inconclusive, never a program lookup.
+            self.not_modelled(stock.canonical_cmdlet(low))
+            return iter(())
         # an external program
         program = self.find_program(name, explicit_path=cmd.call_op or any(c in name for c in "\\/:"))
         if program is None:
             if re.fullmatch(r"[A-Za-z]+-[A-Za-z][A-Za-z0-9]*", name) and name.split("-")[0].lower() in APPROVED_VERBS:
-                self.ctx.err.write(not_modelled_note(self.ctx, name))
+                self.not_modelled(name)
                 return iter(())
             aliased = CMDLETS.get(ALIASES.get(name.lower(), "").lower())
             if aliased is not None:  # a stock alias of a modelled cmdlet (programs were looked up first)
@@ -1668,7 +1713,7 @@ class Interpreter:
             # A keyword, a stock alias or a mis-parsed fragment: a real host runs it, so no error.
             gap = stock_gap(name, literal=isinstance(cmd.name, str) or cmd.call_op)
             if gap is not None:
-                self.ctx.err.write(not_modelled_note(self.ctx, gap))
+                self.not_modelled(gap)
                 return iter(())
             raise PSError(
                 NOT_RECOGNIZED_PS.format(name=name),
@@ -1907,7 +1952,7 @@ def _select_object(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) 
     last = b.get("last")
     if last is not None:
         return iter(items[-to_int(last) :])
-    it.ctx.err.write(not_modelled_note(it.ctx, "Select-Object " + " ".join(f"-{k}" for k in b.named)))
+    it.not_modelled("Select-Object " + " ".join(f"-{k}" for k in b.named))
     return iter(items)
 
 
@@ -2071,12 +2116,16 @@ def _new_object(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> 
                     prefix="New-Object",
                 )
         return iter([tcp])
+    if tname == "net.webclient":
+        from harness.emulated.ps_cmdlets import WebClient
+
+        return iter([WebClient()])
     if tname in ("psobject", "object", "management.automation.psobject"):
         props = b.get("property")
         return iter(
             [PSObject("System.Management.Automation.PSCustomObject", dict(props) if isinstance(props, dict) else {})]
         )
-    it.ctx.err.write(not_modelled_note(it.ctx, f"New-Object {b.get('typename', position=0)}"))
+    it.not_modelled(f"New-Object {b.get('typename', position=0)}")
     return iter(())
 
 
@@ -2088,7 +2137,7 @@ def _tnc(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterato
         port_v = {"http": 80, "rdp": 3389, "smb": 445, "winrm": 5985}.get(common)
     level = to_str(b.get("informationlevel", default="")).lower()
     if b.get("traceroute"):
-        it.ctx.err.write(not_modelled_note(it.ctx, "Test-NetConnection -TraceRoute"))
+        it.not_modelled("Test-NetConnection -TraceRoute")
     host = it.ctx.host
     ip = it.resolve(target)
     if ip is None:
@@ -2159,6 +2208,13 @@ CMDLETS: dict[str, CmdletImpl] = {
 
 
 # =========================================================================================== entry
+
+
+# The cmdlet models that live in their own module (they use the interpreter's types above).
+from harness.emulated.ps_cmdlets import CMDLETS as _MORE_CMDLETS  # noqa: E402
+from harness.emulated.ps_cmdlets import set_static_member, static_member, static_method  # noqa: E402
+
+CMDLETS.update(_MORE_CMDLETS)
 
 
 def command_text(argv: list[str]) -> tuple[str | None, str | None]:

@@ -33,6 +33,7 @@ import yaml
 from harness.emulated.eventlog import CHANNEL_INFO, ChannelNotFound, EventLog, QueryError, compile_xpath
 from harness.emulated.filesystem import FileSystem, FsError
 from harness.emulated.processes import Process
+from harness.emulated.registry import Registry
 from harness.errors import EmulationError
 
 #: The wildcard address listeners bind to (a value in tables, not a socket we bind).
@@ -140,6 +141,11 @@ class HostApi(Protocol):
     def connect(self, proc: Process, protocol: str, dst_ip: str, dst_port: int) -> bool: ...
     def write_file(self, proc: Process, path: str, data: bytes, *, append: bool = False) -> None: ...
     def registry_value(self, key: str, name: str) -> tuple[str, str] | None: ...
+    @property
+    def registry(self) -> Registry: ...
+    def log_registry(
+        self, proc: Process, event_type: str, key: str, value_name: str | None = None, details: str | None = None
+    ) -> None: ...
     def service_state(self, name: str) -> str | None: ...
     def sysmon_config(self) -> tuple[str, str]: ...
     def audit_setting(self, subcategory: str) -> str | None: ...
@@ -917,22 +923,6 @@ def auditpol(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
     return 0
 
 
-def reg(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
-    args = argv[1:]
-    if len(args) >= 4 and args[0].lower() == "query" and args[2].lower() == "/v":
-        key, name = args[1], args[3]
-        found = ctx.host.registry_value(key, name)
-        if found is None:
-            _e(ctx, "ERROR: The system was unable to find the specified registry key or value.\n")
-            return 1
-        rtype, value = found
-        full = re.sub(r"^HKLM(?=\\)", "HKEY_LOCAL_MACHINE", key, flags=re.IGNORECASE)
-        _w(ctx, f"\n{full}\n    {name}    {rtype}    {value}\n\n")
-        return 0
-    _e(ctx, not_modelled_note(ctx, " ".join(argv)))
-    return 0
-
-
 def _wevtutil_opts(args: list[str]) -> tuple[list[str], dict[str, str]]:
     pos: list[str] = []
     opts: dict[str, str] = {}
@@ -1032,6 +1022,5 @@ TOOL_BEHAVIOURS: Mapping[str, Behaviour] = {
     "sc": sc,
     "sysmon": sysmon,
     "auditpol": auditpol,
-    "reg": reg,
     "wevtutil": wevtutil,
 }
