@@ -193,18 +193,52 @@ _ARG_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _GUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+#: ``T1046``, ``T1046.001``, ``T1046-3`` or ``T1046-1,3`` as Invoke-AtomicTest takes them (its
+#: ``AtomicTechnique`` parameter splits ``-`` and ``,`` into test numbers, Public/Invoke-AtomicTest.ps1).
+_TECHNIQUE_RE = re.compile(r"(T\d{4}(?:\.\d{3})?)(?:-(\d+(?:,\d+)*))?", re.IGNORECASE)
+
+
 def select_tests(files: Sequence[AtomicFile], selectors: Sequence[str] = ()) -> list[AtomicTest]:
-    """The tests named by GUID or name (in the order given), or every test of ``files``."""
+    """The tests named by technique id (``T1046``: all its tests), technique id and test number
+    (``T1046-3``, 1-based as Invoke-AtomicRedTeam numbers them; ``T1046-1,3``), GUID or name, in the
+    order given; or every test of ``files``."""
     if not selectors:
         return [t for f in files for t in f.tests]
     from harness.content.atomics import find_test  # content loader: only needed when selecting
 
     out: list[AtomicTest] = []
     for s in selectors:
-        t = find_test(files, s)
-        if t not in out:
-            out.append(t)
+        for t in _by_technique(files, s.strip()) or [find_test(files, s)]:
+            if t not in out:
+                out.append(t)
     return out
+
+
+def _by_technique(files: Sequence[AtomicFile], selector: str) -> list[AtomicTest] | None:
+    """The tests a ``T1046[-N[,M]]`` selector names, or None when it is not one."""
+    m = _TECHNIQUE_RE.fullmatch(selector)
+    if m is None:
+        return None
+    technique = m.group(1).upper()
+    tests = [t for f in files if f.technique.upper() == technique for t in f.tests]
+    if not tests:
+        known = ", ".join(sorted({f.technique for f in files})[:10])
+        raise ContentError(f"no technique {technique} in the atomics given", hint=f"techniques: {known}")
+    if m.group(2) is None:
+        return tests
+    chosen: list[AtomicTest] = []
+    for number in (int(n) for n in m.group(2).split(",")):
+        if not 1 <= number <= len(tests):
+            raise ContentError(f"{technique} has tests 1-{len(tests)}, not {number}",
+                               hint=f"`atomiclab show {technique}` lists them")
+        chosen.append(tests[number - 1])
+    return chosen
+
+
+def number_in_technique(files: Sequence[AtomicFile], test: AtomicTest) -> int | None:
+    """The 1-based number of ``test`` within its technique (``T1046-3``), as Invoke-AtomicRedTeam shows it."""
+    tests = [t for f in files if f.technique.upper() == test.technique.upper() for t in f.tests]
+    return tests.index(test) + 1 if test in tests else None
 
 
 def rules_of(

@@ -39,7 +39,9 @@ from rich.text import Text
 from harness import __version__
 from harness.cli.argtypes import input_override, positive_float, positive_int
 from harness.errors import ContentError, HarnessError
+from harness.execution.modes import ExecMode
 from harness.plan import (
+    ArgOverride,
     PlannedTest,
     RunPlan,
     content_files,
@@ -97,7 +99,9 @@ def register(subparsers: Any) -> None:
         description=RUN_DESCRIPTION,
     )
     run.add_argument("--lab", type=Path, help="lab.yaml with the targets (default: the EMULATED host)")
-    run.add_argument("--tests", nargs="+", default=[], metavar="GUID-OR-NAME", help="tests to run (default: all)")
+    run.add_argument("--tests", nargs="+", default=[], metavar="SELECTOR",
+                     help="tests to run: T1046 (all its tests), T1046-3 (its 3rd), T1046-1,2, a GUID or a name "
+                     "(default: all)")
     run.add_argument(
         "--atomics",
         nargs="+",
@@ -118,6 +122,16 @@ def register(subparsers: Any) -> None:
     )
     _common(run)
     run.add_argument("--get-prereqs", action="store_true", help="fetch unmet prerequisites, then check again")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--check-prereqs", action="store_true",
+                      help="only check each test's prerequisites and report them; nothing else runs "
+                      "(Invoke-AtomicTest -CheckPrereqs)")
+    mode.add_argument("--cleanup", action="store_true",
+                      help="only run each test's cleanup command (Invoke-AtomicTest -Cleanup)")
+    mode.add_argument("--no-cleanup", action="store_true", help="do not run the cleanup command after a test")
+    run.add_argument("--prompt", action="store_true",
+                     help="ask for each input argument of each selected test (Enter keeps the value shown; "
+                     "--arg still wins), like Invoke-AtomicTest -PromptForInputArgs")
     run.add_argument(
         "--timeout", type=positive_float, default=None, metavar="S", help="deadline of each remote command"
     )
@@ -265,6 +279,33 @@ def _planned(
     return planned, iter_yaml_files(paths), [Path(f.source) for f in exp_files]
 
 
+def prompt_arguments(
+    planned: Sequence[PlannedTest],
+    lab: Any,
+    given: Sequence[ArgOverride],
+    ask: Callable[[str], str] = input,
+    interactive: bool | None = None,
+) -> list[ArgOverride]:
+    """``--prompt``: one question per input argument of each selected test not already set by ``--arg``
+    (Invoke-AtomicRedTeam's Invoke-PromptForInputArgs: "Enter a value for NAME, or press enter to
+    accept the default"). Answers become ``--arg GUID:NAME=VALUE`` placed before the given ones."""
+    if not (sys.stdin.isatty() if interactive is None else interactive):
+        raise ContentError("--prompt needs an interactive terminal", hint="pass the values with --arg NAME=VALUE")
+    answers: list[ArgOverride] = []
+    for pt in planned:
+        test = pt.test
+        for name, arg in test.input_arguments.items():
+            if any(o.name == name and o.guid in (None, test.guid) for o in given):
+                continue
+            shown = dict(lab.get("*", {})).get(name, arg.default)
+            shown = dict(lab.get(test.guid, {})).get(name, shown)
+            value = ask(f"{test.name} [{test.guid}]\nEnter a value for {name}, or press enter to accept the "
+                        f"default.\n{' '.join(arg.description.split())} [{shown}]: ")
+            if value.strip():
+                answers.append(ArgOverride(name=name, value=value, guid=test.guid))
+    return [*answers, *given]
+
+
 def _reporters(out: Path, history: History) -> list[Reporter]:
     from harness.reporting.html import HtmlReporter
     from harness.reporting.junit import JUnitReporter
@@ -405,11 +446,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.sumo_tenant or args.sumo_endpoint:
         _check_tenant(args, emulated_host=lab is None)
     planned, atomics, expectations = _planned(root, atomics_arg, args.tests)
+    cli_args = list(args.arg)
+    if args.prompt:
+        cli_args = prompt_arguments(planned, lab.input_arguments if lab else {}, cli_args)
     arguments = resolve_arguments(
         planned,
         lab=lab.input_arguments if lab else None,
         lab_source=lab.source if lab else None,
-        cli=args.arg,
+        cli=cli_args,
     )
     rule_paths, extras = rules_of(planned, root, args.rule)
     published = published_rules(root)
@@ -430,6 +474,8 @@ def _run(args: argparse.Namespace) -> int:
         default_budget_s=lab.timeouts.telemetry_s if lab else 30.0,
         arguments=arguments,
         channels=lab.channels if lab else {},
+        mode=ExecMode.CHECK_PREREQS if args.check_prereqs else ExecMode.CLEANUP if args.cleanup else ExecMode.RUN,
+        cleanup=not args.no_cleanup,
     )
     rules = load_rule_set(
         rule_paths,

@@ -337,10 +337,10 @@ def _cleanup_only(
     result, error = _run_cleanup(transport, test, cleanup_line, timeout)
     return replace(
         base,
-        status=ExecutionStatus.ERROR if result is None else ExecutionStatus.CLEANED_UP,
+        status=ExecutionStatus.ERROR if error else ExecutionStatus.CLEANED_UP,
         ended=utcnow(),
-        reason=error or "--cleanup: only the cleanup command ran",
-        error=error if result is None else None,
+        reason=f"--cleanup: {error}" if error else "--cleanup: only the cleanup command ran",
+        error=f"--cleanup: {error}" if error else None,
         cleanup_command_line=cleanup_line,
         cleanup=result,
         cleanup_error=error,
