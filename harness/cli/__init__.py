@@ -16,7 +16,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from harness import __version__
 from harness.errors import HarnessError
 
 #: Sub-command modules, in the order their commands appear in ``--help``.
@@ -61,6 +60,15 @@ class _SubParsers(argparse._SubParsersAction):  # type: ignore[type-arg]
         return parser
 
 
+class _Version(argparse.Action):
+    """``--version``: the version is read from the package metadata only when asked for."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: Any = None) -> None:
+        from harness import __version__
+
+        parser.exit(0, f"atomiclab {__version__}\n")
+
+
 def _selected_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
     """The deepest sub-command parser ``args`` went through (for naming it in error lines)."""
     current = parser
@@ -80,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="atomiclab",
         description="Run atomic tests, collect Windows telemetry, prove detections fire.",
     )
-    parser.add_argument("--version", action="version", version=f"atomiclab {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from harness.plan import ArgOverride, parse_arg_override
+if TYPE_CHECKING:
+    from harness.plan import ArgOverride
 
 
 def _int(text: str) -> int:
@@ -57,6 +59,7 @@ positive_int = int_at_least(1)
 
 def input_override(text: str) -> ArgOverride:
     """``NAME=VALUE`` or ``GUID:NAME=VALUE`` (``run --arg``); the value is checked later, per test."""
+    from harness.plan import parse_arg_override
     try:
         return parse_arg_override(text)
     except ValueError as exc:

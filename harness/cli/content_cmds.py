@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.content.atomics import discover_atomics
 from harness.content.discovery import ATOMICS_ENV, default_atomics
 from harness.content.project import ATOMICS_DIR, content_root
-from harness.content.validate import shown, validate_paths
-from harness.model import AtomicTest
+
+if TYPE_CHECKING:
+    from harness.model import AtomicTest
 
 COLUMNS = ("technique", "guid", "name", "platforms", "executor")
 
@@ -40,6 +40,7 @@ def register(sub: Any) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from harness.content.validate import validate_paths
     report = validate_paths(args.paths or default_atomics() or None)
     for problem in report.problems:
         print(problem)
@@ -67,6 +68,8 @@ def _row(test: AtomicTest) -> dict[str, Any]:
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from harness.content.atomics import discover_atomics
+    from harness.content.validate import shown
     paths = args.paths or default_atomics() or [shown(content_root() / ATOMICS_DIR)]
     rows = [_row(t) for f in discover_atomics(paths) for t in f.tests]
     if args.format == "json":

@@ -20,14 +20,13 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.detect.base import DetectionResult, Detector, Engine, TimeWindow
-from harness.detect.lint import lint_rule
-from harness.detect.loader import load_detector
 from harness.errors import ContentError, DetectionError, HarnessError, TelemetryError
-from harness.telemetry.event import Event
-from harness.textsafe import for_json_line, for_terminal
+
+if TYPE_CHECKING:
+    from harness.telemetry.event import Event
 
 
 def register(sub: Any) -> None:
@@ -71,6 +70,7 @@ ENGINE_LOCAL = "local"
 
 
 def run_lint(args: argparse.Namespace) -> int:
+    from harness.detect.lint import lint_rule
     worst = 0
     for rule in args.rules:
         try:
@@ -88,6 +88,7 @@ def run_lint(args: argparse.Namespace) -> int:
 
 def _read(path: Path) -> Iterator[Event]:
     """Events of one file through the project's readers (JSONL only while they are unavailable)."""
+    from harness.telemetry.event import Event
     try:
         readers = importlib.import_module("harness.telemetry.readers")
         read_events = readers.read_events
@@ -144,6 +145,7 @@ def table_lines(rows: Sequence[Mapping[str, object]]) -> list[str]:
     """Aligned text: one header, a rule, one line per row. The column with the longest values
     (typically the command line) is printed last and in full, so the useful text is never cut;
     the others are cut at CELL_WIDTH. Epoch-millisecond time fields are shown as UTC times."""
+    from harness.textsafe import for_terminal
     cols = list(rows[0].keys())
     values = [{c: (_time_cell(r.get(c)) if c in TIME_FIELDS else r.get(c)) for c in cols} for r in rows]
     longest = max(cols, key=lambda c: max(len(_cell(v[c], None)) for v in values))
@@ -208,6 +210,8 @@ def _tenant_detector(args: argparse.Namespace, window: TimeWindow | None) -> Det
 
 
 def run_detect(args: argparse.Namespace) -> int:
+    from harness.detect.loader import load_detector
+    from harness.textsafe import for_json_line
     window = _window(args)
     if args.engine == ENGINE_LOCAL:
         if not args.files:

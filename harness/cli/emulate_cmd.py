@@ -27,8 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from harness.errors import EmulationError
 
 _KNOWN_TOOLS = ("nmap", "nbtscan", "git")
@@ -205,6 +203,8 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def _lab_yaml(server: Any) -> str:
+    import yaml
+
     from harness.emulated.wsman import PASSWORD_ENV
 
     target: dict[str, Any] = {

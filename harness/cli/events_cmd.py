@@ -12,14 +12,13 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from harness.cli.argtypes import non_negative_int
-from harness.telemetry.channels import classic_powershell_of, process_of
-from harness.telemetry.event import Event
-from harness.telemetry.readers import ReadStats, read_events
-from harness.telemetry.readers.common import MAX_PROBLEMS, canonical_channel
-from harness.textsafe import for_json_line, for_terminal
+
+if TYPE_CHECKING:
+    from harness.telemetry.event import Event
+    from harness.telemetry.readers import ReadStats
 
 #: Short names accepted by --channel, as detection engineers say them.
 CHANNEL_ALIASES = {
@@ -54,6 +53,7 @@ def register(subparsers: Any) -> None:
 
 
 def _wanted_channels(names: Sequence[str]) -> set[str]:
+    from harness.telemetry.readers.common import canonical_channel
     return {canonical_channel(CHANNEL_ALIASES.get(n.lower(), n)).lower() for n in names}
 
 
@@ -73,6 +73,7 @@ def select(
     that file has been read to its end (not for a file cut short by the caller). ``seen`` collects
     the channel -> event ids of every event read, filtered out or not.
     """
+    from harness.telemetry.readers import ReadStats, read_events
     wanted = _wanted_channels(channels)
     ids = set(event_ids)
     for path in files:
@@ -91,6 +92,7 @@ def select(
 
 
 def _add(total: ReadStats, one: ReadStats) -> None:
+    from harness.telemetry.readers.common import MAX_PROBLEMS
     total.events += one.events
     total.damaged_chunks += one.damaged_chunks
     total.skipped_records += one.skipped_records
@@ -100,6 +102,7 @@ def _add(total: ReadStats, one: ReadStats) -> None:
 
 def summary(event: Event) -> str:
     """One line saying what the event is about."""
+    from harness.telemetry.channels import classic_powershell_of, process_of
     ref = process_of(event)
     if ref is not None:
         return f"{ref.image} | {ref.command_line}"
@@ -132,6 +135,7 @@ def summary_width(out: TextIO) -> int | None:
 
 
 def write_table(event: Event, out: TextIO, width: int | None = None) -> None:
+    from harness.textsafe import for_terminal
     time = event.time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     # Event text is attacker-controlled: terminal controls are shown escaped, never interpreted.
     out.write(for_terminal(
@@ -141,6 +145,8 @@ def write_table(event: Event, out: TextIO, width: int | None = None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.telemetry.readers import ReadStats
+    from harness.textsafe import for_json_line
     stats = ReadStats()
     keep_raw = args.format == "jsonl" and not args.no_raw
     out = sys.stdout

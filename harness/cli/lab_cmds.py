@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from harness.credentials import get_secret
 from harness.errors import ContentError
-from harness.lab.labfile import PASSWORD_ENV, LabHost, check_lab_file_path, harness_password_drop, write_lab_file
 from harness.lab.vagrant import BASELINE, Provider, Vagrant, check_snapshot_name
 
 #: Vagrant machine -> environment variable with its private address, and the Vagrantfile's default.
@@ -59,6 +57,8 @@ def _running(v: Vagrant) -> list[str]:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from harness.credentials import get_secret
+    from harness.lab.labfile import PASSWORD_ENV, LabHost, check_lab_file_path, harness_password_drop, write_lab_file
     check_lab_file_path(args.lab_file)
     v = _vagrant()
     # The provisioning creates the harness account with this password (CredentialError if unset).

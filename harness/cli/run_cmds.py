@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import getpass
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -32,31 +30,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from harness import __version__
 from harness.cli.argtypes import input_override, positive_float, positive_int
 from harness.errors import ContentError, HarnessError
 from harness.execution.modes import ExecMode
-from harness.plan import (
-    ArgOverride,
-    PlannedTest,
-    RunPlan,
-    content_files,
-    git_commit,
-    published_rules,
-    resolve_arguments,
-    rules_of,
-    select_tests,
-)
-from harness.reporting.base import ReportDirectory, Reporter
-from harness.reporting.history import History
-from harness.reporting.signing import ManifestSigner
-from harness.results import RunMode, RunResult, TargetInfo
-from harness.telemetry.event import Event
-from harness.textsafe import for_terminal
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harness.plan import (
+        ArgOverride,
+        PlannedTest,
+    )
+    from harness.reporting.base import ReportDirectory, Reporter
+    from harness.reporting.history import History
+    from harness.reporting.signing import ManifestSigner
+    from harness.results import RunMode, RunResult
+    from harness.telemetry.event import Event
 
 if TYPE_CHECKING:
     from harness.runner import RunObserver
@@ -229,6 +218,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def new_run_id(now: datetime | None = None) -> str:
+    import secrets
     t = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{t:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
@@ -258,6 +248,7 @@ def _planned(
 ) -> tuple[list[PlannedTest], list[Path], list[Path]]:
     from harness.content.atomics import discover_atomics, iter_yaml_files
     from harness.content.expectations import discover_expectations
+    from harness.plan import PlannedTest, select_tests
 
     paths = list(atomics) if atomics else [root / p for p in DEFAULT_ATOMICS if (root / p).exists()]
     if not paths:
@@ -289,6 +280,7 @@ def prompt_arguments(
     """``--prompt``: one question per input argument of each selected test not already set by ``--arg``
     (Invoke-AtomicRedTeam's Invoke-PromptForInputArgs: "Enter a value for NAME, or press enter to
     accept the default"). Answers become ``--arg GUID:NAME=VALUE`` placed before the given ones."""
+    from harness.plan import ArgOverride
     if not (sys.stdin.isatty() if interactive is None else interactive):
         raise ContentError("--prompt needs an interactive terminal", hint="pass the values with --arg NAME=VALUE")
     answers: list[ArgOverride] = []
@@ -331,6 +323,9 @@ def _initial(
     lab: Path | None,
     extra: Sequence[Path] = (),
 ) -> RunResult:
+    from harness import __version__
+    from harness.plan import content_files, git_commit
+    from harness.results import RunResult
     files = content_files(root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
     return RunResult(
         run_id=run_id,
@@ -358,6 +353,7 @@ def _start_reports(
 ) -> tuple[Path, ReportDirectory, RunResult]:
     """A new run id: its report folder (``--out`` or reports/<run-id>/), the sink writing it, the
     run's initial record."""
+    from harness.reporting.base import ReportDirectory
     run_id = new_run_id()
     out = args.out or _reports_dir() / run_id
     sink = ReportDirectory(out, _reporters(out, history), signer=signer)
@@ -377,6 +373,7 @@ def _observed(console: Console, no_progress: bool, go: Callable[[RunObserver], R
 
 
 def _operator() -> str:
+    import getpass
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
@@ -386,6 +383,7 @@ def _operator() -> str:
 def _console() -> Console:
     # Logs (CI, pipes): lines are never wrapped (soft_wrap), so a path or a reason stays one
     # greppable line; tables there are printed as plain aligned text (reporting.console).
+    from rich.console import Console
     tty = sys.stdout.isatty()
     return Console(stderr=False, highlight=False, width=None if tty else 200, soft_wrap=not tty)
 
@@ -400,6 +398,7 @@ def _signer(args: argparse.Namespace) -> ManifestSigner | None:
 
 def _history_db(args: argparse.Namespace, root: Path) -> History:
     """The run's history database, checked before anything runs (a bad --history is a usage error)."""
+    from harness.reporting.history import History
     history = History(args.history or _reports_dir() / HISTORY_FILE)
     history.check(create=True)
     return history
@@ -424,6 +423,8 @@ def _finish(console: Console, run: RunResult, out: Path, history: History) -> No
 def _run(args: argparse.Namespace) -> int:
     from harness.content.labconfig import load_lab_config
     from harness.execution.executors import new_run_marker
+    from harness.plan import RunPlan, published_rules, resolve_arguments, rules_of
+    from harness.results import RunMode
     from harness.runner import Runner, TargetFactory
     from harness.targets import (
         EmulatedTargetFactory,
@@ -596,6 +597,8 @@ def _snapshot_reset(lab_file: Path) -> Any:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from harness.execution.executors import find_run_marker
+    from harness.plan import published_rules, rules_of
+    from harness.results import RunMode, TargetInfo
     from harness.runner import evaluate_capture, find_markers
     from harness.targets import attribute, load_rule_set
     from harness.telemetry.readers import ReadStats, read_events
@@ -685,6 +688,7 @@ def _verify(args: argparse.Namespace) -> int:
     from harness.reporting.evidence import verify_manifest
     from harness.reporting.results_json import FILENAME, load_results
     from harness.reporting.signing import SignatureStatus
+    from harness.textsafe import for_terminal
 
     report = verify_manifest(args.dir, _verifier(args))
     for rel in report.changed:
@@ -720,6 +724,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness.reporting.history import History
+    from harness.textsafe import for_terminal
     if args.last < 1:
         raise ContentError("--last must be at least 1")
     path = args.history or _reports_dir() / HISTORY_FILE

@@ -12,7 +12,6 @@ import enum
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,8 @@ CommandRunner = Callable[[Sequence[str], Path, Mapping[str, str]], Completed]
 
 def subprocess_runner(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Completed:
     """Run ``argv`` in ``cwd`` and capture its output (vagrant prints progress to stdout)."""
+    import subprocess  # only when vagrant runs: `atomiclab --help` does not pay for it
+
     try:
         proc = subprocess.run(list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True,
                               errors="replace", check=False)

@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from harness.detect.base import DetectionResult, Engine, TimeWindow
-from harness.detect.sumo.compiler import CompiledQuery
 from harness.detect.sumo.messages import MessageConfig
 from harness.detect.sumo.parser import parse_query
 from harness.errors import DetectionError
@@ -64,6 +63,8 @@ class SumoDetector:
 
     def __init__(self, rule: Path | str, config: MessageConfig | None = None, *,
                  rule_id: str | None = None) -> None:
+        from harness.detect.sumo.compiler import CompiledQuery  # not needed to lint or read a rule
+
         if isinstance(rule, Path):
             text = read_rule_text(rule)
             self._rule_id = rule_id or rule.stem
