@@ -4,9 +4,11 @@ runs over the events loaded into an in-memory SQLite table (the way Zircolite wo
 Contract of ``SigmaDetector.evaluate``:
 
 * events outside ``window`` are not loaded; ``events_in`` counts every event given;
-* the table has one ``TEXT COLLATE NOCASE`` column per field seen (and per field a rule names, NULL
-  where absent), so ``=`` ignores case as Sigma requires (ASCII only, as SQLite's NOCASE), plus
-  ``Channel``, ``EventID`` (INTEGER) and a row index column; ``LIKE`` is case-insensitive too;
+* the table has one ``TEXT COLLATE SIGMA_NOCASE`` column per field seen (and per field a rule names,
+  NULL where absent), so ``=`` ignores case as Sigma requires, for every script (Python's casefold:
+  ``ADMINISTRATÖR``, ``АДМИНИСТРАТОР``; SQLite's own NOCASE folds ASCII only), plus
+  ``Channel``, ``EventID`` (INTEGER) and a row index column; ``LIKE`` is replaced by the same
+  Unicode case-insensitive match (``contains``/``startswith``/``endswith``), linear-time;
 * ``|re`` runs through a registered ``REGEXP`` function using RE2 (linear time; Sigma regexes are
   unanchored and case-sensitive unless the rule adds ``(?i)``/``|i``; ``.`` does not cross newlines);
 * ``|gt``/``|lt``... compare numerically (a field that is not a number never satisfies them);
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import re2
 import yaml
 from sigma.backends.sqlite.sqlite import sqliteBackend
 from sigma.collection import SigmaCollection
@@ -313,6 +316,63 @@ def _regexp_function() -> Callable[[str, object], int]:
     return regexp
 
 
+COLLATION = "SIGMA_NOCASE"
+
+
+def _casefold_compare(a: str, b: str) -> int:
+    """Sigma's case-insensitive equality for every script (SQLite's NOCASE folds A-Z only)."""
+    fa, fb = a.casefold(), b.casefold()
+    return (fa > fb) - (fa < fb)
+
+
+def _like_function() -> Callable[..., int | None]:
+    """SQLite ``LIKE(pattern, value[, escape])`` with Unicode case folding, in linear time.
+
+    The backend writes ``contains``/``startswith``/``endswith`` as ``LIKE '%x%' ESCAPE '\\'``; those
+    shapes become casefolded ``in``/``startswith``/``endswith``, anything else (``_``, inner ``%``) an
+    RE2 match. NULL stays NULL, so ``NOT (x LIKE ...)`` on a missing field is as SQL defines it.
+    """
+    cache: dict[tuple[str, str | None], Callable[[str], bool]] = {}
+
+    def compile_like(pattern: str, escape: str | None) -> Callable[[str], bool]:
+        pieces: list[tuple[str, str]] = []  # ("lit", text) | ("any", "") | ("one", "")
+        i, n = 0, len(pattern)
+        while i < n:
+            ch = pattern[i]
+            if escape and ch == escape and i + 1 < n:
+                pieces.append(("lit", pattern[i + 1]))
+                i += 2
+                continue
+            pieces.append(("any", "") if ch == "%" else ("one", "") if ch == "_" else ("lit", ch))
+            i += 1
+        kinds = [k for k, _ in pieces]
+        if "one" not in kinds:
+            inner = kinds[1:-1] if len(kinds) > 1 else []
+            if "any" not in inner:
+                lead = bool(kinds) and kinds[0] == "any"
+                trail = len(kinds) > 1 and kinds[-1] == "any"
+                text = "".join(t for k, t in pieces if k == "lit").casefold()
+                if lead and trail:
+                    return lambda v: text in v.casefold()
+                if lead:
+                    return lambda v: v.casefold().endswith(text)
+                if trail:
+                    return lambda v: v.casefold().startswith(text)
+                return lambda v: v.casefold() == text
+        body = "".join(".*" if k == "any" else "." if k == "one" else str(re2.escape(t)) for k, t in pieces)
+        return regex_predicate(f"(?is)^(?:{body})$")
+
+    def like(pattern: str | None, value: object, escape: str | None = None) -> int | None:
+        if pattern is None or value is None:
+            return None
+        pred = cache.get((pattern, escape))
+        if pred is None:
+            pred = cache[(pattern, escape)] = compile_like(pattern, escape)
+        return 1 if pred(str(value)) else 0
+
+    return like
+
+
 def _sqlite_text(value: object) -> object:
     """``value`` as SQLite can store it: a lone surrogate (possible in hostile JSON events) is not
     UTF-8, so it becomes U+FFFD; the rest of the text, and so every match on it, is unchanged."""
@@ -441,6 +501,10 @@ class SigmaDetector:
 
     def _load(self, con: sqlite3.Connection, records: Sequence[Mapping[str, str | int]]) -> None:
         con.create_function("regexp", 2, _regexp_function(), deterministic=True)
+        like = _like_function()
+        con.create_function("like", 2, like, deterministic=True)
+        con.create_function("like", 3, like, deterministic=True)
+        con.create_collation(COLLATION, _casefold_compare)
         con.create_function("sigma_num", 1, _sigma_num, deterministic=True)
         # SQLite column names are case-insensitive: the first spelling seen names the column.
         columns: dict[str, str] = {c.lower(): c for c in HEADER_COLUMNS}
@@ -456,10 +520,10 @@ class SigmaDetector:
         names = list(columns.values())
         ddl = [f"{ROW_COLUMN} INTEGER PRIMARY KEY"]
         for name in names:
-            kind = "INTEGER" if name.lower() in _INTEGER_COLUMNS else "TEXT COLLATE NOCASE"
+            kind = "INTEGER" if name.lower() in _INTEGER_COLUMNS else f"TEXT COLLATE {COLLATION}"
             ddl.append(f"{_quote(name)} {kind}")
         if want_text:
-            ddl.append(f"{TEXT_COLUMN} TEXT COLLATE NOCASE")
+            ddl.append(f"{TEXT_COLUMN} TEXT COLLATE {COLLATION}")
         con.execute(f"CREATE TABLE {TABLE} ({', '.join(ddl)})")
         lowered = [n.lower() for n in names]
         placeholders = ", ".join("?" * (len(names) + 1 + (1 if want_text else 0)))

@@ -33,6 +33,10 @@ from harness.telemetry.event import (
     Event,
 )
 
+TASK_SCHEDULER = "Microsoft-Windows-TaskScheduler/Operational"
+WMI_ACTIVITY = "Microsoft-Windows-WMI-Activity/Operational"
+WINDOWS_DEFENDER = "Microsoft-Windows-Windows Defender/Operational"
+
 #: Header columns every record carries, before the event's own fields.
 CHANNEL = "Channel"
 EVENT_ID = "EventID"
@@ -85,6 +89,11 @@ LOGSOURCES: tuple[LogSourceMapping, ...] = (
     LogSourceMapping((SYSTEM,), service="system"),
     LogSourceMapping((POWERSHELL_OPERATIONAL,), service="powershell"),
     LogSourceMapping((WINDOWS_POWERSHELL,), service="powershell-classic"),
+    # Sigma's service -> channel table (SigmaHQ/sigma-specification,
+    # specification/sigma-appendix-taxonomy.md, "Service": taskscheduler, wmi, windefend).
+    LogSourceMapping((TASK_SCHEDULER,), service="taskscheduler"),
+    LogSourceMapping((WMI_ACTIVITY,), service="wmi"),
+    LogSourceMapping((WINDOWS_DEFENDER,), service="windefend"),
 )
 
 
@@ -179,6 +188,11 @@ def event_record(event: Event) -> dict[str, str | int]:
         fields = security_4688_view(fields)
     for name, value in fields.items():
         rec.setdefault(name, value)
+    for name, value in fields.items():
+        if " " in name:
+            # Defender writes "Threat Name", "Source Name", "Process Name"; Sigma rules name Windows event
+            # attributes without the spaces (SigmaHQ's windefend rules use ThreatName, SourceName, ...).
+            rec.setdefault(name.replace(" ", ""), value)
     return rec
 
 
