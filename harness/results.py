@@ -324,6 +324,48 @@ def describe_gaps(gaps: Sequence[ModelGap], limit: int = 5) -> str:
     return shown + (f" and {len(seen) - limit} more" if len(seen) > limit else "")
 
 
+class CoverageOutcome(enum.StrEnum):
+    """One rule's outcome over one test in the ``--rules`` coverage matrix (``harness.coverage``)."""
+
+    FIRED = "fired"
+    SILENT = "silent"
+    RULE_INVALID = "rule_invalid"
+    NOT_APPLICABLE = "not_applicable"
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageCell:
+    """One rule's outcome over one test's events."""
+
+    rule: str
+    title: str
+    engine: str
+    outcome: CoverageOutcome
+    rows: int = 0
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "title": self.title,
+            "engine": self.engine,
+            "outcome": self.outcome.value,
+            "rows": self.rows,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CoverageCell:
+        return cls(
+            rule=str(d["rule"]),
+            title=str(d.get("title") or ""),
+            engine=str(d.get("engine") or ""),
+            outcome=CoverageOutcome(d["outcome"]),
+            rows=int(d.get("rows") or 0),
+            reason=str(d.get("reason") or ""),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class StepRecord:
     """One remote command the test ran (prerequisite, attack command or cleanup), for evidence."""
@@ -394,6 +436,8 @@ class TestResult:
     arguments: Mapping[str, str] = field(default_factory=dict)
     #: Steps of the test's process tree the emulated host ran outside its model (inconclusive).
     not_modelled: tuple[ModelGap, ...] = ()
+    #: ``run --rules``: every library rule tagged with the test's technique, and what it did.
+    coverage: tuple[CoverageCell, ...] = ()
 
     def __post_init__(self) -> None:  # the rules' files as the rule keys name them (see RunResult)
         reason = self.reason
@@ -441,6 +485,7 @@ class TestResult:
             "detection_verdicts": [v.to_dict() for v in self.detection_verdicts],
             "findings": [f.to_dict() for f in self.findings],
             "not_modelled": [g.to_dict() for g in self.not_modelled],
+            "coverage": [c.to_dict() for c in self.coverage],
         }
 
     @classmethod
@@ -469,6 +514,7 @@ class TestResult:
             detection_verdicts=tuple(DetectionVerdict.from_dict(v) for v in d.get("detection_verdicts") or ()),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings") or ()),
             not_modelled=tuple(ModelGap.from_dict(g) for g in d.get("not_modelled") or ()),
+            coverage=tuple(CoverageCell.from_dict(c) for c in d.get("coverage") or ()),
         )
 
 
@@ -640,6 +686,8 @@ class RunResult:
     rule_errors: Mapping[str, str] = field(default_factory=dict)  # rule -> why it cannot run
     #: Rules linted but not judged (the published upstream queries): findings in ``lint``, no verdicts.
     lint_not_judged: tuple[str, ...] = ()
+    #: ``run --rules``: the rule folders/files of the coverage matrix (each test's ``coverage``).
+    coverage_sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Findings and errors name the rule's file as the rule key does (relative to the content
@@ -709,6 +757,7 @@ class RunResult:
             "lint": {rule: [f.to_dict() for f in fs] for rule, fs in self.lint.items()},
             "lint_not_judged": list(self.lint_not_judged),
             "rule_errors": dict(self.rule_errors),
+            "coverage_sources": list(self.coverage_sources),
             "tests": [t.to_dict() for t in self.tests],
         }
 
@@ -732,6 +781,7 @@ class RunResult:
             lint={str(rule): tuple(LintRecord.from_dict(f) for f in fs) for rule, fs in (d.get("lint") or {}).items()},
             rule_errors={str(k): str(v) for k, v in (d.get("rule_errors") or {}).items()},
             lint_not_judged=tuple(str(r) for r in d.get("lint_not_judged") or ()),
+            coverage_sources=tuple(str(s) for s in d.get("coverage_sources") or ()),
         )
 
 

@@ -43,6 +43,7 @@ from harness.execution.transport import Transport
 from harness.model import AtomicTest, CommandResult, ExecutionStatus, utcnow
 from harness.plan import PlannedTest, RunPlan
 from harness.results import (
+    CoverageCell,
     FailureKind,
     LintRecord,
     ModelGap,
@@ -240,6 +241,13 @@ class RunObserver(Protocol):
     def host_finished(self, target: str) -> None: ...
 
 
+class CoverageJudge(Protocol):
+    """``run --rules``: the rules tagged with a technique, judged over one test's events
+    (``harness.coverage.RuleLibrary``). Never changes the test's status."""
+
+    def judge(self, technique: str, events: Sequence[Event]) -> tuple[CoverageCell, ...]: ...
+
+
 class NullObserver:
     """An observer that shows nothing."""
 
@@ -432,6 +440,7 @@ class Runner:
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
         reset: TargetReset | None = None,
+        coverage: CoverageJudge | None = None,
     ) -> None:
         self.plan = plan
         self.targets = targets
@@ -445,6 +454,7 @@ class Runner:
         self.clock = clock
         self.monotonic = monotonic
         self.reset = reset
+        self.coverage = coverage
         self.stop = threading.Event()
 
     # -- whole run
@@ -782,6 +792,7 @@ class Runner:
             events_collected=collected,
             events_attributed=len(attributed.events),
             telemetry_wait_s=wait_s,
+            coverage=self.coverage.judge(test.technique, attributed.events) if self.coverage is not None else (),
             ended=self.clock(),
         )
 

@@ -209,6 +209,19 @@ def load_rule_set(
     )
 
 
+def load_rule_library(roots: Sequence[Path], channels: Mapping[str, str] | None = None) -> Any:
+    """``run --rules``: the ``RuleLibrary`` of ``roots`` over the collected channels, compiled lazily
+    with the same engines (and Sumo category map) as the judged rules."""
+    from harness.coverage import RuleLibrary
+    from harness.detect.loader import load_detector
+    from harness.detect.sumo.messages import MessageConfig
+
+    config = MessageConfig()
+    if channels:
+        config = dataclasses.replace(config, categories={**config.categories, **channels})
+    return RuleLibrary.from_paths(roots, collected=CHANNELS, load=lambda p: load_detector(p, sumo_config=config))
+
+
 # --------------------------------------------------------------------------------------- targets
 
 

@@ -110,6 +110,16 @@ def register(subparsers: Any) -> None:
         "(repeatable; wins over lab.yaml input_arguments)",
     )
     _common(run)
+    run.add_argument(
+        "--rules",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a folder of Sigma rules and/or .sumo files (e.g. a SigmaHQ checkout's rules/windows): each test is "
+        "also judged against the rules tagged with its ATT&CK technique, reported as a coverage matrix and a "
+        "Navigator layer (repeatable)",
+    )
     run.add_argument("--get-prereqs", action="store_true", help="fetch unmet prerequisites, then check again")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--check-prereqs", action="store_true",
@@ -298,18 +308,23 @@ def prompt_arguments(
     return [*answers, *given]
 
 
-def _reporters(out: Path, history: History) -> list[Reporter]:
+def _reporters(out: Path, history: History, *, coverage: bool = False) -> list[Reporter]:
     from harness.reporting.html import HtmlReporter
     from harness.reporting.junit import JUnitReporter
     from harness.reporting.navigator import NavigatorReporter
     from harness.reporting.results_json import ResultsJsonReporter
 
-    return [
+    reporters: list[Reporter] = [
         ResultsJsonReporter(),
         JUnitReporter(),
         NavigatorReporter(),
         HtmlReporter(out, history=lambda: history.runs(30)),
     ]
+    if coverage:  # run --rules: the layer scored by detection coverage
+        from harness.reporting.coverage_layer import CoverageLayerReporter
+
+        reporters.append(CoverageLayerReporter())
+    return reporters
 
 
 def _initial(
@@ -356,7 +371,7 @@ def _start_reports(
     from harness.reporting.base import ReportDirectory
     run_id = new_run_id()
     out = args.out or _reports_dir() / run_id
-    sink = ReportDirectory(out, _reporters(out, history), signer=signer)
+    sink = ReportDirectory(out, _reporters(out, history, coverage=bool(getattr(args, "rules", None))), signer=signer)
     initial = _initial(run_id, mode, root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
     return out, sink, initial
 
@@ -485,6 +500,11 @@ def _run(args: argparse.Namespace) -> int:
         sumo_tenant=args.sumo_tenant,
         sumo_endpoint=args.sumo_endpoint,
     )
+    library = None
+    if args.rules:  # indexed before any report exists: a bad --rules is a usage error
+        from harness.targets import load_rule_library
+
+        library = load_rule_library(args.rules, plan.channels)
     out, sink, initial = _start_reports(
         args,
         root,
@@ -497,6 +517,15 @@ def _run(args: argparse.Namespace) -> int:
         signer=signer,
     )
     console = _console()
+    if library is not None:
+        initial = dataclasses.replace(initial, coverage_sources=tuple(str(p) for p in args.rules))
+        techniques = {pt.test.technique for pt in planned}
+        tagged = {r.key for t in techniques for r in library.for_technique(t)}
+        console.print(
+            f"--rules: {len(library.rules)} rule(s) indexed, {len(tagged)} tagged with the "
+            f"{len(techniques)} technique(s) of this run",
+            markup=False,
+        )
     console.print(
         f"atomiclab run {initial.run_id}: {len(planned)} test(s) x {len(targets)} target(s)"
         + (" [EMULATED host]" if lab is None else "")
@@ -516,6 +545,7 @@ def _run(args: argparse.Namespace) -> int:
             new_marker=new_run_marker,
             max_hosts=args.max_hosts,
             reset=reset,
+            coverage=library,
         )
         return runner.run(initial)
 

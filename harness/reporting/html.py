@@ -95,6 +95,23 @@ def _verdict_cell(verdicts: Sequence[EventVerdict | DetectionVerdict]) -> tuple[
     return ("yes" if ok == len(verdicts) else "no", text)
 
 
+def detection_coverage(run: RunResult) -> list[dict[str, Any]]:
+    """``run --rules``: per technique, its tests with each tagged rule's outcome, and the counts."""
+    by_tech: dict[str, list[TestResult]] = {}
+    for t in sorted(run.tests, key=lambda t: (t.technique, t.benign, t.target, t.name)):
+        if t.coverage:
+            by_tech.setdefault(t.technique, []).append(t)
+    out = []
+    for tech, tests in sorted(by_tech.items()):
+        counts: dict[str, int] = {}
+        for t in tests:
+            for c in t.coverage:
+                counts[c.outcome.value] = counts.get(c.outcome.value, 0) + 1
+        detected = sum(1 for t in tests if any(c.outcome.value == "fired" for c in t.coverage))
+        out.append({"technique": tech, "tests": tests, "counts": sorted(counts.items()), "detected": detected})
+    return out
+
+
 def _severities(lints: Sequence[LintRecord]) -> list[tuple[str, int]]:
     """(severity, count), errors first: ``[("error", 24), ("warning", 8)]``."""
     counts: dict[str, int] = {}
@@ -222,4 +239,5 @@ class HtmlReporter:
             events=self._events(run),
             key_fields=_key_fields,
             trend_svg=trend_svg(history),
+            coverage=detection_coverage(run),
         )
