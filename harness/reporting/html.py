@@ -59,10 +59,33 @@ KEY_FIELDS = (
     "ScriptBlockText",
 )
 _CLIP = 300
+#: Size bounds (report.html stays usable with thousands of tests): evidence events shown per
+#: verdict, raw events shown on the whole page (the rest by their events.jsonl line), and the
+#: longest command / raw event / reason text shown (the transcripts and events.jsonl have it all).
+EVIDENCE_SHOWN = 3
+RAW_EVENTS_SHOWN = 300
+_CLIP_TEXT = 4000
 
 
 def _iso(t: datetime | None) -> str:
     return "" if t is None else t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _clip(text: str, limit: int = _CLIP_TEXT) -> str:
+    """``text`` up to ``limit`` characters, saying how much was left out."""
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
+def _techniques(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The matrix rows grouped by technique (rows are sorted by technique within benign/not)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        t: TestResult = row["t"]
+        g = groups.setdefault(t.technique, {"technique": t.technique, "anchor": f"tq-{t.technique}", "rows": [],
+                                            "counts": dict.fromkeys((s.value for s in TestStatus), 0)})
+        g["rows"].append(row)
+        g["counts"][t.status.value] += 1
+    return list(groups.values())
 
 
 def _key_fields(ev: dict[str, Any]) -> list[tuple[str, str]]:
@@ -178,20 +201,30 @@ class HtmlReporter:
         )
         self.template = env.get_template("report.html.j2")
 
-    def _events(self, run: RunResult) -> dict[int, dict[str, Any]]:
-        """The evidence events the verdicts reference, by line (only those, to keep the page small)."""
-        wanted = {ref.line for t in run.tests for v in t.event_verdicts for ref in v.evidence[:5]}
+    def _events(self, tests: Sequence[TestResult]) -> dict[int, dict[str, Any]]:
+        """The evidence events the verdicts reference, by line (only those, to keep the page small).
+
+        Raw XML is kept for the first ``RAW_EVENTS_SHOWN`` of them (in page order) and clipped."""
+        order: list[int] = []
+        for t in tests:
+            for v in t.event_verdicts:
+                order.extend(ref.line for ref in v.evidence[:EVIDENCE_SHOWN])
+        wanted = set(order)
         if not wanted:
             return {}
+        with_raw = set(list(dict.fromkeys(order))[:RAW_EVENTS_SHOWN])
         out: dict[int, dict[str, Any]] = {}
         try:
             with (self.out / EVENTS_FILE).open(encoding="utf-8") as fh:
                 for n, line in enumerate(fh, start=1):
                     if n in wanted:
                         try:
-                            out[n] = json.loads(line)
+                            ev = json.loads(line)
                         except json.JSONDecodeError:
                             continue  # a torn last line of a killed run: show the reference only
+                        raw = ev.get("raw") if n in with_raw else None
+                        ev["raw"] = _clip(raw) if isinstance(raw, str) else None
+                        out[n] = ev
         except FileNotFoundError:
             return {}
         return out
@@ -218,10 +251,8 @@ class HtmlReporter:
             )
         history.sort(key=lambda h: h.started)
         counts = [(s.value, n) for s, n in run.counts().items() if n]
-        matrix = [
-            {"t": t, "anchor": f"t-{i}", "cells": _cells(t)}
-            for i, t in enumerate(sorted(run.tests, key=lambda t: (t.benign, t.technique, t.target, t.name)))
-        ]
+        order = list(enumerate(sorted(run.tests, key=lambda t: (t.benign, t.technique, t.target, t.name))))
+        matrix = [{"t": t, "anchor": f"t-{i}", "cells": _cells(t)} for i, t in order]
         rules = sorted(
             {v.rule for t in run.tests for v in t.detection_verdicts} | set(run.lint) | set(run.rule_errors),
             key=lambda r: (r in run.lint_not_judged, r),  # the published, not judged ones last
@@ -231,12 +262,16 @@ class HtmlReporter:
             run=run,
             iso=_iso,
             counts=counts,
+            statuses=[s.value for s in TestStatus],
             matrix=matrix,
+            techniques=_techniques(matrix),
+            clip=_clip,
+            evidence_shown=EVIDENCE_SHOWN,
             findings=[(t, f) for t in run.tests for f in t.findings],
             rules=[(r, run.lint.get(r, ())) for r in rules],
             rule_file=rule_file,
             severities=_severities,
-            events=self._events(run),
+            events=self._events([t for _, t in order]),
             key_fields=_key_fields,
             trend_svg=trend_svg(history),
             coverage=detection_coverage(run),
