@@ -63,6 +63,7 @@ class FailureKind(enum.StrEnum):
     SKIPPED_MODE = "skipped_mode"  # --check-prereqs / --cleanup: the test's command was not meant to run
     INTERRUPTED = "interrupted"
     NOT_MODELLED = "not_modelled"  # inconclusive: the emulated host ran a step outside its model
+    TELEMETRY_NOT_COLLECTED = "telemetry_not_collected"  # inconclusive: the platform gives no telemetry
     NOT_ASSERTED = "not_asserted"  # inconclusive: the test had nothing to assert (no expectation at all)
 
 

@@ -189,6 +189,9 @@ class OpenTarget:
     preflight: Callable[[], PreflightLike] | None = None
     close: Callable[[], None] = field(default=lambda: None)
     model_gaps: Callable[[str], Sequence[ModelGap]] | None = None
+    #: Why this target's telemetry is not collected (a Linux target without Sysmon for Linux), or
+    #: None. Its executed tests are judged on their exit code alone and end INCONCLUSIVE at best.
+    telemetry_note: str | None = None
 
 
 class TargetFactory(Protocol):
@@ -710,6 +713,8 @@ class Runner:
             return replace(
                 base, status=status, failure=kind, reason=outcome.reason or str(outcome.status), ended=self.clock()
             )
+        if host.opened.telemetry_note is not None:
+            return _not_collected(base, outcome, host.opened.telemetry_note, self.clock())
         try:
             return self._judge_executed(host, pt, base, outcome, bookmark, marker, started)
         except Exception as exc:  # the command ran: keep its steps and transcripts
@@ -989,6 +994,18 @@ def _unattributed(
         why = f"{note}: no event could be attributed to this test, so its expectations were judged on nothing"
         return TestStatus.FAILED, FailureKind.TELEMETRY_MISSING, f"{why}; {reason}"
     return status, failure, f"{reason}; {note}"
+
+
+def _not_collected(base: TestResult, outcome: ExecutionOutcome, note: str, ended: datetime) -> TestResult:
+    """An executed test on a target whose telemetry is not collected: FAILED when the command
+    certainly failed or exited non-zero, else INCONCLUSIVE (nothing was observed to prove it)."""
+    command = outcome.command
+    failure = _execution_failure(command) or _exit_note(command)
+    if failure is not None:
+        return replace(base, status=TestStatus.FAILED, failure=FailureKind.EXECUTION_FAILED,
+                       reason=f"{failure}; telemetry {note}", ended=ended)
+    return replace(base, status=TestStatus.INCONCLUSIVE, failure=FailureKind.TELEMETRY_NOT_COLLECTED,
+                   reason=f"command exited 0; telemetry {note}", ended=ended)
 
 
 def _execution_failure(command: CommandResult | None) -> str | None:

@@ -374,6 +374,28 @@ def _winrm_to_emulated(server: Any, name: str) -> Transport:
     return WinRMTransport(config, secrets=lambda _env: password)
 
 
+def _posix_target(target: TargetConfig, transport: Transport) -> OpenTarget:
+    """A Linux/macOS target: Sysmon for Linux from journald when installed, else no telemetry and a
+    note saying so (never an error before the tests execute)."""
+    from harness.telemetry.sysmon_linux import NotCollectedSource, SysmonLinuxSource, sysmon_linux_present
+
+    try:
+        present = sysmon_linux_present(transport)
+    except BaseException:
+        transport.close()
+        raise
+    if present:
+        return OpenTarget(config=target, transport=transport, make_source=SysmonLinuxSource, close=transport.close)
+    note = f"not collected on this platform ({target.platform}: no Sysmon for Linux on {target.name})"
+    return OpenTarget(
+        config=target,
+        transport=transport,
+        make_source=lambda _t: NotCollectedSource(note),
+        close=transport.close,
+        telemetry_note=note,
+    )
+
+
 class LabTargetFactory:
     """Opens the targets of a lab.yaml over WinRM or SSH."""
 
@@ -382,12 +404,14 @@ class LabTargetFactory:
 
     def open(self, target: TargetConfig) -> OpenTarget:
         transport = self._transport(target)
+        if target.platform != "windows":
+            return _posix_target(target, transport)
         return OpenTarget(
             config=target,
             transport=transport,
             make_source=telemetry_source,
             emulated=target.emulated,
-            preflight=_preflight(transport, target.tools, target.emulated) if target.platform == "windows" else None,
+            preflight=_preflight(transport, target.tools, target.emulated),
             close=transport.close,
         )
 
@@ -409,6 +433,7 @@ class LabTargetFactory:
                     port=t.port,
                     auth=SSHAuth(t.auth),
                     key_file=t.key_file,
+                    key_passphrase_env=t.key_passphrase_env,
                     password_env=t.password_env,
                     remote_shell=RemoteShell.CMD if t.platform == "windows" else RemoteShell.POSIX,
                     connect_timeout=self.lab.timeouts.connect_s,

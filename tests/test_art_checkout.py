@@ -26,7 +26,7 @@ from harness.errors import ContentError
 REPO = Path(__file__).resolve().parents[1]
 ART = REPO / "tests" / "fixtures" / "art-upstream"
 ATOMICS = ART / "atomics"
-TECHNIQUES = ["T1046", "T1055.011", "T1547.001", "T1609"]
+TECHNIQUES = ["T1033", "T1046", "T1055.011", "T1547.001", "T1609"]
 CHECKOUT_ENV = "ATOMICLAB_ART_CHECKOUT"
 
 
@@ -73,7 +73,7 @@ def test_empty_folder_is_one_error(tmp_path: Path) -> None:
 
 def test_validate_upstream_layout_has_no_false_findings() -> None:
     report = validate_paths([ATOMICS])
-    assert report.atomics_files == 4
+    assert report.atomics_files == 5
     assert [str(p) for p in report.problems] == []
 
 
@@ -129,7 +129,7 @@ def test_regular_install_from_any_directory(tmp_path: Path) -> None:
     work.mkdir()
     done = _cli(env, work, "validate", str(ATOMICS))
     assert done.returncode == 0, done.stderr
-    assert "ok: 4 atomics file(s)" in done.stderr
+    assert "ok: 5 atomics file(s)" in done.stderr
     done = _cli(env, work, "list", str(ART))
     assert done.returncode == 0, done.stderr
     assert "Port Scan NMap for Windows" in done.stdout

@@ -69,6 +69,8 @@ class TargetConfig:
     auth: str = "ntlm"
     username: str | None = None
     password_env: str | None = None
+    #: ssh key auth: NAME of the variable holding the key file's passphrase.
+    key_passphrase_env: str | None = None
     ca_cert: Path | None = None
     cert_pem: Path | None = None
     cert_key_pem: Path | None = None
@@ -208,6 +210,7 @@ def _target(doc: Any, i: int, raw: Mapping[str, Any], base: Path) -> TargetConfi
         auth=auth,
         username=None if raw.get("username") is None else str(raw["username"]),
         password_env=None if raw.get("password_env") is None else str(raw["password_env"]),
+        key_passphrase_env=None if raw.get("key_passphrase_env") is None else str(raw["key_passphrase_env"]),
         ca_cert=rel("ca_cert"),
         cert_pem=rel("cert_pem"),
         cert_key_pem=rel("cert_key_pem"),

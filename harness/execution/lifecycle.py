@@ -313,7 +313,7 @@ def _check_prereqs(
     TransportError propagates (``checked`` then holds the dependencies checked before it)."""
     executor = test.dependency_executor_name or test.executor.name
     for dep in test.dependencies:
-        description = describe(dep.description, test, args, atomics_folder=atomics_folder)
+        description = describe(dep.description, test, args, atomics_folder=atomics_folder).strip()
         check_line = _line(executor, dep.prereq_command, test, args, None, atomics_folder)
         check = transport.run(check_line, timeout=timeout)
         item = PrereqCheck(description, check)
