@@ -12,7 +12,7 @@ import hashlib
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.content.labconfig import TargetConfig
@@ -20,7 +20,7 @@ from harness.errors import ContentError
 from harness.execution.arguments import substitute
 from harness.execution.modes import ExecMode, ExecutionSettings, default_atomics_folder
 from harness.model import AtomicFile, AtomicTest
-from harness.results import ContentFile
+from harness.results import ContentFile, ContentSource
 from harness.verdicts import TestExpectationsLike, detection_checks
 
 #: Default telemetry budget when a test has no expectations (seconds after the command started).
@@ -307,8 +307,22 @@ def content_files(
     rules: Sequence[Path] = (),
     lab: Path | None = None,
 ) -> tuple[ContentFile, ...]:
-    """SHA-256 of every content file the run used, paths relative to ``root`` where possible."""
+    """SHA-256 of every content file the run used, paths relative to ``root`` where possible, each
+    tagged with the git repository it came from (``content_provenance`` gives the repositories)."""
+    return content_provenance(root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)[0]
+
+
+def content_provenance(
+    root: Path,
+    *,
+    atomics: Sequence[Path] = (),
+    expectations: Sequence[Path] = (),
+    rules: Sequence[Path] = (),
+    lab: Path | None = None,
+) -> tuple[tuple[ContentFile, ...], tuple[ContentSource, ...]]:
+    """``content_files`` and the git repositories (path, commit, dirty) those files came from."""
     out: list[ContentFile] = []
+    disk: dict[str, Path] = {}
     seen: set[Path] = set()
     groups: list[tuple[str, Sequence[Path]]] = [
         ("atomic", atomics),
@@ -322,8 +336,57 @@ def content_files(
             if rp in seen or not rp.is_file():
                 continue
             seen.add(rp)
-            out.append(ContentFile(path=_display(p, root), kind=kind, sha256=sha256_file(rp)))
-    return tuple(out)
+            shown = _display(p, root)
+            disk[shown] = rp
+            out.append(ContentFile(path=shown, kind=kind, sha256=sha256_file(rp)))
+    return with_provenance(out, disk)
+
+
+def _git_top(folder: Path, cache: dict[Path, Path | None]) -> Path | None:
+    """The git work tree holding ``folder`` (a ``.git`` folder or file above it), or None."""
+    seen: list[Path] = []
+    top: Path | None = None
+    for candidate in (folder, *folder.parents):
+        if candidate in cache:
+            top = cache[candidate]
+            break
+        seen.append(candidate)
+        if (candidate / ".git").exists():
+            top = candidate
+            break
+    for s in seen:
+        cache[s] = top
+    return top
+
+
+def _git(top: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(top), *args], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def with_provenance(files: Sequence[ContentFile], paths: Mapping[str, Path]) -> tuple[
+        tuple[ContentFile, ...], tuple[ContentSource, ...]]:
+    """``files`` each tagged with the git repository it lies in, and those repositories' commits and
+    dirty flags (``git status --porcelain --untracked-files=no`` not empty). ``paths``: each file's
+    path on disk by its ``ContentFile.path``. One git call pair per repository, not per file."""
+    tops: dict[Path, Path | None] = {}
+    sources: dict[Path, ContentSource] = {}
+    out: list[ContentFile] = []
+    for f in files:
+        disk = paths.get(f.path)
+        top = _git_top(disk.resolve().parent, tops) if disk is not None else None
+        if top is None:
+            out.append(f)
+            continue
+        if top not in sources:
+            head = _git(top, "rev-parse", "HEAD")
+            status = _git(top, "status", "--porcelain", "--untracked-files=no")
+            sources[top] = ContentSource(str(top), head.strip() if head else None, bool(status and status.strip()))
+        out.append(replace(f, source=str(top)))
+    return tuple(out), tuple(sources.values())
 
 
 def git_commit(root: Path) -> str | None:

@@ -341,7 +341,7 @@ class _AtomiclabSession:
         from harness import __version__
         from harness.cli.run_cmds import HISTORY_FILE, _operator, _reporters, new_run_id
         from harness.execution.executors import new_run_marker
-        from harness.plan import RunPlan, content_files, git_commit, published_rules, resolve_arguments, rules_of
+        from harness.plan import RunPlan, content_provenance, git_commit, published_rules, resolve_arguments, rules_of
         from harness.reporting.base import ReportDirectory
         from harness.reporting.history import History
         from harness.results import RunMode, RunResult
@@ -394,6 +394,13 @@ class _AtomiclabSession:
         )
         atomics = sorted({Path(p.test.source) for p in planned})
         exp_sources = sorted({Path(str(getattr(p.expectations, "source", ""))) for p in planned if p.expectations})
+        content, sources = content_provenance(
+            self.root,
+            atomics=atomics,
+            expectations=[p for p in exp_sources if p.is_file()],
+            rules=[*rule_paths.values(), *published.values()],
+            lab=self.lab_path,
+        )
         self.run_result = RunResult(
             run_id=run_id,
             mode=RunMode.PYTEST,
@@ -401,14 +408,9 @@ class _AtomiclabSession:
             harness_version=__version__,
             operator=_operator(),
             command=("pytest", *self.config.invocation_params.args),
-            content=content_files(
-                self.root,
-                atomics=atomics,
-                expectations=[p for p in exp_sources if p.is_file()],
-                rules=[*rule_paths.values(), *published.values()],
-                lab=self.lab_path,
-            ),
+            content=content,
             content_commit=git_commit(self.root),
+            content_sources=sources,
             lint=dict(self.runner.rules.lint),
             rule_errors=dict(self.runner.rules.errors),
             lint_not_judged=self.runner.rules.not_judged,

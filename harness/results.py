@@ -602,18 +602,41 @@ class LintRecord:
 
 @dataclass(frozen=True, slots=True)
 class ContentFile:
-    """A content file the run used, with its SHA-256 (auditors check these)."""
+    """A content file the run used, with its SHA-256 (auditors check these) and the repository it
+    came from (``ContentSource.path``; None outside git)."""
 
     path: str
     kind: str  # atomic | expectation | rule | lab
     sha256: str
+    source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind, "sha256": self.sha256}
+        out = {"path": self.path, "kind": self.kind, "sha256": self.sha256}
+        return out | ({"source": self.source} if self.source is not None else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ContentFile:
-        return cls(path=str(d["path"]), kind=str(d["kind"]), sha256=str(d["sha256"]))
+        source = d.get("source")
+        return cls(path=str(d["path"]), kind=str(d["kind"]), sha256=str(d["sha256"]),
+                   source=None if source is None else str(source))
+
+
+@dataclass(frozen=True, slots=True)
+class ContentSource:
+    """A git repository content came from (a user's Atomic Red Team checkout, this project):
+    its path, the commit checked out, and whether tracked files differed from it (dirty)."""
+
+    path: str
+    commit: str | None
+    dirty: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "commit": self.commit, "dirty": self.dirty}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ContentSource:
+        commit = d.get("commit")
+        return cls(path=str(d["path"]), commit=None if commit is None else str(commit), dirty=bool(d.get("dirty")))
 
 
 class RunMode(enum.StrEnum):
@@ -683,6 +706,8 @@ class RunResult:
     tests: tuple[TestResult, ...] = ()
     content: tuple[ContentFile, ...] = ()
     content_commit: str | None = None
+    #: The repositories the content files came from (provenance; see ContentSource).
+    content_sources: tuple[ContentSource, ...] = ()
     lint: Mapping[str, tuple[LintRecord, ...]] = field(default_factory=dict)
     rule_errors: Mapping[str, str] = field(default_factory=dict)  # rule -> why it cannot run
     #: Rules linted but not judged (the published upstream queries): findings in ``lint``, no verdicts.
@@ -754,6 +779,7 @@ class RunResult:
             "content": {
                 "commit": self.content_commit,
                 "files": [c.to_dict() for c in self.content],
+                "sources": [s.to_dict() for s in self.content_sources],
             },
             "lint": {rule: [f.to_dict() for f in fs] for rule, fs in self.lint.items()},
             "lint_not_judged": list(self.lint_not_judged),
@@ -779,6 +805,7 @@ class RunResult:
             tests=tuple(TestResult.from_dict(t) for t in d.get("tests") or ()),
             content=tuple(ContentFile.from_dict(c) for c in content.get("files") or ()),
             content_commit=content.get("commit"),
+            content_sources=tuple(ContentSource.from_dict(s) for s in content.get("sources") or ()),
             lint={str(rule): tuple(LintRecord.from_dict(f) for f in fs) for rule, fs in (d.get("lint") or {}).items()},
             rule_errors={str(k): str(v) for k, v in (d.get("rule_errors") or {}).items()},
             lint_not_judged=tuple(str(r) for r in d.get("lint_not_judged") or ()),

@@ -163,3 +163,45 @@ def test_upstream_checkout_validates_fast_and_true() -> None:
     assert not [p for p in report.problems if "Indexes" in str(p.file) or "/src/" in str(p.file)]
     files = discover_atomics([checkout])
     assert len(files) == report.atomics_files
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+                          capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_provenance_names_the_checkout_commit_dirty_flag_and_file_hashes(tmp_path: Path) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    repo = tmp_path / "my-art"
+    shutil.copytree(ART, repo)
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "checkout")
+    head = _git(repo, "rev-parse", "HEAD")
+    technique = repo / "atomics" / "T1046" / "T1046.yaml"
+    technique.write_text(technique.read_text() + "\n")  # a local edit: the tree is dirty
+    out = tmp_path / "out"
+    code = main(["run", "--no-progress", "--atomics", str(repo), "--tests", "T1046-11", "--out", str(out),
+                 "--history", str(tmp_path / "h.sqlite")])
+    assert code in (0, 1)
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(technique.read_bytes()).hexdigest()
+    results = json.loads((out / "results.json").read_text())
+    source = {"path": str(repo.resolve()), "commit": head, "dirty": True}
+    assert source in results["content"]["sources"]
+    mine = [f for f in results["content"]["files"] if f.get("source") == str(repo.resolve())]
+    assert {"kind": "atomic", "sha256": digest}.items() <= next(
+        f for f in mine if f["path"].endswith("T1046/T1046.yaml")).items()
+    assert len(mine) == 5  # the technique files of the checkout, each hashed
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert source in manifest["content"]["sources"]
+    assert any(f["sha256"] == digest for f in manifest["content"]["files"])
+    html = (out / "report.html").read_text()
+    assert head in html and "yes (dirty)" in html
+    assert main(["verify", str(out)]) == 0

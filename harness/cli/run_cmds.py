@@ -339,9 +339,9 @@ def _initial(
     extra: Sequence[Path] = (),
 ) -> RunResult:
     from harness import __version__
-    from harness.plan import content_files, git_commit
+    from harness.plan import content_provenance, git_commit
     from harness.results import RunResult
-    files = content_files(root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
+    files, sources = content_provenance(root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
     return RunResult(
         run_id=run_id,
         mode=mode,
@@ -351,6 +351,7 @@ def _initial(
         command=tuple(["atomiclab", *sys.argv[1:]]),
         content=files,
         content_commit=git_commit(root),
+        content_sources=sources,
     )
 
 

@@ -121,6 +121,15 @@ def claim_folder(out: Path) -> int | None:
     return fd
 
 
+def _provenance(run: RunResult) -> dict[str, object]:
+    """The content part of manifest.json: commit, repositories, files with SHA-256."""
+    return {
+        "commit": run.content_commit,
+        "sources": [s.to_dict() for s in run.content_sources],
+        "files": [c.to_dict() for c in run.content],
+    }
+
+
 class ReportDirectory:
     """One run's report folder: evidence and results appended as tests finish, whole reports
     rendered on ``publish`` and at most every ``interval_s`` while the run goes on.
@@ -199,7 +208,7 @@ class ReportDirectory:
         began = self._monotonic()
         for r in self.reporters:
             atomic_write_text(self.out / r.filename, r.render(run))
-        write_manifest(self.out, self._digests, self.signer)
+        write_manifest(self.out, self._digests, self.signer, content=_provenance(run))
         took = self._monotonic() - began
         self.renders += 1
         self._next_render = self._monotonic() + max(self.interval_s, took / RENDER_SHARE)

@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,12 +206,21 @@ def build_manifest(out: Path, cache: DigestCache | None = None) -> dict[str, obj
     return {"algorithm": "sha256", "files": files}
 
 
-def write_manifest(out: Path, cache: DigestCache | None = None, signer: ManifestSigner | None = None) -> Path:
-    """Write ``out/manifest.json`` (signed when a signer is given)."""
+def write_manifest(
+    out: Path,
+    cache: DigestCache | None = None,
+    signer: ManifestSigner | None = None,
+    content: Mapping[str, object] | None = None,
+) -> Path:
+    """Write ``out/manifest.json`` (signed when a signer is given). ``content``: the run's content
+    provenance (repositories with commit and dirty flag, each content file's SHA-256), recorded as
+    ``manifest["content"]`` so the manifest alone names what ran (and a signature covers it)."""
     from harness.reporting.base import atomic_write_text
 
     path = out / MANIFEST
     manifest = build_manifest(out, cache)
+    if content is not None:
+        manifest["content"] = dict(content)
     if signer is not None:
         manifest = sign_manifest(manifest, signer)
     atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
