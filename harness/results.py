@@ -441,7 +441,10 @@ class TestResult:
     coverage: tuple[CoverageCell, ...] = ()
 
     def __post_init__(self) -> None:  # the rules' files as the rule keys name them (see RunResult)
+        # a reason is one line whatever a step printed (issue 11: stray newlines broke reports)
         reason = self.reason
+        if "\n" in reason or "\r" in reason:
+            reason = " ".join(part.strip() for part in reason.splitlines() if part.strip())
         for rule in {v.rule for v in self.detection_verdicts}:
             reason = _relative_to_root(reason, rule)
         object.__setattr__(self, "reason", reason)

@@ -37,6 +37,7 @@ from harness.baseline import BaselineExpectations, baseline_expectations
 from harness.content.labconfig import TargetConfig
 from harness.detect.base import Detector, Engine, TimeWindow
 from harness.errors import DetectionError, HarnessError
+from harness.errortext import first_error
 from harness.execution.arguments import substitute
 from harness.execution.modes import ExecutionSettings
 from harness.execution.transport import Transport
@@ -1018,12 +1019,11 @@ def _execution_failure(command: CommandResult | None) -> str | None:
 
 
 def _exit_note(command: CommandResult | None) -> str | None:
-    """A non-zero exit code with the last line of output that explains it, or None."""
+    """A non-zero exit code with the first meaningful error line that explains it, or None."""
     if command is None or command.exit_code in (0, None):
         return None
-    tail = (command.stderr or command.stdout).strip().splitlines()
-    why = f": {tail[-1][:200]}" if tail else ""
-    return f"exit code {command.exit_code}{why}"
+    why = first_error(command.stderr, command.stdout)
+    return f"exit code {command.exit_code}" + (f": {why}" if why else "")
 
 
 def _result(

@@ -2,7 +2,7 @@
 
 The committed folder ``tests/fixtures/coverage-rules/windows`` holds one rule per matrix outcome
 (fired, silent, rule invalid, not applicable, a .sumo query, a rule of another technique); the run
-over SigmaHQ's Windows rules needs a checkout (``ATOMICLAB_SIGMA_RULES``: its ``rules/windows``
+over SigmaHQ's Windows rules needs a checkout (``ATOMICLAB_SIGMA_CHECKOUT``: the checkout root or its ``rules/windows``
 folder or the checkout root) and skips with that reason when it is absent.
 """
 
@@ -26,7 +26,7 @@ from harness.telemetry.event import SYSMON, Event
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "coverage-rules" / "windows"
 NMAP = "c9c5c712-9e58-4613-85f6-139cddfa1f30"
-SIGMA_ENV = "ATOMICLAB_SIGMA_RULES"
+SIGMA_ENV = "ATOMICLAB_SIGMA_CHECKOUT"  # as the SigmaHQ regression suite (tests/test_sigma_*)
 
 pytestmark = pytest.mark.network
 

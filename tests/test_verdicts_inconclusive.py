@@ -260,3 +260,48 @@ def test_a_test_without_expectations_is_judged_on_its_baseline(tmp_path) -> None
     junit = (out / "junit.xml").read_text()
     assert 'name="expectations_baseline" value="' in junit and 'name="expectations_authored" value="0"' in junit
     assert "(baseline: none authored)" in (out / "report.html").read_text()
+
+
+# ----------------------------------------------------------- reasons quote the first meaningful error
+
+
+def test_first_error_of_cmd_and_powershell_output() -> None:
+    from harness.errortext import first_error
+
+    cmd = "'mimikatz.exe' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+    assert first_error(cmd) == (
+        "'mimikatz.exe' is not recognized as an internal or external command, operable program or batch file."
+    )
+    ps = (
+        "atomiclab-emulated: 'Get-LocalUser' is not modelled; no effect\r\n"
+        "nosuch.exe : The term 'nosuch.exe' is not recognized as the name of a cmdlet, function, script file, or "
+        "operable program.\r\nAt line:1 char:4\r\n+ & {nosuch.exe}\r\n+    ~~~~~~~~~~\r\n"
+        "    + CategoryInfo          : ObjectNotFound: (nosuch.exe:String) [], CommandNotFoundException\r\n"
+        "    + FullyQualifiedErrorId : CommandNotFoundException\r\n \r\n"
+    )
+    assert first_error(ps).startswith("nosuch.exe : The term 'nosuch.exe' is not recognized")
+    clixml = (
+        '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+        '<S S="Error">Access is denied._x000D__x000A_</S><S S="Error">    + CategoryInfo : x_x000D__x000A_</S></Objs>'
+    )
+    assert first_error(clixml) == "Access is denied."
+    assert first_error("", "only stdout\nsecond") == "only stdout"
+    assert len(first_error("x" * 500)) == 200 and first_error("") == ""
+
+
+def test_a_failing_command_reason_is_its_first_error_on_one_line(host: EmulatedHost) -> None:
+    from harness.runner import _exit_note
+
+    r = host.execute(f'{PS} -Command "& {{nosuch.exe}}" #{MARK}')
+    note = _exit_note(r)
+    assert note is not None and note.startswith("exit code 1: nosuch.exe : The term 'nosuch.exe' is not recognized")
+    r = host.execute(f"cmd.exe /c nosuch.exe & rem {MARK}")
+    note = _exit_note(r)
+    assert note == (
+        "exit code 9009: 'nosuch.exe' is not recognized as an internal or external command, "
+        "operable program or batch file."
+    )
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    t = TestResult(guid="g", name="n", technique="T1", target="e", status=TestStatus.FAILED,
+                   reason="a\r\nb\n\nc", started=now, ended=now)
+    assert t.reason == "a b c"
