@@ -359,7 +359,13 @@ def _winrm_to_emulated(server: Any, name: str) -> Transport:
     The password goes through an in-memory secret lookup, never the environment or a command line.
     """
     from harness.emulated.wsman import PASSWORD_ENV
-    from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMScheme, WinRMTransport
+    from harness.execution.transports.winrm import (
+        CommandMode,
+        WinRMAuth,
+        WinRMConfig,
+        WinRMScheme,
+        WinRMTransport,
+    )
 
     password = server.password
     config = WinRMConfig(
@@ -370,6 +376,7 @@ def _winrm_to_emulated(server: Any, name: str) -> Transport:
         username=server.username,
         password_env=PASSWORD_ENV,
         ca_bundle=Path(server.ca_cert_path),
+        command_mode=CommandMode.LAUNCHER,  # the lab's execution path (see _transport below)
     )
     return WinRMTransport(config, secrets=lambda _env: password)
 
@@ -448,8 +455,9 @@ class LabTargetFactory:
             WinRMTransport,
         )
 
-        # LAUNCHER: real WinRS re-parses the command line through cmd.exe; the launcher starts it
-        # exactly as rendered and kills the process tree at the deadline.
+        # LAUNCHER for lab and emulated targets alike (one execution path): WinRS re-parses the
+        # command line through cmd.exe /C; the launcher starts it exactly as rendered and kills the
+        # process tree at the deadline, so emulated evidence carries the lab's process chain.
         return WinRMTransport(
             WinRMConfig(
                 host=t.address,
@@ -462,6 +470,6 @@ class LabTargetFactory:
                 certificate_pem=t.cert_pem,
                 certificate_key_pem=t.cert_key_pem,
                 connect_timeout=self.lab.timeouts.connect_s,
-                command_mode=CommandMode.DIRECT if t.emulated else CommandMode.LAUNCHER,
+                command_mode=CommandMode.LAUNCHER,
             )
         )

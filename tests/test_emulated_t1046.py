@@ -181,11 +181,18 @@ def test_lineage_svchost_winrshost_shell_tool(scenario: dict[str, Any]) -> None:
     by_guid = {e["ProcessGuid"]: e for e in of(events(host, SYSMON), 1)}
     nmap = next(e for e in by_guid.values() if e["Image"].lower().endswith("\\nmap.exe"))
     shell = by_guid[nmap["ParentProcessGuid"]]
-    winrs = by_guid[shell["ParentProcessGuid"]]
+    launcher = by_guid[shell["ParentProcessGuid"]]
+    comspec = by_guid[launcher["ParentProcessGuid"]]
+    winrs = by_guid[comspec["ParentProcessGuid"]]
     assert shell["Image"].endswith("\\powershell.exe") and shell["CommandLine"].startswith('"powershell.exe" & {')
+    # The lab's chain (issue 14): svchost -k DcomLaunch > WinrsHost.exe -Embedding > cmd.exe /C
+    # <launcher> > powershell.exe -EncodedCommand (the launcher) > the atomic's root.
+    assert launcher["CommandLine"].startswith("powershell.exe  -NoProfile -NonInteractive -EncodedCommand ")
+    assert comspec["CommandLine"].startswith("C:\\Windows\\system32\\cmd.exe /C powershell.exe -NoProfile")
     assert winrs["Image"] == "C:\\Windows\\System32\\winrshost.exe"
+    assert winrs["CommandLine"] == "C:\\Windows\\system32\\WinrsHost.exe -Embedding"
     assert winrs["ParentImage"] == "C:\\Windows\\System32\\svchost.exe"
-    assert "-s WinRM" in winrs["ParentCommandLine"]
+    assert winrs["ParentCommandLine"] == "C:\\Windows\\system32\\svchost.exe -k DcomLaunch -p"
     assert re.fullmatch(r"\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}", nmap["ProcessGuid"])
 
 
@@ -341,9 +348,11 @@ def test_five_atomics_through_winrm_produce_every_expected_signal() -> None:
     assert temp + "df00tech-netstat.txt" in [e["TargetFilename"] for e in s["files"]]
     assert "LISTENING" in netstat_file and "ESTABLISHED" not in netstat_file
     assert any(e["NewProcessName"].lower().endswith("\\cmd.exe") and e["CommandLine"] == s["line"] for e in s["4688"])
-    # Lineage as on Windows: the WinRM host process starts every executor shell.
+    # Lineage as on the lab host: WinrsHost.exe > cmd.exe /C > the launcher > every executor shell.
     for s in seen.values():
-        assert s["tree"][0]["ParentImage"] == "C:\\Windows\\System32\\winrshost.exe"
+        # The root's parent is the harness's launcher (powershell.exe -EncodedCommand), as in the lab.
+        assert s["tree"][0]["ParentImage"] == "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+        assert "-EncodedCommand" in s["tree"][0]["ParentCommandLine"]
 
 
 @pytest.mark.network

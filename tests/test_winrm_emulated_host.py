@@ -60,7 +60,9 @@ def test_t1046_atomics_execute_with_prereqs_cleanup_and_logged_command_lines(emu
         assert len(roots) == 1, f"{test.name}: the marked root process must appear exactly once in Sysmon 1"
         # Byte for byte the line the executor rendered: what detections and attribution see.
         assert roots[0]["CommandLine"] == record.command_line
-        assert roots[0]["ParentImage"].lower().endswith("winrshost.exe")
+        # The launcher started it (one execution path for lab and emulated hosts).
+        assert roots[0]["ParentImage"].lower().endswith("powershell.exe")
+        assert roots[0]["ParentCommandLine"].startswith("powershell.exe  -NoProfile -NonInteractive -EncodedCommand ")
 
 def test_powershell_deadline_overrun_is_terminated(emulated) -> None:  # type: ignore[no-untyped-def]
     _host, transport = emulated

@@ -20,7 +20,7 @@ from harness.errors import AuthError, ConnectError, CredentialError, ProtocolErr
 from harness.execution.executors import new_run_marker, render_command_line
 from harness.execution.lifecycle import ExecutionStatus, execute_atomic
 from harness.execution.transport import Transport
-from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMScheme, WinRMTransport
+from harness.execution.transports.winrm import CommandMode, WinRMAuth, WinRMConfig, WinRMScheme, WinRMTransport
 from harness.model import AtomicTest, Executor, ExecutorName
 
 wsman = pytest.importorskip("harness.emulated.wsman", reason="emulated WS-Man server not present yet")
@@ -155,6 +155,9 @@ def _transport(srv, *, password: str | None = None, **over: object) -> WinRMTran
     fields: dict[str, object] = dict(
         host="127.0.0.1", port=srv.port, username=srv.username, password_env=PASSWORD_ENV,
         auth=WinRMAuth.NTLM, ca_bundle=srv.ca_cert_path, connect_timeout=5.0, operation_timeout_s=5,
+        # The scripted fake answers by command text: these tests exercise the WS-Man exchange, so the
+        # line goes out verbatim (DIRECT); the launcher path runs against the emulated host elsewhere.
+        command_mode=CommandMode.DIRECT,
     )
     fields.update(over)
     return WinRMTransport(WinRMConfig(**fields),  # type: ignore[arg-type]

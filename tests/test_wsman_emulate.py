@@ -130,7 +130,9 @@ def test_pypsrp_against_the_real_host_model() -> None:
             ) as ws,
             WinRS(ws) as shell,
         ):
-            ps = Process(shell, "powershell.exe", ["-Command", "1..3 | ForEach-Object { $_ }"])
+            # WinRS runs the command through cmd.exe /C, so the pipeline is quoted to reach PowerShell
+            # (unquoted, cmd would pipe powershell's output into a program named ForEach-Object).
+            ps = Process(shell, "powershell.exe", ["-Command", '"1..3 | ForEach-Object { $_ }"'])
             ps.invoke()
             assert (ps.stdout, ps.rc) == (b"1\r\n2\r\n3\r\n", 0), ps.stderr
             # A long-running tool is ended by Signal Terminate; the command is then gone.

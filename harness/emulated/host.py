@@ -25,12 +25,13 @@ import ntpath
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from harness.emulated.cmd_shell import run_cmd
 from harness.emulated.eventlog import EventLog, ImageInfo, LoggingPolicy, TelemetryWriter
 from harness.emulated.filesystem import FileSystem, FsError, normalize
+from harness.emulated.launch import KillSwitch, StartedProgram, child_ctx, exit_status_of, run_taskkill
 from harness.emulated.powershell import run_powershell
 from harness.emulated.processes import (
     STATUS_CONTROL_C_EXIT,
@@ -56,13 +57,24 @@ from harness.emulated.tools import (
     split_command_line,
 )
 from harness.errors import EmulationError
+from harness.execution.executors import windows_launcher
 from harness.model import CommandResult, utcnow
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, SYSTEM, WINDOWS_POWERSHELL
 
 PATHEXT = (".COM", ".EXE", ".BAT", ".CMD", ".VBS", ".VBE", ".JS", ".JSE", ".WSF", ".WSH", ".MSC")
 SYSTEM32 = "C:\\Windows\\System32"
 WINRM_SVCHOST_CMD = "C:\\Windows\\system32\\svchost.exe -k NetworkService -p -s WinRM"
+#: WinRS creates its shell host through COM (``-Embedding``), so the DCOM launcher's svchost is its
+#: parent; the recordings show that group's command line as ``svchost.exe -k DcomLaunch -p ...``
+#: (atomic-evtx T1046-3 Sysmon 1: ``C:\Windows\system32\svchost.exe -k DcomLaunch -p -s DeviceInstall``).
+DCOMLAUNCH_SVCHOST_CMD = "C:\\Windows\\system32\\svchost.exe -k DcomLaunch -p"
 WINRSHOST_CMD = "C:\\Windows\\system32\\WinrsHost.exe -Embedding"
+#: WinRS runs every command through the command processor: ``%ComSpec% /C <command>``
+#: (Microsoft Learn, "winrs": commands run in cmd.exe; the command line is what Sysmon 1 shows).
+WINRS_COMSPEC_PREFIX = "C:\\Windows\\system32\\cmd.exe /C "
+#: The launcher exits with this code when it killed the command at its deadline.
+LAUNCHER_TIMEOUT_EXIT = 124
+LAUNCHER_KILL_GRACE_S = 5.0
 SYSMON_CONFIG_PATH = "C:\\Windows\\sysmon-config.xml"
 MS_PRODUCT = "Microsoft® Windows® Operating System"
 MS_COMPANY = "Microsoft Corporation"
@@ -153,7 +165,9 @@ class EmulatedHost:
             **PROGRAM_BEHAVIOURS,
             "cmd": run_cmd,
             "powershell": run_powershell,
+            "taskkill": run_taskkill,
         }
+        self._switches: dict[int, tuple[Process, KillSwitch]] = {}
         self._accounts: dict[str, Account] = {}
         self._not_modelled: list[tuple[Process, str]] = []
         self.system = Account(
@@ -265,6 +279,10 @@ class EmulatedHost:
         self._winrm = t.spawn(
             image="C:\\Windows\\System32\\svchost.exe", command_line=WINRM_SVCHOST_CMD,
             cwd="C:\\Windows\\system32\\", account=self.network_service, parent=services, started=boot,
+        )  # fmt: skip
+        self._dcomlaunch = t.spawn(
+            image="C:\\Windows\\System32\\svchost.exe", command_line=DCOMLAUNCH_SVCHOST_CMD,
+            cwd="C:\\Windows\\system32\\", account=self.system, parent=services, started=boot,
         )  # fmt: skip
         self._sysmon_pid = 0
         if self.settings.sysmon_installed:
@@ -474,13 +492,71 @@ class EmulatedHost:
 
     def _run(self, ctx: Ctx, program: ProgramProfile) -> int:
         behaviour = self._behaviours.get(program.behaviour, TOOL_BEHAVIOURS["not_modelled"])
-        code = STATUS_CONTROL_C_EXIT
+        code: int | None = None
         try:
             ctx.check()
             code = behaviour(ctx, split_command_line(ctx.proc.command_line), program) & 0xFFFFFFFF
         finally:
-            self._finish(ctx.proc, code)
+            # Killed (Terminated unwinding): the status the killer gave (taskkill /F: 1, WinRS: 0xC000013A).
+            self._finish(ctx.proc, exit_status_of(ctx.cancel) if code is None else code)
         return code
+
+    def start_program(
+        self, parent: Ctx, program: ProgramProfile, command_line: str, *, out: Sink, err: Sink, cwd: str | None = None
+    ) -> StartedProgram:
+        """Create a child of ``parent.proc`` (logged) and run it in its own thread with its own
+        ``KillSwitch`` (adopted by the parent's, so killing the parent's group reaches it)."""
+        proc = self.processes.spawn(
+            image=program.image, command_line=command_line, cwd=cwd or parent.cwd,
+            account=parent.proc.account, parent=parent.proc, started=self.now(),
+        )  # fmt: skip
+        self.telemetry.process_created(proc)
+        switch = KillSwitch()
+        if isinstance(parent.cancel, KillSwitch):
+            parent.cancel.adopt(switch)
+        started = StartedProgram(proc=proc, switch=switch, done=threading.Event())
+        with self._lock:
+            self._switches[proc.pid] = (proc, switch)
+        ctx = child_ctx(parent, proc, switch, cwd=proc.cwd, out=out, err=err)
+
+        def main() -> None:
+            code = 1
+            try:
+                code = self._run(ctx, program)
+            except Terminated:
+                code = switch.exit_code
+            except Exception as exc:  # a model bug must end the process, not hang its waiter
+                err.write(f"atomiclab-emulated: internal error: {type(exc).__name__}: {exc}\r\n")
+                self._finish(proc, 1)
+            finally:
+                started.exit_code = code & 0xFFFFFFFF
+                with self._lock:
+                    if self._switches.get(proc.pid, (None,))[0] is proc:
+                        del self._switches[proc.pid]
+                started.done.set()
+
+        threading.Thread(target=main, name=f"emulated-proc-{proc.pid}", daemon=True).start()
+        return started
+
+    def kill_tree(self, pid: int, exit_status: int, *, tree: bool) -> list[Process] | None:
+        """Terminate process ``pid`` (and with ``tree`` its descendants) with ``exit_status``;
+        the killed processes, children first, or None when no such process is running.
+        Only processes that run in their own thread (``start_program``) can be killed alone; a
+        process run synchronously inside another is killed with that one's group."""
+        target = self.processes.get(pid)
+        if target is None:
+            return None
+        victims = [*self.processes.live_descendants(target), target] if tree else [target]
+        with self._lock:
+            switches = {pid: self._switches.get(p.pid) for p in victims for pid in [p.pid]}
+        for p in victims:
+            entry = switches.get(p.pid)
+            if entry is not None and entry[0] is p:
+                entry[1].trip(exit_status)
+        deadline = time.monotonic() + 5.0
+        while any(p.alive for p in victims) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return victims
 
     def _finish(self, proc: Process, code: int) -> None:
         if self.processes.exit(proc, code, self.now()):
@@ -535,19 +611,31 @@ class EmulatedHost:
         )  # fmt: skip
 
     def execute(
-        self, command_line: str, *, user: str = "atomiclab", timeout_s: float = 60.0, codepage: int = 65001
+        self,
+        command_line: str,
+        *,
+        user: str = "atomiclab",
+        timeout_s: float = 60.0,
+        codepage: int = 65001,
+        launcher: bool = True,
     ) -> CommandResult:
-        """Run one command line in a fresh shell, as the WinRS client would, and collect the result.
+        """Run one command line in a fresh shell as the harness does, and collect the result.
 
         For tests and in-process callers; the shell's winrshost.exe is created and closed around it.
-        On ``timeout_s`` the command is terminated and the result has ``timed_out=True``."""
+        With ``launcher`` (default) the WinRS command is the harness's launcher
+        (:func:`harness.execution.executors.windows_launcher`, deadline ``timeout_s``), which starts
+        ``command_line`` with its exact text and kills its tree at the deadline; without it the line
+        is the WinRS command itself (run by ``cmd.exe /C``, which re-parses it). On ``timeout_s``
+        the result has ``timed_out=True``."""
         started = utcnow()
         shell = self.open_shell(user, codepage=codepage)
         out, err = bytearray(), bytearray()
         timed_out = False
+        wire = windows_launcher(command_line, deadline_s=timeout_s) if launcher else command_line
         try:
-            cmd = shell.start(command_line)
-            deadline = time.monotonic() + timeout_s
+            cmd = shell.start(wire)
+            # The launcher's own deadline kill comes first; WinRS terminate is the backstop.
+            deadline = time.monotonic() + timeout_s + (LAUNCHER_KILL_GRACE_S if launcher else 0.0)
             while True:
                 left = deadline - time.monotonic()
                 chunk = cmd.read(max(0.0, min(1.0, left)))
@@ -566,18 +654,29 @@ class EmulatedHost:
                     break
         finally:
             shell.close()
+        if launcher and code == LAUNCHER_TIMEOUT_EXIT:
+            timed_out, code = True, None
         enc = _encoding(codepage)
         return CommandResult(
             command=command_line, exit_code=code, stdout=out.decode(enc, "replace"),
             stderr=err.decode(enc, "replace"), started=started, ended=utcnow(), timed_out=timed_out,
         )  # fmt: skip
 
+    def new_logon(self, acct: Account) -> Account:
+        """``acct`` with a fresh logon session (LogonId, LogonGuid): WinRM authenticates every shell
+        as a new network logon, so each shell's processes carry their own LogonId/LogonGuid."""
+        logon_id = self._rng.randrange(0x100000, 0x7FFFFF)
+        return replace(
+            acct, logon_id=logon_id, logon_guid=logon_guid(self.processes.machine, int(time.time()), logon_id)
+        )
+
     def open_shell(self, user: str, *, codepage: int = 437) -> ShellSession:
-        """A WinRS shell: creates winrshost.exe (Sysmon 1 / 4688) under the WinRM svchost."""
-        acct = self.account(user)
+        """A WinRS shell: a new logon of ``user`` and its ``WinrsHost.exe -Embedding`` (Sysmon 1 /
+        4688), started by COM under the DcomLaunch svchost as on a real host."""
+        acct = self.new_logon(self.account(user))
         proc = self.processes.spawn(
             image="C:\\Windows\\System32\\winrshost.exe", command_line=WINRSHOST_CMD,
-            cwd="C:\\Windows\\system32\\", account=acct, parent=self._winrm, started=self.now(),
+            cwd="C:\\Windows\\system32\\", account=acct, parent=self._dcomlaunch, started=self.now(),
         )  # fmt: skip
         self.telemetry.process_created(proc)
         return ShellSession(self, proc, self.environment(acct), codepage)
@@ -613,7 +712,7 @@ class RunningCommand:
         self.command_line = command_line
         self._cond = threading.Condition()
         self._streams = _Streams()
-        self._cancel = threading.Event()
+        self._cancel = KillSwitch()
         self._done = False
         self._exit_code: int | None = None
         enc = _encoding(session.codepage)
@@ -632,14 +731,12 @@ class RunningCommand:
                 host=host, proc=shell, env=env, cwd=self._session.cwd, stdin="", out=self._out, err=self._err,
                 cancel=self._cancel, codepage=self._session.codepage,
             )  # fmt: skip
-            argv = split_command_line(self.command_line)
-            program = host.resolve_program(argv[0], self._session.cwd, env) if argv else None
-            if program is None:
-                # CreateProcess fails: WinRS reports the Win32 error and no process exists.
-                self._err.write("The system cannot find the file specified.\r\n")
-                code = 2
-            else:
-                code = host.run_program(parent, program, self.command_line, stdin="")
+            # WinRS hands the command to the command processor: cmd.exe /C <command>, so cmd's
+            # parsing (quote stripping, &, |, %VAR%) applies exactly as on a real host.
+            comspec = host.resolve_program("C:\\Windows\\system32\\cmd.exe", self._session.cwd, env)
+            if comspec is None:
+                raise EmulationError("the emulated host has no cmd.exe", hint="check profiles/system32.yaml")
+            code = host.run_program(parent, comspec, WINRS_COMSPEC_PREFIX + self.command_line, stdin="")
         except Terminated:
             code = STATUS_CONTROL_C_EXIT
         except Exception as exc:  # a model bug must not hang the client: report it as the command's failure
@@ -674,7 +771,7 @@ class RunningCommand:
 
     def terminate(self) -> None:
         """End the process tree now (each process logs its exit with 0xC000013A)."""
-        self._cancel.set()
+        self._cancel.trip(STATUS_CONTROL_C_EXIT)
         self._thread.join(timeout=10.0)
 
     @property

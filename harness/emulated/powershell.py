@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from harness.emulated.filesystem import FsError, normalize
+from harness.emulated.launch import ConsoleWriter, DotNetError, DotNetObject, ProcessStartInfo, start_process
 from harness.emulated.ps_stock import ALIASES, stock_gap
 from harness.emulated.stock import load_stock
 from harness.emulated.tools import (
@@ -952,6 +953,10 @@ class AsyncResult:
         return self.task.IsCompleted
 
 
+class ExceptionText(str):
+    """``$_.Exception`` in a catch block: prints as its message and has ``.Message``."""
+
+
 class Scope:
     def __init__(self, parent: Scope | None = None) -> None:
         self.parent = parent
@@ -1253,7 +1258,9 @@ class Interpreter:
             )
             if handler is None:
                 raise
-            self.scope.set("_", PSObject("System.Management.Automation.ErrorRecord", {"Exception": e.message}))
+            self.scope.set(
+                "_", PSObject("System.Management.Automation.ErrorRecord", {"Exception": ExceptionText(e.message)})
+            )
             self.scope.set("PSItem", self.scope.lookup("_")[1])
             yield from self.block_stmts(handler)
         finally:
@@ -1406,6 +1413,8 @@ class Interpreter:
             if isinstance(obj, PSObject):
                 obj.props[target.name] = value
                 return
+            if isinstance(obj, DotNetObject) and obj.set(target.name, value):
+                return
         raise PSError("The assignment expression is not valid.", pos=target.pos)
 
     def cast(self, type_name: str, v: Any, pos: int) -> Any:
@@ -1555,15 +1564,24 @@ class Interpreter:
             found, value = static_member(self, obj[1], name)
             if found:
                 return value
+            if obj[1].lower().removeprefix("system.") == "console" and low in ("out", "error"):
+                return ConsoleWriter(self.ctx.out.write if low == "out" else self.ctx.err.write)
             raise self.unmodelled(
                 f"[{obj[1]}]::{name}",
                 f"Static member [{obj[1]}]::{name} is not modelled by the emulated PowerShell.",
                 pos,
             )
+        if isinstance(obj, DotNetObject):
+            try:
+                return obj.get(name)
+            except DotNetError as e:
+                raise self.dotnet_error(name, 0, e, pos) from None
         if isinstance(obj, list):
             if low in ("count", "length"):
                 return len(obj)
             return [self.member(x, name, pos) for x in obj]
+        if isinstance(obj, ExceptionText) and low == "message":
+            return str(obj)
         if isinstance(obj, str) and low == "length":
             return len(obj)
         if isinstance(obj, PSObject):
@@ -1583,8 +1601,37 @@ class Interpreter:
                         return v
         return None
 
+    def dotnet_error(self, name: str, argc: int, exc: DotNetError, pos: int) -> PSError:
+        """A .NET exception as PowerShell reports it (``Exception calling "X" with "n" argument(s)``)."""
+        return PSError(
+            f'Exception calling "{name}" with "{argc}" argument(s): "{exc}"',
+            exception="MethodInvocationException",
+            fqid=type(exc).__name__,
+            pos=pos,
+        )
+
     def invoke(self, obj: Any, name: str, args: list[Any], pos: int) -> Any:
         low = name.lower()
+        if isinstance(obj, DotNetObject):
+            try:
+                found, value = obj.call(name, args)
+            except DotNetError as e:
+                raise self.dotnet_error(name, len(args), e, pos) from None
+            if found:
+                return value
+        if (
+            isinstance(obj, tuple)
+            and obj
+            and obj[0] == "type"
+            and obj[1].lower().removeprefix("system.") == "diagnostics.process"
+            and low == "start"
+            and len(args) == 1
+            and isinstance(args[0], ProcessStartInfo)
+        ):
+            try:
+                return start_process(self.ctx, args[0], cast(Any, self.ctx.host))
+            except DotNetError as e:
+                raise self.dotnet_error(name, 1, e, pos) from None
         ps_call = getattr(obj, "ps_call", None)
         if callable(ps_call):  # objects modelled in ps_cmdlets (WebClient ...)
             return ps_call(self, name, args, pos)
@@ -1702,7 +1749,8 @@ class Interpreter:
             self.not_modelled(stock.canonical_cmdlet(low))
             return iter(())
         # an external program
-        program = self.find_program(name, explicit_path=cmd.call_op or any(c in name for c in "\\/:"))
+        # The call operator still discovers a bare name on PATH; only a path is taken as given.
+        program = self.find_program(name, explicit_path=any(c in name for c in "\\/:"))
         if program is None:
             if re.fullmatch(r"[A-Za-z]+-[A-Za-z][A-Za-z0-9]*", name) and name.split("-")[0].lower() in APPROVED_VERBS:
                 self.not_modelled(name)
@@ -1843,7 +1891,7 @@ def type_name_of(v: Any) -> str:
         return "System.String"
     if isinstance(v, list):
         return "System.Object[]"
-    if isinstance(v, TcpClient):
+    if isinstance(v, TcpClient | DotNetObject):
         return v.type_name
     if isinstance(v, PSObject):
         return v.type_name
@@ -2120,6 +2168,8 @@ def _new_object(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> 
         from harness.emulated.ps_cmdlets import WebClient
 
         return iter([WebClient()])
+    if tname == "diagnostics.processstartinfo":
+        return iter([ProcessStartInfo()])
     if tname in ("psobject", "object", "management.automation.psobject"):
         props = b.get("property")
         return iter(

@@ -152,7 +152,11 @@ def windows_launcher(command_line: str, *, deadline_s: float | None = None) -> s
         "$psi = New-Object System.Diagnostics.ProcessStartInfo; "
         f"$psi.FileName = {ps_literal(image)}; $psi.Arguments = {ps_literal(arguments)}; "
         "$psi.UseShellExecute = $false; $psi.RedirectStandardOutput = $true; "
-        "$psi.RedirectStandardError = $true; $p = [System.Diagnostics.Process]::Start($psi); "
+        "$psi.RedirectStandardError = $true; "
+        # A failed start (CreateProcess: file not found) must fail the command, not exit 0 with $p
+        # null; 2 is ERROR_FILE_NOT_FOUND, what WinRS reports for a command it cannot start.
+        "try { $p = [System.Diagnostics.Process]::Start($psi) } "
+        "catch { [Console]::Error.WriteLine($_.Exception.Message); exit 2 }; "
         "$out = $p.StandardOutput.ReadToEndAsync(); $err = $p.StandardError.ReadToEndAsync(); "
         f"{wait}$p.WaitForExit(); [Console]::Out.Write($out.Result); [Console]::Error.Write($err.Result); "
         "exit $p.ExitCode"

@@ -18,12 +18,12 @@ Contract
   winrshost.exe runs each command in takes its children with it - the client has no PID to run
   ``taskkill /T /F`` against. The result is ``timed_out=True`` with the output received so far.
   After a normal completion the command is released with Signal ``Terminate`` as winrs.exe does.
-* Command line: with ``CommandMode.DIRECT`` (default) the executor's full command line is the
-  WinRS command (``rsp:Command``; no arguments) - the emulated host and WinRS both build the
-  process command line from it. Real WinRS runs it through ``cmd.exe /c``, which re-parses
-  ``&``; for real hosts choose ``CommandMode.LAUNCHER``, which starts the exact command line via
-  ``ProcessStartInfo`` (:func:`harness.execution.executors.windows_launcher`) and also kills the
-  process tree on the host at the deadline.
+* Command line: with ``CommandMode.LAUNCHER`` (default, for lab and emulated hosts alike) the
+  WinRS command is the launcher (:func:`harness.execution.executors.windows_launcher`), which
+  starts the executor's exact command line via ``ProcessStartInfo`` and kills its process tree on
+  the host at the deadline. WinRS runs every command through ``cmd.exe /C``, which would re-parse
+  ``&`` and strip quotes of the rendered line; the launcher's line has nothing cmd changes.
+  ``CommandMode.DIRECT`` sends the line itself as the WinRS command (for probing cmd's parsing).
 * Errors are mapped at this edge: AuthError (HTTP 401, SPNEGO failure), ConnectError (refused,
   dropped, TLS validation, timeouts), ProtocolError (HTTP 500, WS-Man faults, bad XML). Each names
   the host and what to check. After a transport error the shell is abandoned; the next ``run``
@@ -98,7 +98,7 @@ class WinRMConfig:
     operation_timeout_s: int = 20  # WS-Man OperationTimeout of one Receive long-poll
     max_envelope_size: int = 153600
     path: str = "wsman"
-    command_mode: CommandMode = CommandMode.DIRECT
+    command_mode: CommandMode = CommandMode.LAUNCHER
     kill_grace_s: float = 5.0  # LAUNCHER mode: time allowed for the host's own deadline kill
 
     @property
