@@ -609,7 +609,7 @@ class ContentFile:
     came from (``ContentSource.path``; None outside git)."""
 
     path: str
-    kind: str  # atomic | expectation | rule | lab
+    kind: str  # atomic | expectation | rule | lab | telemetry | sysmon_config (the emulated host's)
     sha256: str
     source: str | None = None
 

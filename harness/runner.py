@@ -783,6 +783,7 @@ class Runner:
             exit_note=exit_note,
             on_time_outcomes=on_time_outcomes,
             not_modelled=outcome.not_modelled,
+            sysmon_config=_sysmon_config_label(host.info),
         )
         status, failure, reason = _unattributed(verdict.status, verdict.failure, verdict.reason, attributed, verdict)
         if outcome.cleanup_error:
@@ -938,6 +939,14 @@ _SKIPS: dict[ExecutionStatus, tuple[TestStatus, FailureKind]] = {
 
 def _key(e: Event) -> tuple[str, int, int | None, datetime]:
     return (e.channel, e.event_id, e.record_id, e.time)
+
+
+def _sysmon_config_label(info: TargetInfo) -> str | None:
+    """``<config file> SHA256=<hash>`` from the host's preflight, or None when unknown."""
+    source = str(info.audit.get("sysmon_config_file") or "")
+    if not source and not info.sysmon_config_hash:
+        return None
+    return f"{source or '?'} SHA256={info.sysmon_config_hash or '?'}"
 
 
 def _satisfied(pt: PlannedTest, attributed: AttributedEvents, features: Mapping[str, bool] | None) -> bool:

@@ -248,7 +248,8 @@ def parse_emulate_settings(pairs: Sequence[str]) -> dict[str, Any]:
     from harness.emulated.host import HostSettings
 
     defaults = HostSettings()
-    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    # The Sysmon config is a file, given with --sysmon-config, not a KEY=VALUE setting.
+    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults) if f.name != "sysmon_config"}
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -292,8 +293,10 @@ class EmulatedTargetFactory:
     generated credentials live only while the target is open.
     """
 
-    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, settings: Mapping[str, Any] | None = None, *, sysmon_config: Any = None) -> None:
         self.settings = dict(settings or {})
+        if sysmon_config is not None:  # a harness.emulated.sysmon_config.SysmonConfig (--sysmon-config)
+            self.settings["sysmon_config"] = sysmon_config
         self.servers: list[Any] = []  # the started servers, for round-trip statistics (bench)
 
     @staticmethod

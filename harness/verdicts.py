@@ -223,8 +223,11 @@ def judge_event(
     first_line: int,
     on_time: int,
     features: Mapping[str, bool] | None,
+    sysmon_config: str | None = None,
 ) -> EventVerdict:
-    """Verdict on one expected event. ``events[:on_time]`` arrived within the time budget."""
+    """Verdict on one expected event. ``events[:on_time]`` arrived within the time budget.
+    ``sysmon_config`` names the host's Sysmon config (file and hash): a missing Sysmon event's reason
+    names it, since the config decides what Sysmon logs."""
     candidates = [i for i, e in enumerate(events) if e.channel == exp.channel and e.event_id == exp.event_id]
     matched = [i for i in candidates if exp.where.matches(e_fields(events[i]))]
     n = len(matched)
@@ -272,6 +275,8 @@ def judge_event(
         why = "; ".join(exp.where.explain(e_fields(events[i]))) or "matched"
         near.append(f"record {events[i].record_id}: {why}")
     missing = f"missing {label} ({exp.description}): {n} of at least {exp.min_count} in {exp.channel}"
+    if sysmon_config and exp.channel == SYSMON:
+        missing += f" (Sysmon config {sysmon_config})"
     off = [feature_name(f) for f in exp.requires if features is not None and not features.get(feature_name(f), True)]
     if off:
         return replace(
@@ -408,6 +413,7 @@ def judge(
     exit_note: str | None = None,
     on_time_outcomes: Mapping[str, RuleOutcome] | None = None,
     not_modelled: Sequence[ModelGap] = (),
+    sysmon_config: str | None = None,
 ) -> Judgement:
     """Judge one executed test (or one recorded capture).
 
@@ -423,7 +429,7 @@ def judge(
     """
     cutoff = len(events) if on_time is None else on_time
     ev = tuple(
-        judge_event(e, events, first_line=first_line, on_time=cutoff, features=features)
+        judge_event(e, events, first_line=first_line, on_time=cutoff, features=features, sysmon_config=sysmon_config)
         for e in (expectations.events if expectations is not None else ())
     )
     dv = tuple(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import threading
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
 from harness.emulated.host import EmulatedHost, HostSettings
 from harness.emulated.processes import STATUS_CONTROL_C_EXIT
+from harness.emulated.sysmon_config import load_sysmon_config
 from harness.emulated.tools import load_profiles, parse_targets
 from harness.errors import EmulationError
 from harness.telemetry.event import SECURITY, SYSMON
@@ -153,7 +155,7 @@ def test_missing_tool_in_cmd_is_not_recognized() -> None:
 
 
 def test_terminate_stops_ping_promptly() -> None:
-    h = EmulatedHost()
+    h = EmulatedHost(HostSettings(sysmon_config=load_sysmon_config(Path(__file__).parent / "fixtures/sysmon/log_all.xml")))
     shell = h.open_shell("atomiclab")
     cmd = shell.start('"cmd.exe" /c ping -n 30 127.0.0.1')
     first = cmd.read(5.0)

@@ -23,7 +23,7 @@ from harness.errors import AuthError
 from harness.execution.executors import new_run_marker, render_command_line
 from harness.execution.lifecycle import execute_atomic
 from harness.execution.transports.ssh import SSHConfig, SSHTransport
-from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMTransport
+from harness.execution.transports.winrm import CommandMode, WinRMAuth, WinRMConfig, WinRMTransport
 from harness.model import AtomicTest, Dependency, Executor, ExecutorName
 
 pytestmark = pytest.mark.network
@@ -54,7 +54,9 @@ def test_no_secret_in_any_output_log_or_file(sshd: SshdServer, tmp_path: Path, m
             monkeypatch.setenv("ATOMICLAB_CANARY_WINRM", winrm_secret)
             winrm = WinRMTransport(WinRMConfig(host="127.0.0.1", port=srv.port, username=srv.username,
                                                password_env="ATOMICLAB_CANARY_WINRM", auth=WinRMAuth.NTLM,
-                                               ca_bundle=srv.ca_cert_path, operation_timeout_s=2))
+                                               ca_bundle=srv.ca_cert_path, operation_timeout_s=2,
+                                               # the scripted fake answers by command text
+                                               command_mode=CommandMode.DIRECT))
             try:
                 test = _atomic(ExecutorName.COMMAND_PROMPT, "echo run\n", "echo clean\n", "echo ok")
                 records.append(execute_atomic(winrm, test, args={}, marker=new_run_marker(), get_prereqs=True,

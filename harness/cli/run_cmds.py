@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from harness.telemetry.event import Event
 
 if TYPE_CHECKING:
+    from harness.emulated.sysmon_config import SysmonConfig
     from harness.runner import RunObserver
 
 DEFAULT_ATOMICS = ("atomics/T1046", "atomics/benign")
@@ -140,6 +141,14 @@ def register(subparsers: Any) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="emulated host setting, e.g. sysmon_network=false, tools=nbtscan,git (repeatable)",
+    )
+    run.add_argument(
+        "--sysmon-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="Sysmon XML configuration the emulated host applies (default: the lab's, lab/cache/sysmonconfig.xml "
+        "or its built-in stand-in): would this config have caught the test?",
     )
     run.add_argument("--max-hosts", type=positive_int, default=8, help="hosts run in parallel (default 8)")
     run.add_argument(
@@ -366,6 +375,7 @@ def _start_reports(
     rules: Sequence[Path],
     lab: Path | None,
     signer: ManifestSigner | None = None,
+    sysmon: SysmonConfig | None = None,
 ) -> tuple[Path, ReportDirectory, RunResult]:
     """A new run id: its report folder (``--out`` or reports/<run-id>/), the sink writing it, the
     run's initial record."""
@@ -374,6 +384,12 @@ def _start_reports(
     out = args.out or _reports_dir() / run_id
     sink = ReportDirectory(out, _reporters(out, history, coverage=bool(getattr(args, "rules", None))), signer=signer)
     initial = _initial(run_id, mode, root, atomics=atomics, expectations=expectations, rules=rules, lab=lab)
+    if sysmon is not None:
+        # The report names the Sysmon config the emulated host applied, with its SHA-256.
+        from harness.results import ContentFile
+
+        entry = ContentFile(path=sysmon.source, kind="sysmon_config", sha256=sysmon.sha256)
+        initial = dataclasses.replace(initial, content=(*initial.content, entry))
     return out, sink, initial
 
 
@@ -458,6 +474,16 @@ def _run(args: argparse.Namespace) -> int:
     lab = load_lab_config(args.lab) if args.lab else None
     if lab is not None and args.emulate_setting:
         raise ContentError("--emulate-setting applies to the emulated host only; drop it or drop --lab")
+    if lab is not None and args.sysmon_config:
+        raise ContentError(
+            "--sysmon-config applies to the emulated host only",
+            hint="drop --lab to judge the tests against that config, or install it on the lab hosts",
+        )
+    sysmon = None
+    if lab is None:
+        from harness.emulated.sysmon_config import default_sysmon_config, load_sysmon_config
+
+        sysmon = load_sysmon_config(args.sysmon_config) if args.sysmon_config else default_sysmon_config(root)
     if lab is None and args.revert_each:
         raise ContentError("--revert-each restores Vagrant lab snapshots: it needs --lab lab.yaml")
     if args.sumo_tenant or args.sumo_endpoint:
@@ -476,7 +502,7 @@ def _run(args: argparse.Namespace) -> int:
     published = published_rules(root)
     factory: TargetFactory
     if lab is None:
-        emulated = EmulatedTargetFactory(parse_emulate_settings(args.emulate_setting))
+        emulated = EmulatedTargetFactory(parse_emulate_settings(args.emulate_setting), sysmon_config=sysmon)
         targets: tuple[Any, ...] = (emulated.target(),)
         factory = emulated
     else:
@@ -516,6 +542,7 @@ def _run(args: argparse.Namespace) -> int:
         rules=[*rule_paths.values(), *published.values()],
         lab=args.lab,
         signer=signer,
+        sysmon=sysmon,
     )
     console = _console()
     if library is not None:
@@ -532,6 +559,8 @@ def _run(args: argparse.Namespace) -> int:
         + (" [EMULATED host]" if lab is None else "")
         + f" -> {out}"
     )
+    if sysmon is not None:
+        console.print(f"emulated Sysmon config: {sysmon.source} SHA-256 {sysmon.sha256}")
     reset = _snapshot_reset(args.lab) if args.revert_each else None
 
     def go(observer: RunObserver) -> RunResult:

@@ -32,6 +32,7 @@ from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON
 
 if TYPE_CHECKING:
     from harness.emulated.processes import Account, Process
+    from harness.emulated.sysmon_config import SysmonConfig
 
 EVENT_NS = "http://schemas.microsoft.com/win/2004/08/events/event"
 
@@ -478,6 +479,8 @@ class LoggingPolicy:
     process_auditing: bool = True
     command_line_auditing: bool = True
     script_block_logging: bool = True
+    #: The Sysmon configuration's rules: which Sysmon events are written and their RuleName.
+    sysmon_rules: SysmonConfig | None = None
 
 
 class TelemetryWriter:
@@ -511,6 +514,13 @@ class TelemetryWriter:
     def _sysmon(self, event_id: int, version: int, data: Sequence[tuple[str, str]], at_ns: int) -> None:
         if not self.policy.sysmon:
             return
+        rules = self.policy.sysmon_rules
+        if rules is not None:
+            # Sysmon applies its config before writing: an event its rules filter out never exists.
+            logged, rule_name = rules.decide(event_id, dict(data))
+            if not logged:
+                return
+            data = [("RuleName", rule_name) if k == "RuleName" else (k, v) for k, v in data]
         # Sysmon's service writes the record shortly after the action (UtcTime precedes SystemTime).
         self.log.append(
             EventRecord(

@@ -20,7 +20,6 @@ Contract (the interface ``harness/emulated/wsman.py`` codes against):
 
 from __future__ import annotations
 
-import hashlib
 import ntpath
 import random
 import threading
@@ -42,6 +41,7 @@ from harness.emulated.processes import (
 )
 from harness.emulated.programs import PROGRAM_BEHAVIOURS
 from harness.emulated.registry import Registry, Value, canonical
+from harness.emulated.sysmon_config import SysmonConfig, default_sysmon_config
 from harness.emulated.tools import (
     ANY_ADDR,
     TOOL_BEHAVIOURS,
@@ -97,6 +97,8 @@ class HostSettings:
     script_block_logging: bool = True  # PowerShell/Operational 4104
     tools: frozenset[str] = frozenset({"nmap", "nbtscan", "git"})
     delivery_delay_s: float = 0.0  # events become visible to queries only after this delay
+    #: The Sysmon configuration the host runs (None: the lab's, see sysmon_config.default_sysmon_config).
+    sysmon_config: SysmonConfig | None = None
     ipv4: str = "10.0.2.15"
     gateway: str = "10.0.2.2"
     mac: str = "00-15-5D-01-02-03"
@@ -180,6 +182,16 @@ class EmulatedHost:
             logon_guid=logon_guid(self.processes.machine, int(boot.timestamp()) - 3600, 0x3E4),
             profile_dir="C:\\Windows\\ServiceProfiles\\NetworkService", integrity="System",
         )  # fmt: skip
+        rules = s.sysmon_config or default_sysmon_config(None)
+        self.sysmon_base_config = rules
+        # The degraded-lab switches take a type out of the config as `sysmon -c` would then show it.
+        if not s.sysmon_network:
+            rules = rules.without("NetworkConnect")
+        if not s.sysmon_file:
+            rules = rules.without("FileCreate")
+        if not s.sysmon_registry:
+            rules = rules.without("RegistryEvent")
+        self.sysmon_rules = rules
         self._build_filesystem()
         self._registry = self._build_registry()
         self._boot_processes(boot)
@@ -193,6 +205,7 @@ class EmulatedHost:
                 process_auditing=s.process_auditing,
                 command_line_auditing=s.command_line_auditing,
                 script_block_logging=s.script_block_logging,
+                sysmon_rules=self.sysmon_rules,
             ),
             hostname=s.hostname,
             domain=s.domain,
@@ -226,20 +239,7 @@ class EmulatedHost:
             body = f"MZ atomiclab-emulated image {p.image} {p.version.get('file_version', '')}".encode()
             self.fs.write(p.image, body, now=now)
         if self.settings.sysmon_installed:
-            self.fs.write(SYSMON_CONFIG_PATH, self._sysmon_config_xml().encode("utf-8"), now=now)
-
-    def _sysmon_config_xml(self) -> str:
-        s = self.settings
-        # Logging nothing for an event type is an empty include rule, as sysmon-modular does it.
-        net = "exclude" if s.sysmon_network else "include"
-        fil = "exclude" if s.sysmon_file else "include"
-        return (
-            '<Sysmon schemaversion="4.90">\n  <HashAlgorithms>SHA256</HashAlgorithms>\n  <EventFiltering>\n'
-            '    <ProcessCreate onmatch="exclude"/>\n    <ProcessTerminate onmatch="exclude"/>\n'
-            f'    <NetworkConnect onmatch="{net}"/>\n    <FileCreate onmatch="{fil}"/>\n'
-            f'    <RegistryEvent onmatch="{"exclude" if s.sysmon_registry else "include"}"/>\n'
-            "  </EventFiltering>\n</Sysmon>\n"
-        )
+            self.fs.write(SYSMON_CONFIG_PATH, self.sysmon_base_config.data, now=now)
 
     def _build_registry(self) -> Registry:
         s = self.settings
@@ -387,7 +387,8 @@ class EmulatedHost:
         return "RUNNING" if name.lower() in running else None
 
     def sysmon_config(self) -> tuple[str, str]:
-        return SYSMON_CONFIG_PATH, self.fs.read(SYSMON_CONFIG_PATH).decode("utf-8")
+        """(the file Sysmon loaded its config from, its text): ``sysmon -c`` prints the former."""
+        return self.sysmon_base_config.source, self.fs.read(SYSMON_CONFIG_PATH).decode("utf-8", "replace")
 
     def audit_setting(self, subcategory: str) -> str | None:
         if subcategory.lower() == "process creation":
@@ -411,12 +412,12 @@ class EmulatedHost:
         )
 
     def image_hash(self, image: str) -> str:
-        """``Hashes`` as Sysmon (HashAlgorithms SHA256) computes it from the file's bytes."""
+        """``Hashes`` as Sysmon computes it from the file's bytes, for the config's HashAlgorithms."""
         try:
             data = self.fs.read(image)
         except FsError:
             data = image.encode("utf-16-le")
-        return "SHA256=" + hashlib.sha256(data).hexdigest().upper()
+        return self.sysmon_rules.hashes(data)
 
     def log_script_block(self, proc: Process, text: str) -> None:
         self.telemetry.script_block(proc, text)

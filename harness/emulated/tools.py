@@ -888,21 +888,24 @@ def sysmon(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
         path, xml = ctx.host.sysmon_config()
         import hashlib
 
-        digest = hashlib.sha256(xml.encode("utf-8")).hexdigest().upper()
+        # The host's parsed config (harness/emulated/sysmon_config.py) says what Sysmon applies.
+        rules = getattr(ctx.host, "sysmon_rules", None)
+        digest = rules.sha256.upper() if rules is not None else hashlib.sha256(xml.encode("utf-8")).hexdigest().upper()
         ver = profile.version.get("file_version", "15.15")
-        network = "enabled" if '<NetworkConnect onmatch="exclude"' in xml else "disabled"
+        network = "enabled" if rules is not None and rules.logs_type(3) else "disabled"
+        algos = rules.hashing_algorithms if rules is not None else "SHA1"
         _w(ctx, f"\n\nSystem Monitor v{ver} - System activity monitor\nBy Mark Russinovich and Thomas Garnier\n"
            "Copyright (C) 2014-2024 Microsoft Corporation\nUsing libxml2. libxml2 is Copyright (C) 1998-2012 "
            "Daniel Veillard. All Rights Reserved.\nSysinternals - www.sysinternals.com\n\n"
            "Current configuration:\n"
            " - Service name:                  Sysmon64\n - Driver name:                   SysmonDrv\n"
            f" - Config file:                   {path}\n - Config hash:                   SHA256={digest}\n"
-           " - HashingAlgorithms:             SHA256\n"
+           f" - HashingAlgorithms:             {algos}\n"
            f" - Network connection:            {network}\n - Archive Directory:             -\n"
            " - Image loading:                 disabled\n - CRL checking:                  disabled\n"
            " - DNS lookup:                    disabled\n\nRule configuration (version 4.90):\n")  # fmt: skip
-        for m in re.finditer(r'<(\w+) onmatch="(\w+)"', xml):
-            _w(ctx, f" - {m.group(1):<34} onmatch: {m.group(2)}   combine rules using 'Or'\n")
+        if rules is not None:
+            _w(ctx, rules.dump_rules())
         return 0
     _e(ctx, not_modelled_note(ctx, " ".join(argv)))
     return 0

@@ -100,6 +100,7 @@ class _Sysmon:
     config_hash: str
     network: bool
     file_create: bool
+    config_file: str = ""
 
 
 def _query_sysmon(run: Callable[[str], CommandResult]) -> tuple[_Sysmon, list[Check]]:
@@ -140,6 +141,7 @@ def _query_sysmon(run: Callable[[str], CommandResult]) -> tuple[_Sysmon, list[Ch
     dump = _text(run(cmd))
     version = _match(r"System Monitor v([\d.]+)", dump)
     config_hash = _match(r"Config hash:\s*(?:SHA256=)?([0-9A-Fa-f]{64})", dump)
+    config_file = _match(r"Config file:[ \t]*(\S[^\r\n]*)", dump).strip()
     network = _match(r"Network connection:\s*(\w+)", dump).lower() == "enabled"
     # FileCreate is filtered away only when its rule group is "include" with no rules at all;
     # the dump lists rule entries indented under the group line.
@@ -173,7 +175,7 @@ def _query_sysmon(run: Callable[[str], CommandResult]) -> tuple[_Sysmon, list[Ch
             else "Sysmon's FileCreate rules include nothing (EID 11 never logged): apply the pinned config",
         )
     )
-    return _Sysmon(running, service, version, config_hash, network, file_create), checks
+    return _Sysmon(running, service, version, config_hash, network, file_create, config_file), checks
 
 
 def _include_group_is_empty(dump: str, group: str) -> bool:
@@ -302,6 +304,7 @@ def run_preflight(
         "sysmon_service": sysmon.service,
         "sysmon_version": sysmon.version,
         "sysmon_config_hash": sysmon.config_hash,
+        "sysmon_config_file": sysmon.config_file,
         "process_creation_audit": audit_line,
         "process_command_line": "enabled" if cmdline else "disabled",
         "script_block_logging": "enabled" if scriptblock else "disabled",
