@@ -318,6 +318,7 @@ def prompt_arguments(
 
 
 def _reporters(out: Path, history: History, *, coverage: bool = False) -> list[Reporter]:
+    from harness.reporting.art_logs import ArtCsvReporter, AttireReporter
     from harness.reporting.html import HtmlReporter
     from harness.reporting.junit import JUnitReporter
     from harness.reporting.navigator import NavigatorReporter
@@ -328,6 +329,8 @@ def _reporters(out: Path, history: History, *, coverage: bool = False) -> list[R
         JUnitReporter(),
         NavigatorReporter(),
         HtmlReporter(out, history=lambda: history.runs(30)),
+        ArtCsvReporter(),  # Invoke-AtomicRedTeam's execution log and ATTiRe (VECTR) beside our own
+        AttireReporter(out),
     ]
     if coverage:  # run --rules: the layer scored by detection coverage
         from harness.reporting.coverage_layer import CoverageLayerReporter
