@@ -611,6 +611,8 @@ class CmdInterpreter:
             self.delete(args, err)
         elif name == "type":
             self.type_(args, out, err)
+        elif name == "copy":
+            self.copy(args, out, err)
         elif name == "set":
             if "=" in args:
                 k, _, v = args.strip('"').partition("=")
@@ -678,6 +680,41 @@ class CmdInterpreter:
             elif not fs.delete(path):
                 err.write(f"Could Not Find {path}\r\n")
         # del leaves errorlevel 0 even when a file was not found.
+        self.errorlevel = 0
+
+    def copy(self, args: str, out: Sink, err: Sink) -> None:
+        """``copy [/y] [/b|/a] [/v] source destination`` for one file (cmd's built-in COPY; texts as
+        cmd prints them). Wildcards, ``+`` concatenation and the overwrite prompt are not modelled."""
+        ctx = self.ctx
+        fs = ctx.host.fs
+        words = [t for t in re.findall(r'"[^"]*"|\S+', args)]
+        switches = {w.lower() for w in words if w.startswith("/")}
+        names = [w.strip('"') for w in words if not w.startswith("/")]
+        if len(names) != 2 or any(c in "".join(names) for c in "*?+") or switches - {"/y", "/b", "/a", "/v"}:
+            err.write(not_modelled_note(ctx, "copy " + args.strip()))
+            self.errorlevel = 0
+            return
+        src = normalize(names[0], ctx.cwd)
+        if not fs.is_file(src):
+            err.write("The system cannot find the file specified.\r\n")
+            out.write("        0 file(s) copied.\r\n")
+            self.errorlevel = 1
+            return
+        dst = normalize(names[1], ctx.cwd)
+        if fs.is_dir(dst):
+            dst = ntpath.join(dst, ntpath.basename(src))
+        if fs.exists(dst) and "/y" not in switches:
+            err.write(not_modelled_note(ctx, "copy onto an existing file (the Overwrite prompt)"))
+            self.errorlevel = 0
+            return
+        try:
+            ctx.host.write_file(ctx.proc, dst, fs.read(src))
+        except FsError:
+            err.write("The system cannot find the path specified.\r\n")
+            out.write("        0 file(s) copied.\r\n")
+            self.errorlevel = 1
+            return
+        out.write("        1 file(s) copied.\r\n")
         self.errorlevel = 0
 
     def type_(self, args: str, out: Sink, err: Sink) -> None:

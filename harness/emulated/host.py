@@ -266,6 +266,13 @@ class EmulatedHost:
             image="C:\\Windows\\System32\\services.exe", command_line="C:\\Windows\\system32\\services.exe",
             cwd="C:\\Windows\\system32\\", account=self.system, parent=None, started=boot,
         )  # fmt: skip
+        # The Task Scheduler's service host (schtasks acts through it); WmiPrvSE starts on first use.
+        self._schedule = t.spawn(
+            image="C:\\Windows\\System32\\svchost.exe",
+            command_line="C:\\Windows\\system32\\svchost.exe -k netsvcs -p -s Schedule",
+            cwd="C:\\Windows\\system32\\", account=self.system, parent=services, started=boot,
+        )  # fmt: skip
+        self._wmiprvse: Process | None = None
         self._rpcss = t.spawn(
             image="C:\\Windows\\System32\\svchost.exe",
             command_line="C:\\Windows\\system32\\svchost.exe -k RPCSS -p", cwd="C:\\Windows\\system32\\",
@@ -419,6 +426,26 @@ class EmulatedHost:
             data = image.encode("utf-16-le")
         return self.sysmon_rules.hashes(data)
 
+    def service_process(self, name: str) -> Process:
+        """The process a service acts through: ``schedule`` (the Task Scheduler's svchost) or
+        ``wmiprvse`` (WmiPrvSE.exe, started by the DCOM launcher on first use and logged then)."""
+        if name == "schedule":
+            return self._schedule
+        with self._lock:
+            if self._wmiprvse is None or not self._wmiprvse.alive:
+                self._wmiprvse = self.processes.spawn(
+                    image="C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
+                    command_line="C:\\Windows\\system32\\wbem\\wmiprvse.exe -secured -Embedding",
+                    cwd="C:\\Windows\\system32\\", account=self.network_service, parent=self._dcomlaunch,
+                    started=self.now(),
+                )  # fmt: skip
+                created = self._wmiprvse
+            else:
+                created = None
+        if created is not None:
+            self.telemetry.process_created(created)
+        return self._wmiprvse
+
     def log_script_block(self, proc: Process, text: str) -> None:
         self.telemetry.script_block(proc, text)
 
@@ -479,10 +506,11 @@ class EmulatedHost:
         err: Sink | None = None,
         cwd: str | None = None,
         env: Env | None = None,
+        account: Account | None = None,
     ) -> int:
         proc = self.processes.spawn(
             image=program.image, command_line=command_line, cwd=cwd or parent.cwd,
-            account=parent.proc.account, parent=parent.proc, started=self.now(),
+            account=account or parent.proc.account, parent=parent.proc, started=self.now(),
         )  # fmt: skip
         self.telemetry.process_created(proc)
         ctx = Ctx(

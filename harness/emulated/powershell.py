@@ -720,6 +720,8 @@ class Parser:
                 self.i += 1
                 return SubExpr(pos, body)
             return self.variable()
+        if c == "@" and self.peek(1) in ("'", '"') and self.s[self.i + 2 : self.i + 4].lstrip(" \t")[:1] in "\r\n":
+            return self.here_string()
         if c == "@" and self.peek(1) == "(":
             self.i += 2
             body = self.script(")")
@@ -791,6 +793,25 @@ class Parser:
             raise self.error("Invalid variable reference.")
         self.i += len(m.group(0))
         return Var(pos, m.group(0))
+
+    def here_string(self) -> Node:
+        """``@'...'@`` (literal) or ``@"..."@`` (expandable): from the line after the opening to the
+        line before a closing quote + ``@`` at the start of a line (about_Quoting_Rules)."""
+        pos = self.i
+        quote = self.s[self.i + 1]
+        start = self.s.find("\n", self.i) + 1
+        m = re.compile(r"\r?\n" + re.escape(quote) + "@").search(self.s, start - 1)
+        if m is None:
+            self.i = len(self.s)
+            raise self.error(f"The string is missing the terminator: {quote}@.")
+        content = self.s[start : m.start()] if m.start() >= start else ""
+        self.i = m.end()
+        if quote == "'":
+            return Const(pos, content)
+        inner = Parser('"' + content.replace('"', '""') + '"')
+        node = inner.double_quoted()
+        node.pos = pos
+        return node
 
     def single_quoted(self) -> str:
         self.i += 1

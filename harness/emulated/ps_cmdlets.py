@@ -388,9 +388,6 @@ def _set_property(it: Interpreter, b: Bound, cmd: Command, cmdlet: str, new: boo
             pos=cmd.pos, prefix=cmdlet, info=f"({_ps_key_path(hive, rest)}:String) [New-ItemProperty]",
         ))  # fmt: skip
         return iter(())
-    if not new and existing is None and not key.complete:
-        it.not_modelled(f"{cmdlet} of a value the emulated host does not model")
-        return iter(())
     if ptype:
         rtype = _PROPERTY_TYPES[ptype]
     elif existing is not None and not new:
@@ -555,6 +552,51 @@ def _start_process(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) 
     return iter(())
 
 
+#: Processes that run on every Windows Server 2022 (session 0/1 system processes and service hosts).
+ALWAYS_RUNNING = frozenset({
+    "system", "registry", "smss", "csrss", "wininit", "winlogon", "services", "lsass", "svchost", "fontdrvhost",
+    "dwm", "spoolsv", "explorer", "sihost", "taskhostw", "ctfmon", "runtimebroker", "msmpeng", "nissrv",
+    "wmiprvse", "conhost", "dllhost", "msdtc", "logonui", "lsaiso", "wlms", "vssvc", "searchindexer",
+    "startmenuexperiencehost", "shellexperiencehost", "textinputhost", "securityhealthservice", "sysmon64",
+    "winrshost", "wsmprovhost", "powershell", "cmd", "vmtoolsd", "vboxservice", "vboxtray", "idle",
+})  # fmt: skip
+
+
+def _stop_process(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterator[Any]:
+    """Stop-Process -Name/-Id: a process the host never ran (and Windows does not always run) does
+    not exist, which Stop-Process reports; stopping one that may be running is not modelled (the
+    emulated programs end when their model returns, a real one may still run)."""
+    seen = {p.name.lower().removesuffix(".exe") for p in it.ctx.host.processes.history()}
+    seen_pids = {p.pid for p in it.ctx.host.processes.history()}
+    names = [to_str(n) for n in enumerate_value(b.get("name", "processname"))]
+    ids = [to_int(i) for i in enumerate_value(b.get("id", position=0))] if not names else []
+    if not names and not ids:
+        it.not_modelled("Stop-Process of piped or -InputObject processes")
+        return iter(())
+    for n in names:
+        low = n.lower().removesuffix(".exe")
+        if low in seen or low in ALWAYS_RUNNING or any(c in low for c in "*?"):
+            it.not_modelled("Stop-Process of a process that may be running")
+            continue
+        _fail(it, b, PSError(
+            f'Cannot find a process with the name "{n}". Verify the process name and call the cmdlet again.',
+            category="ObjectNotFound", target=n, exception="ProcessCommandException",
+            fqid="NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.StopProcessCommand", pos=cmd.pos,
+            prefix="Stop-Process", info=f"({n}:String) [Stop-Process]",
+        ))  # fmt: skip
+    for pid in ids:
+        if pid in seen_pids or pid < 1000:
+            it.not_modelled("Stop-Process of a process that may be running")
+            continue
+        _fail(it, b, PSError(
+            f"Cannot find a process with the process identifier {pid}.", category="ObjectNotFound",
+            target=str(pid), exception="ProcessCommandException",
+            fqid="NoProcessFoundForGivenId,Microsoft.PowerShell.Commands.StopProcessCommand", pos=cmd.pos,
+            prefix="Stop-Process", info=f"({pid}:Int32) [Stop-Process]",
+        ))  # fmt: skip
+    return iter(())
+
+
 # ----------------------------------------------------------------------------------------- web
 
 
@@ -694,4 +736,5 @@ CMDLETS = {
     "invoke-webrequest": _invoke_webrequest,
     "invoke-restmethod": _invoke_webrequest,
     "get-module": _get_module,
+    "stop-process": _stop_process,
 }

@@ -32,7 +32,7 @@ import yaml
 
 from harness.emulated.eventlog import CHANNEL_INFO, ChannelNotFound, EventLog, QueryError, compile_xpath
 from harness.emulated.filesystem import FileSystem, FsError
-from harness.emulated.processes import Process
+from harness.emulated.processes import Account, Process, ProcessTable
 from harness.emulated.registry import Registry
 from harness.errors import EmulationError
 
@@ -128,6 +128,7 @@ class HostApi(Protocol):
     domain: str
     fs: FileSystem
     eventlog: EventLog
+    processes: ProcessTable
     emulated: bool
 
     @property
@@ -165,11 +166,16 @@ class HostApi(Protocol):
         err: Sink | None = None,
         cwd: str | None = None,
         env: Env | None = None,
+        account: Account | None = None,
     ) -> int:
-        """Create a child of ``parent.proc`` (logged), run it to completion, log its exit."""
+        """Create a child of ``parent.proc`` (logged; as ``account``, default the parent's), run it
+        to completion, log its exit."""
         ...
 
     def log_script_block(self, proc: Process, text: str) -> None: ...
+    def service_process(self, name: str) -> Process:
+        """The process a service acts through (``schedule``, ``wmiprvse``)."""
+        ...
 
     def note_not_modelled(self, proc: Process, what: str) -> None:
         """Record that ``proc`` ran ``what`` (program, cmdlet, language feature) outside the model."""

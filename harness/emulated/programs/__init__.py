@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.emulated.programs import reg
+from harness.emulated.programs import netsh, reg, schtasks, web, wmic
 from harness.emulated.tools import Behaviour
 
 PROGRAM_BEHAVIOURS: Mapping[str, Behaviour] = {
     "reg": reg.reg,
+    "curl": web.curl,
+    "certutil": web.certutil,
+    "wmic": wmic.wmic,
+    "schtasks": schtasks.schtasks,
+    "netsh": netsh.netsh,
 }
