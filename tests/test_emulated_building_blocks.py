@@ -104,7 +104,7 @@ def test_static_tls_setting_and_unsupported_syntax(host: EmulatedHost) -> None:
                               "[Net.ServicePointManager]::SecurityProtocol")  # fmt: skip
     assert code == 0 and out == "Tls12\r\n" and err == ""
     marker = new_run_marker()
-    host.execute(render_command_line(ExecutorName.POWERSHELL, "function Go { 1 }; Go", marker=marker))
+    host.execute(render_command_line(ExecutorName.POWERSHELL, "trap { 'x' }; 1", marker=marker))
     assert next(s.what for s in host.not_modelled_under(marker)).startswith("PowerShell syntax")
 
 
@@ -220,3 +220,77 @@ def test_measure_over_an_atomics_folder(tmp_path: Path) -> None:
     assert m.unmodelled(["command"]) == {"Get-LocalUser": 1}
     doc = m.to_json()
     assert doc["share"]["command"] == {"fully_modelled": 1, "tests": 2}  # type: ignore[index]
+
+
+# ------------------------------------------------------------------------------ program models
+
+
+def test_downloads_fail_as_without_internet(host: EmulatedHost) -> None:
+    code, _, err = cmd(host, "curl.exe -k https://github.com/a/b.dll -o C:\\Users\\Public\\b.dll")
+    assert code == 6 and err == "curl: (6) Could not resolve host: github.com\r\n"
+    assert cmd(host, "curl -s -m3 www.google.com")[0:3:2] == (6, "")  # -s silences the message
+    code, out, _ = cmd(host, "certutil -urlcache -split -f https://raw.githubusercontent.com/x/LICENSE.txt l.txt")
+    assert code == 0x80072EE7 and "WinHttp: 12007 ERROR_WINHTTP_NAME_NOT_RESOLVED" in out
+    assert not host.fs.exists("C:\\Users\\Public\\b.dll")
+
+
+def test_certutil_encode_decode_round_trip(host: EmulatedHost) -> None:
+    code, out, _ = cmd(host, "certutil -encode C:\\Windows\\System32\\calc.exe %TEMP%\\c.txt && "
+                             "certutil -decode %TEMP%\\c.txt %TEMP%\\c.exe")  # fmt: skip
+    assert code == 0 and out.count("command completed successfully.") == 2
+    temp = "C:\\Users\\atomiclab\\AppData\\Local\\Temp"
+    assert host.fs.read(f"{temp}\\c.txt").startswith(b"-----BEGIN CERTIFICATE-----\r\n")
+    assert host.fs.read(f"{temp}\\c.exe") == host.fs.read("C:\\Windows\\System32\\calc.exe")
+    assert [d["TargetFilename"] for d in sysmon(host, 11)] == [f"{temp}\\c.txt", f"{temp}\\c.exe"]
+
+
+def test_wmic_process_call_create_runs_under_wmiprvse(host: EmulatedHost) -> None:
+    code, out, _ = cmd(host, 'wmic /node:"localhost" process call create "notepad.exe C:\\x.txt"')
+    assert code == 0 and "Executing (Win32_Process)->Create()" in out and "ReturnValue = 0;" in out
+    child = next(d for d in sysmon(host, 1) if d["Image"].endswith("notepad.exe"))
+    assert child["ParentImage"] == "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe"
+    assert child["CommandLine"] == "notepad.exe C:\\x.txt" and child["User"].endswith("\\atomiclab")
+    assert f"ProcessId = {child['ProcessId']};" in out
+    code, _, err = cmd(host, "wmic /user:DOMAIN\\a /password:p /node:127.0.0.1 process call create notepad.exe")
+    assert code == 0x80041064 and "User credentials cannot be used for local connections" in err
+
+
+def test_schtasks_create_delete_and_netsh_portproxy(host: EmulatedHost) -> None:
+    code, out, _ = cmd(host, 'schtasks /create /tn "T1053" /sc onlogon /tr "cmd.exe /c calc.exe" /f')
+    assert code == 0 and out == 'SUCCESS: The scheduled task "T1053" has successfully been created.\r\n'
+    task = next(d for d in sysmon(host, 11) if d["TargetFilename"] == "C:\\Windows\\System32\\Tasks\\T1053")
+    assert task["Image"] == "C:\\Windows\\System32\\svchost.exe" and task["User"] == "NT AUTHORITY\\SYSTEM"
+    code, out, _ = cmd(host, "schtasks /delete /tn T1053 /f")
+    assert code == 0 and out == 'SUCCESS: The scheduled task "T1053" was successfully deleted.\r\n'
+    code, _, err = cmd(host, "schtasks /delete /tn T1053 /f")
+    assert code == 1 and err == "ERROR: The system cannot find the file specified.\r\n"
+    assert cmd(host, "netsh interface portproxy add v4tov4 listenport=1337 connectport=22 connectaddress=127.0.0.1")[0] == 0
+    value = sysmon(host, 13)[-1]
+    assert value["TargetObject"] == "HKLM\\SYSTEM\\CurrentControlSet\\Services\\PortProxy\\v4tov4\\tcp\\*/1337"
+    assert value["Details"] == "127.0.0.1/22" and value["Image"] == "C:\\Windows\\System32\\netsh.exe"
+
+
+def test_cmd_copy_and_stop_process(host: EmulatedHost) -> None:
+    cmd(host, "echo hi> %TEMP%\\a.txt")
+    code, out, _ = cmd(host, "copy %TEMP%\\a.txt C:\\Users\\Public")
+    assert code == 0 and out == "        1 file(s) copied.\r\n" and host.fs.read("C:\\Users\\Public\\a.txt") == b"hi\r\n"
+    code, out, err = cmd(host, "copy C:\\nope.txt C:\\Users\\Public")
+    assert code == 1 and err == "The system cannot find the file specified.\r\n" and "0 file(s) copied" in out
+    code, _, err = ps(host, 'Stop-Process -Name "DirLister"')
+    assert code == 1 and 'Cannot find a process with the name "DirLister".' in err
+    assert ps(host, 'Stop-Process -Name "DirLister" -ErrorAction Ignore')[0:3:2] == (1, "")
+    code, _, err = ps(host, "Stop-Process -Name lsass -Force")  # always running on Windows: not modelled
+    assert code == 0 and NOTE.search(err)
+
+
+def test_functions_do_loops_and_here_strings(host: EmulatedHost) -> None:
+    script = (
+        "function Add-Two {\n  param([Parameter(Mandatory=$true)][int]$a, $b = 2, [switch]$Loud)\n"
+        "  if ($Loud) { 'loud' }\n  return $a + $b\n  'never'\n}\n"
+        "function Plain($x) { \"x=$x $args\" }\nAdd-Two 1\nAdd-Two -a 5 -b 10 -Loud\nPlain 7 8 9\n"
+        "$i = 0\ndo { $i++ } while ($i -lt 3)\n$i\n"
+        "$t = @\"\nvalue $i \"quoted\"\n\"@\n$t\n$u = @'\nliteral $i\n'@\n$u"
+    )
+    code, out, err = ps(host, script)
+    assert err == "" and code == 0
+    assert out.split("\r\n")[:-1] == ["3", "loud", "15", "x=7 8 9", "3", 'value 3 "quoted"', "literal $i"]

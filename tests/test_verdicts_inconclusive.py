@@ -55,8 +55,8 @@ def test_powershell_not_modelled_error_paths_are_recorded(host: EmulatedHost) ->
 
 
 def test_powershell_syntax_outside_the_subset_is_recorded(host: EmulatedHost) -> None:
-    # a here-string is valid PowerShell 5.1 (about_Quoting_Rules) outside the emulated subset
-    host.execute(f'{PS} -Command "& {{@\'\nx\n\'@}}" #{MARK}')
+    # a switch statement is valid PowerShell 5.1 (about_Switch) outside the emulated subset
+    host.execute(f'{PS} -Command "& {{switch (1) {{ 1 {{ 2 }} }}}}" #{MARK}')
     (what,) = _whats(host)
     assert what.startswith("PowerShell syntax (")
 
@@ -179,13 +179,13 @@ def test_inconclusive_in_results_json_junit_navigator_and_exit_codes() -> None:
 @pytest.mark.parametrize(
     ("command", "what"),
     [
-        ("cmd.exe /c schtasks /query", "schtasks"),  # stock_server2022.yaml: the process exists, unmodelled
-        ("cmd.exe /c wmic process list brief", "wmic"),
+        ("cmd.exe /c schtasks /query", "schtasks /query"),  # a stock program, this form unmodelled
+        ("cmd.exe /c wmic process list brief", "wmic process list"),
         ("cmd.exe /c C:\\Windows\\System32\\rundll32.exe shell32.dll,Control_RunDLL", "rundll32.exe"),
         (f'{PS} -Command "& {{gwmi Win32_Process}}"', "Get-WmiObject"),  # ps_stock.ALIASES -> stock cmdlet
         (  # a statement outside the emulated parser's subset
-            f'{PS} -Command "& {{function f {{ 1 }}; f}}"',
-            "PowerShell syntax (the 'function' statement is outside the emulated parser's subset)",
+            f'{PS} -Command "& {{trap {{ 1 }}; 2}}"',
+            "PowerShell syntax (the 'trap' statement is outside the emulated parser's subset)",
         ),
         (f'{PS} -Command "& {{bitsadmin /list}}"', "bitsadmin.exe"),
     ],

@@ -232,6 +232,25 @@ class While(Node):
 
 
 @dataclass(slots=True)
+class DoLoop(Node):
+    body: list[Node]
+    cond: Node
+    until: bool  # do {} until (cond) runs while cond is false
+
+
+@dataclass(slots=True)
+class ParamDecl(Node):
+    params: list[tuple[str, Node | None, bool]]  # (name, default, is_switch)
+
+
+@dataclass(slots=True)
+class FunctionDef(Node):
+    name: str
+    params: list[tuple[str, Node | None, bool]]
+    body: list[Node]
+
+
+@dataclass(slots=True)
 class For(Node):
     init: Node | None
     cond: Node | None
@@ -270,7 +289,7 @@ _PREC = [
 _KEYWORDS = {"if", "foreach", "while", "try", "exit", "return", "throw", "break", "continue", "for"}
 # Language keywords the parser does not model: a script using them is not modelled, not a failure.
 _UNSUPPORTED_KEYWORDS = {
-    "function", "filter", "param", "class", "enum", "workflow", "configuration", "switch", "do", "trap", "data",
+    "filter", "class", "enum", "workflow", "configuration", "switch", "trap", "data",
     "begin", "process", "end", "dynamicparam", "using",
 }  # fmt: skip
 _ARG_STOP = set(" \t\r\n;|)}")
@@ -345,6 +364,11 @@ class Parser:
         pos = self.i
         w = self.word().lower()
         nxt = self.s[self.i + len(w) : self.i + len(w) + 1]
+        if w in ("function", "param", "do") and (nxt == "" or nxt in " \t\r\n(;{"):
+            self.i += len(w)
+            return self.function_def(pos) if w == "function" else self.do_loop(pos) if w == "do" else ParamDecl(
+                pos, self.param_list()
+            )
         if w in _UNSUPPORTED_KEYWORDS and (nxt == "" or nxt in " \t\r\n(;{"):
             raise self.error(f"the '{w}' statement is outside the emulated parser's subset")
         if w in _KEYWORDS and (nxt == "" or nxt in " \t\r\n(;{}"):
@@ -420,6 +444,72 @@ class Parser:
                 value = self.pipeline()
             return Flow(pos, w, value)
         return self.pipeline(statement=True)
+
+    def function_def(self, pos: int) -> FunctionDef:
+        """``function Name [(params)] { [param(...)] body }`` (about_Functions)."""
+        self.skip_space()
+        m = re.match(r"[^\s(){};]+", self.s[self.i :])
+        if m is None:
+            raise self.error("Missing function name after 'function'.")
+        self.i += len(m.group(0))
+        self.skip_space(newlines=True)
+        params = self.param_list() if self.peek() == "(" else []
+        self.skip_space(newlines=True)
+        body, _ = self.block()
+        if body and isinstance(body[0], ParamDecl):
+            params = params or body[0].params
+            body = body[1:]
+        return FunctionDef(pos, m.group(0), params, body)
+
+    def param_list(self) -> list[tuple[str, Node | None, bool]]:
+        """``( [attributes][type]$name [= default], ... )``; attributes are skipped, [switch] noted."""
+        self.skip_space(newlines=True)
+        self.expect("(")
+        params: list[tuple[str, Node | None, bool]] = []
+        while True:
+            self.skip_space(newlines=True)
+            if self.peek() == ")":
+                self.i += 1
+                return params
+            is_switch = False
+            while self.peek() == "[":
+                depth, j = 0, self.i
+                while j < len(self.s):
+                    depth += {"[": 1, "]": -1}.get(self.s[j], 0)
+                    j += 1
+                    if depth == 0:
+                        break
+                attr = self.s[self.i : j].lower()
+                is_switch = is_switch or attr in ("[switch]", "[system.management.automation.switchparameter]")
+                self.i = j
+                self.skip_space(newlines=True)
+            if self.peek() != "$":
+                raise self.error("Missing variable name in parameter list.")
+            var = self.variable()
+            self.skip_space(newlines=True)
+            default: Node | None = None
+            if self.peek() == "=":
+                self.i += 1
+                default = self.binary(0, comma=False)
+                self.skip_space(newlines=True)
+            params.append((var.name, default, is_switch))
+            if self.peek() == ",":
+                self.i += 1
+
+    def do_loop(self, pos: int) -> DoLoop:
+        """``do { } while (cond)`` / ``do { } until (cond)`` (about_Do)."""
+        self.skip_space(newlines=True)
+        body, _ = self.block()
+        self.skip_space(newlines=True)
+        w = self.word().lower()
+        if w not in ("while", "until"):
+            raise self.error("Missing while or until in do loop.")
+        self.i += len(w)
+        self.skip_space()
+        self.expect("(")
+        cond = self.pipeline()
+        self.expect(")")
+        return DoLoop(pos, body, cond, w == "until")
 
     def if_stmt(self, pos: int) -> IfStmt:
         clauses: list[tuple[Node, list[Node]]] = []
@@ -1101,6 +1191,7 @@ class Interpreter:
         self.scope.vars["erroractionpreference"] = "Continue"
         self.last_ok = True
         self._logged_blocks: set[int] = set()
+        self.functions: dict[str, FunctionDef] = {}
         self.statics: dict[str, Any] = {}
 
     def not_modelled(self, what: str) -> None:
@@ -1203,6 +1294,15 @@ class Interpreter:
             return self._while(st)
         if isinstance(st, For):
             return self._for(st)
+        if isinstance(st, DoLoop):
+            return self._do(st)
+        if isinstance(st, FunctionDef):
+            self.functions[st.name.lower()] = st
+            return iter(())
+        if isinstance(st, ParamDecl):  # a script's own param block: no arguments, defaults apply
+            for name, default, is_switch in st.params:
+                self.scope.set(name, False if is_switch else self.eval(default) if default else None)
+            return iter(())
         if isinstance(st, TryStmt):
             return self._try(st)
         if isinstance(st, Flow):
@@ -1249,6 +1349,73 @@ class Interpreter:
                 continue
             except _Break:
                 break
+
+    def _do(self, st: DoLoop) -> Iterator[Any]:
+        while True:
+            self.ctx.check()
+            try:
+                yield from self.block_stmts(st.body)
+            except _Continue:
+                pass
+            except _Break:
+                break
+            if truthy(self.value_of(st.cond)) == st.until:
+                break
+
+    def call_function(self, fn: FunctionDef, cmd: Command, input_: Iterator[Any] | None) -> Iterator[Any]:
+        """Run a script-defined function: parameters bound by name (prefix) or position, the rest in
+        ``$args``; ``return`` ends it (about_Functions, about_Return)."""
+        inner = Scope(self.scope)
+        bound: dict[str, Any] = {}
+        rest: list[Any] = []
+        names = [p[0] for p in fn.params]
+        switches = {p[0].lower() for p in fn.params if p[2]}
+        els = cmd.elements
+        i = 0
+        while i < len(els):
+            el = els[i]
+            if isinstance(el, Param):
+                match = [n for n in names if n.lower().startswith(el.name.lower())]
+                if not match:
+                    rest.append(el.raw)
+                elif el.value is not None:
+                    bound[match[0]] = self.eval(el.value)
+                elif match[0].lower() in switches or i + 1 >= len(els) or isinstance(els[i + 1], Param):
+                    bound[match[0]] = True
+                else:
+                    i += 1
+                    bound[match[0]] = self.eval(els[i])  # type: ignore[arg-type]
+            else:
+                rest.append(self.eval(el))
+            i += 1
+        for n in names:
+            if n not in bound and rest and n.lower() not in switches:
+                bound[n] = rest.pop(0)
+        inner.vars["args"] = rest
+        inner.vars["input"] = list(input_) if input_ is not None else []
+        saved = self.scope
+        self.scope = inner
+        try:
+            for name, default, is_switch in fn.params:
+                fallback = False if is_switch else self.eval(default) if default else None
+                inner.vars[name.lower()] = bound.get(name, fallback)
+        finally:
+            self.scope = saved
+        gen = self.block_stmts(fn.body)
+
+        def run() -> Iterator[Any]:
+            while True:
+                saved = self.scope
+                self.scope = inner
+                try:
+                    item = next(gen)
+                except (StopIteration, _Break):
+                    return
+                finally:
+                    self.scope = saved
+                yield item
+
+        return run()
 
     def _for(self, st: For) -> Iterator[Any]:
         if st.init is not None:
@@ -1327,7 +1494,9 @@ class Interpreter:
             return stream or iter(())
         if isinstance(node, Command):
             return self.run_command(node, None)
-        if isinstance(node, Assign | IfStmt | Foreach | While | For | TryStmt | Flow):
+        if isinstance(node, Assign | IfStmt | Foreach | While | For | TryStmt | Flow | DoLoop | FunctionDef):
+            return self.statement(node)
+        if isinstance(node, ParamDecl):
             return self.statement(node)
         v = self.eval(node)
         if isinstance(node, Paren | SubExpr) or isinstance(v, list):
@@ -1754,6 +1923,9 @@ class Interpreter:
             assert isinstance(block, ScriptBlock)
             return self.invoke_block(block, new_scope=True)
         name = cmd.name if isinstance(cmd.name, str) else to_str(self.eval(cmd.name))
+        fn = self.functions.get(name.lower())
+        if fn is not None:  # functions come before cmdlets and programs (about_Command_Precedence)
+            return self.call_function(fn, cmd, input_)
         low = CMDLET_ALIASES.get(name.lower(), name.lower())
         if low not in CMDLETS and not cmd.call_op:
             # Built-in aliases win over programs, as in PowerShell's command precedence
