@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 POLL_FIRST_S = 0.02
 POLL_FACTOR = 1.5
 POLL_MAX_S = 1.0
+#: A host's telemetry tends to take as long as it took for the previous tests: after the first
+#: look, the next one is at this share of that time (then back-off resumes from POLL_FIRST_S).
+LAG_SHARE = 0.75
 #: Must-stay-silent checks: no new event of the test for this long (at least; longer when the
 #: expected events themselves took longer to arrive) before silence counts.
 SETTLE_MIN_S = 0.5
@@ -398,6 +401,7 @@ class HostContext:
     info: TargetInfo
     features: Mapping[str, bool] | None
     cursor: Any = None  # the telemetry bookmark: taken once, advanced over every read
+    lag_s: float | None = None  # how long this host's telemetry took to be complete lately (EWMA)
     closed: bool = False
 
     def close(self) -> None:
@@ -878,6 +882,7 @@ class Runner:
                 met = _satisfied(pt, attributed, features) and self._rules_fired(pt, attributed)
                 if met and met_after is None:
                     met_after = lag + now - start
+                    host.lag_s = met_after if host.lag_s is None else (host.lag_s + met_after) / 2
             now = self.monotonic()
             if met and met_after is not None:
                 quiet = now - last_new
@@ -887,9 +892,15 @@ class Runner:
                 delay = min(delay, max(0.0, window_s - quiet))
             if now >= deadline:
                 break
-            if self.stop.wait(min(delay, deadline - now)):
+            wait_s = delay
+            since_end = lag + now - start
+            if not met and host.lag_s is not None and since_end + delay < LAG_SHARE * host.lag_s:
+                wait_s = LAG_SHARE * host.lag_s - since_end  # nothing to see before then, most likely
+                delay = POLL_FIRST_S
+            else:
+                delay = min(max(delay, POLL_FIRST_S) * POLL_FACTOR, POLL_MAX_S)
+            if self.stop.wait(min(wait_s, deadline - now)):
                 return len(collected), attributed, len(attributed.events), None, True
-            delay = min(max(delay, POLL_FIRST_S) * POLL_FACTOR, POLL_MAX_S)
         # One late look: events that only arrive after the budget make the test "too slow", not "missing".
         on_time_keys = {_key(e) for e in attributed.events}
         if self.stop.wait(min(GRACE_MAX_S, budget_s * GRACE_FRACTION)):
