@@ -293,8 +293,13 @@ class EmulatedTargetFactory:
     generated credentials live only while the target is open.
     """
 
-    def __init__(self, settings: Mapping[str, Any] | None = None, *, sysmon_config: Any = None) -> None:
+    def __init__(
+        self, settings: Mapping[str, Any] | None = None, *, sysmon_config: Any = None, payloads: Sequence[Any] = ()
+    ) -> None:
         self.settings = dict(settings or {})
+        #: ``run --sync``: payload files (harness.execution.sync.Payload) written into each host's file
+        #: system below C:\AtomicRedTeam\atomics before any test runs.
+        self.payloads = tuple(payloads)
         if sysmon_config is not None:  # a harness.emulated.sysmon_config.SysmonConfig (--sysmon-config)
             self.settings["sysmon_config"] = sysmon_config
         self.servers: list[Any] = []  # the started servers, for round-trip statistics (bench)
@@ -313,6 +318,12 @@ class EmulatedTargetFactory:
             host = EmulatedHost(dataclasses.replace(HostSettings(), **self.settings))
         except TypeError as exc:
             raise EmulationError(f"bad emulated host setting: {exc}") from exc
+        if self.payloads:
+            from harness.execution.modes import WINDOWS_ATOMICS_FOLDER
+            from harness.execution.sync import FileSystemSink, sync_payloads
+
+            sync_payloads(self.payloads, FileSystemSink(host.fs), target.atomics_folder or WINDOWS_ATOMICS_FOLDER,
+                          windows=True, target=target.name)
         server = EmulatedHostServer(host).start()
         self.servers.append(server)
         try:
@@ -384,6 +395,17 @@ def _winrm_to_emulated(server: Any, name: str) -> Transport:
     return WinRMTransport(config, secrets=lambda _env: password)
 
 
+def sync_target(target: TargetConfig, transport: Transport, payloads: Sequence[Any]) -> Any:
+    """Copy ``payloads`` to ``target``'s atomics folder over ``transport`` (harness.execution.sync)."""
+    from harness.execution.modes import default_atomics_folder
+    from harness.execution.sync import TransportSink, sync_payloads
+
+    windows = target.platform == "windows"
+    folder = target.atomics_folder or default_atomics_folder(target.platform)
+    return sync_payloads(payloads, TransportSink(transport, windows=windows), folder, windows=windows,
+                         target=target.name)
+
+
 def _posix_target(target: TargetConfig, transport: Transport) -> OpenTarget:
     """A Linux/macOS target: Sysmon for Linux from journald when installed, else no telemetry and a
     note saying so (never an error before the tests execute)."""
@@ -409,11 +431,23 @@ def _posix_target(target: TargetConfig, transport: Transport) -> OpenTarget:
 class LabTargetFactory:
     """Opens the targets of a lab.yaml over WinRM or SSH."""
 
-    def __init__(self, lab: LabConfig) -> None:
+    def __init__(self, lab: LabConfig, *, payloads: Sequence[Any] = ()) -> None:
         self.lab = lab
+        #: ``run --sync``: payload files (harness.execution.sync.Payload) copied to each target first.
+        self.payloads = tuple(payloads)
+
+    def connect(self, target: TargetConfig) -> Transport:
+        """A transport to ``target`` (``atomiclab sync`` uses it without opening a run)."""
+        return self._transport(target)
 
     def open(self, target: TargetConfig) -> OpenTarget:
         transport = self._transport(target)
+        if self.payloads:
+            try:
+                sync_target(target, transport, self.payloads)
+            except BaseException:
+                transport.close()
+                raise
         if target.platform != "windows":
             return _posix_target(target, transport)
         return OpenTarget(

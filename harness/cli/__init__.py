@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.cli.run_cmds",
     "harness.cli.content_cmds",
     "harness.cli.show_cmd",
+    "harness.cli.sync_cmd",
     "harness.cli.events_cmd",
     "harness.cli.detect_cmds",
     "harness.cli.emulate_cmd",

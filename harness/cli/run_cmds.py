@@ -129,6 +129,9 @@ def register(subparsers: Any) -> None:
     mode.add_argument("--cleanup", action="store_true",
                       help="only run each test's cleanup command (Invoke-AtomicTest -Cleanup)")
     mode.add_argument("--no-cleanup", action="store_true", help="do not run the cleanup command after a test")
+    run.add_argument("--sync", action="store_true",
+                     help="first copy the payloads the selected tests reference (src/, bin/, ExternalPayloads) to "
+                     "each target's atomics folder, only what changed (see atomiclab sync)")
     run.add_argument("--prompt", action="store_true",
                      help="ask for each input argument of each selected test (Enter keeps the value shown; "
                      "--arg still wins), like Invoke-AtomicTest -PromptForInputArgs")
@@ -504,12 +507,18 @@ def _run(args: argparse.Namespace) -> int:
     rule_paths, extras = rules_of(planned, root, args.rule)
     published = published_rules(root)
     factory: TargetFactory
+    payloads: list[Any] = []
+    if args.sync:
+        from harness.execution.sync import payloads_for
+
+        payloads = payloads_for([pt.test for pt in planned])
     if lab is None:
-        emulated = EmulatedTargetFactory(parse_emulate_settings(args.emulate_setting), sysmon_config=sysmon)
+        emulated = EmulatedTargetFactory(parse_emulate_settings(args.emulate_setting), sysmon_config=sysmon,
+                                         payloads=payloads)
         targets: tuple[Any, ...] = (emulated.target(),)
         factory = emulated
     else:
-        targets, factory = lab.targets, LabTargetFactory(lab)
+        targets, factory = lab.targets, LabTargetFactory(lab, payloads=payloads)
     plan = RunPlan(
         targets=tuple(targets),
         tests=tuple(planned),
