@@ -13,6 +13,7 @@ is *data* (see ``harness.results``), never an exception.
      ├── DetectionError               a rule cannot be run
      │    ├── RuleSyntaxError         the rule text does not parse (file, line, column)
      │    ├── UnsupportedRuleError    valid rule using a feature this engine does not implement
+     │    │    └── NotSupportedLocallyError  valid Sumo the local engine does not run (file:line:col)
      │    └── RemoteSearchError       the Sumo Search Job API refused or failed
      ├── TransportError               talking to a target failed (host)
      │    ├── ConnectError            cannot reach the host / TLS / host key refused
@@ -114,6 +115,21 @@ class UnsupportedRuleError(DetectionError):
     """A valid rule uses a feature this engine does not implement."""
 
 
+class NotSupportedLocallyError(UnsupportedRuleError):
+    """Valid Sumo Logic the local engine does not evaluate. ``str()`` is
+    ``FILE:LINE:COL: <what> is not supported by the local engine`` (never the user's syntax error)."""
+
+    def __init__(self, what: str, *, file: str | Path | None = None, line: int | None = None,
+                 column: int | None = None, hint: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.detail = f"{what} is not supported by the local engine"
+        where = _where(file if file is not None else "<rule>", line, column)
+        super().__init__(f"{where}: {self.detail}",
+                         hint=hint or "run this rule with the remote Sumo engine (Search Job API), or rewrite it")
+
+
 class RemoteSearchError(DetectionError):
     """The Sumo Logic Search Job API refused or failed."""
 
@@ -168,6 +184,7 @@ __all__ = [
     "EmulationError",
     "HarnessError",
     "LabError",
+    "NotSupportedLocallyError",
     "ProtocolError",
     "RemoteSearchError",
     "ReportError",

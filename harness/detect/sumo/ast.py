@@ -90,6 +90,7 @@ class Matches:
     pattern: str
     is_regex: bool  # /re2/ (True) or a quoted wildcard pattern (False)
     pos: Pos  # the pattern's position
+    pattern_expr: Expr | None = None  # 'x matches <field>': the wildcard pattern is that field's value
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,13 +147,14 @@ class Parse:
 
 @dataclass(frozen=True, slots=True)
 class ParseRegex:
-    """``parse regex [field=F] "(?<a>...)" [nodrop]``."""
+    """``parse regex [field=F] "(?<a>...)" [nodrop] [multi]`` (also spelled ``extract``)."""
 
     source: str | None
     pattern: str
     names: tuple[str, ...]
     nodrop: bool
     pos: Pos
+    multi: bool = False  # one message per match
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +210,10 @@ class Aggregate:
 
 @dataclass(frozen=True, slots=True)
 class Timeslice:
-    span_ms: int
+    span_ms: int  # 0 with ``buckets``: derived from the time range of the events
     alias: str
     pos: Pos
+    buckets: int = 0
 
 
 Stage = Where | Assign | Parse | ParseRegex | Json | Fields | Sort | Limit | Aggregate | Timeslice

@@ -147,7 +147,7 @@ class ExprGen:
             return f"({self.value(e.args[0])} is None)"
         if (isinstance(e, ast.Call) and e.name == "if") or isinstance(e, ast.FieldRef | ast.Lit):
             return f"_truthy({self.value(e)})"
-        if isinstance(e, ast.Matches):
+        if isinstance(e, ast.Matches) and e.pattern_expr is None:
             pred = self.predicate_of(e)
             p = cg.name("p", pred)
             raw = getattr(pred, "re2_match", None)

@@ -22,11 +22,11 @@ from harness.detect.base import TimeWindow
 from harness.detect.sumo import ast
 from harness.detect.sumo.codegen import Codegen, ExprGen, stage_lines
 from harness.detect.sumo.deep import DepthMemo, ExprProgram, ScopeProgram, children
-from harness.detect.sumo.functions import FUNCTIONS
+from harness.detect.sumo.functions import FUNCTIONS, regex_replacer
 from harness.detect.sumo.messages import METADATA, MessageConfig, message_time_ms, raw_json
 from harness.detect.sumo.patterns import compile_regex, regex_predicate, wildcard_capture, wildcard_predicate
 from harness.detect.sumo.terms import keyword_regex
-from harness.detect.sumo.values import Value, arith, compare, equals, to_number, to_text, truthy
+from harness.detect.sumo.values import Value, arith, compare, equals, in_equals, to_number, to_text, truthy
 from harness.errors import UnsupportedRuleError
 from harness.telemetry.event import Event
 
@@ -34,7 +34,7 @@ from harness.telemetry.event import Event
 class Msg:
     """One message flowing through the pipeline: its event, the values stages computed, its index."""
 
-    __slots__ = ("d", "ev", "idx", "members", "names", "raw")
+    __slots__ = ("d", "ev", "idx", "members", "names", "parsed", "raw")
 
     def __init__(self, ev: Event | None, idx: int, d: dict[str, Value] | None = None) -> None:
         self.ev = ev
@@ -43,6 +43,12 @@ class Msg:
         self.names: dict[str, str] | None = None  # lower-case EventData name -> real name
         self.raw: str | None = None
         self.members: tuple[int, ...] | None = None  # aggregate rows: the events folded into them
+        self.parsed = False  # an earlier parse ... nodrop matched (the documented nodrop OR idiom)
+
+    def copy(self) -> Msg:
+        m = Msg(self.ev, self.idx, dict(self.d))
+        m.names, m.raw, m.members, m.parsed = self.names, self.raw, self.members, self.parsed
+        return m
 
 
 Reader = Callable[[Msg], Value]
@@ -63,8 +69,11 @@ class _State:
 
 
 def _sortable(values: list[Value]) -> Callable[[Value], tuple[int, Any]]:
-    """Sort key: numbers numerically when every non-null value is one, else text; nulls last."""
-    numeric = all(to_number(v) is not None for v in values if v is not None)
+    """Sort key: numerically when every non-null value IS a number (cast with num(), computed, or an
+    aggregate), else as text by code point; nulls last. "To numerically sort, first cast the field to a
+    number. Otherwise, the sort will be ordered as a text field." and "Sorting is case sensitive with
+    lower-case followed by upper-case." (search-operators/sort.md)"""
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values if v is not None)
     if numeric:
         return lambda v: (1, 0) if v is None else (0, to_number(v))
     return lambda v: (1, "") if v is None else (0, to_text(v))
@@ -95,8 +104,16 @@ class CompiledQuery:
             self._event_ids = ids if self._event_ids is None else self._event_ids & ids
             stages.pop(0)
         streamed: list[tuple[ast.Stage, _State, StageFn]] = []
+        # "When your query has multiple parse expressions, using nodrop acts as an OR condition ... the
+        # results from the first parse expression using nodrop, even when they don't match the following
+        # parse expression are still returned" (parse-nodrop-option.md): a parse without nodrop keeps a
+        # message that matched an earlier parse with nodrop. Only then do parse stages track matches.
+        self._or_chain = _nodrop_or_chain(stages)
+        self._nodrop_before = False
         for stage in stages:
-            if isinstance(stage, ast.Sort | ast.Limit | ast.Aggregate):
+            if isinstance(stage, ast.Sort | ast.Limit | ast.Aggregate) or (
+                    isinstance(stage, ast.ParseRegex) and stage.multi) or (
+                    isinstance(stage, ast.Timeslice) and stage.buckets):
                 barrier = True
                 self.tail.append(self._compile_list_stage(stage, state))
                 continue
@@ -120,7 +137,8 @@ class CompiledQuery:
         for use_locals in (True, False):
             cg = Codegen(use_locals=use_locals)
             for stage, before, fn in streamed:
-                inline = not (before.dynamic or before.aggregated or self._deep_stage(stage))
+                inline = not (before.dynamic or before.aggregated or self._deep_stage(stage) or (
+                    self._or_chain and isinstance(stage, ast.Parse | ast.ParseRegex | ast.Json)))
                 cg.lines.extend(stage_lines(stage, self._gen(cg, before), fn, inline=inline))
             if not (use_locals and cg.needs_dict):
                 try:
@@ -137,9 +155,15 @@ class CompiledQuery:
     def _program(self, e: ast.Expr, st: _State) -> ExprProgram:
         return ExprProgram(
             e, leaf=lambda n: self._value(n, st),
-            predicate_of=lambda n: regex_predicate(n.pattern) if n.is_regex else wildcard_predicate(n.pattern),
+            predicate_of=self._predicate_of,
             function=lambda name: FUNCTIONS[name][2],
         )
+
+    @staticmethod
+    def _predicate_of(e: ast.Matches) -> Callable[..., bool]:
+        if e.pattern_expr is not None:  # deep.py passes (text, pattern text)
+            return lambda v, p=None: p is not None and wildcard_predicate(p)(v)
+        return regex_predicate(e.pattern) if e.is_regex else wildcard_predicate(e.pattern)
 
     def _gen(self, cg: Codegen, st: _State) -> ExprGen:
         return ExprGen(
@@ -307,6 +331,14 @@ class CompiledQuery:
         return lambda m: truthy(fn(m))
 
     def _matches(self, e: ast.Matches, st: _State) -> Pred:
+        if e.pattern_expr is not None:
+            subject, pattern = self._value(e.subject, st), self._value(e.pattern_expr, st)
+
+            def matches_field_pattern(m: Msg) -> bool:
+                v, p = to_text(subject(m)), to_text(pattern(m))
+                return v is not None and p is not None and wildcard_predicate(p)(v)
+
+            return matches_field_pattern
         pred = regex_predicate(e.pattern) if e.is_regex else wildcard_predicate(e.pattern)
         if isinstance(e.subject, ast.FieldRef) and e.subject.key in st.defined:
             key = e.subject.key
@@ -345,11 +377,11 @@ class CompiledQuery:
                 v = subj(m)
                 if v.__class__ is str:
                     return v in wanted
-                return v is not None and any(equals(v, w) for w in literals)
+                return v is not None and any(in_equals(v, w) for w in literals)
 
             return in_strings
         items = [self._value(v, st) for v in e.values]
-        return lambda m: (v := subj(m)) is not None and any(equals(v, it(m)) for it in items)
+        return lambda m: (v := subj(m)) is not None and any(in_equals(v, it(m)) for it in items)
 
     def _comparison(self, e: ast.Binary, st: _State) -> Pred:
         a, b = self._value(e.left, st), self._value(e.right, st)
@@ -463,6 +495,12 @@ class CompiledQuery:
                 return lambda m: tv if cond(m) else ov
             return lambda m: x(m) if cond(m) else y(m)
         impl = FUNCTIONS[e.name][2]
+        if e.name == "replace_re" and isinstance(e.args[1], ast.Lit) and isinstance(e.args[1].value, str):
+            replacer = regex_replacer(e.args[1].value)  # compiled once, not per message
+
+            def impl(s: Value, _p: Value, t: Value) -> Value:
+                ts, tt = to_text(s), to_text(t)
+                return None if ts is None or tt is None else replacer(ts, tt)
         if len(args) == 1:
             only = args[0]
             return lambda m: impl(only(m))
@@ -528,10 +566,13 @@ class CompiledQuery:
             span = stage.span_ms
             mt = self._reader("_messageTime", state)
             key = self._define(state, stage.alias)
+            end_key = self._define(state, "__timeslice_end")
 
             def timeslice(m: Msg) -> bool:
                 t = to_number(mt(m))
-                m.d[key] = None if t is None else int(t // span * span)
+                start = None if t is None else int(t // span * span)
+                m.d[key] = start
+                m.d[end_key] = None if start is None else start + span  # timeslice.md: "__timeslice_end"
                 return True
 
             return timeslice
@@ -542,10 +583,13 @@ class CompiledQuery:
         before = [self._reader(n, state) for n in stage.names]  # what a nodrop miss leaves in place
         keys = [self._define(state, n) for n in stage.names]
         nodrop = stage.nodrop
+        keep_parsed = self._or_chain and self._nodrop_before and not nodrop
+        self._nodrop_before = self._nodrop_before or nodrop
+        mark = self._or_chain and nodrop
 
         def miss(m: Msg) -> bool:
             # A missing source field behaves like a failed parse (docs/sumo-semantics.md).
-            if not nodrop:
+            if not nodrop and not (keep_parsed and m.parsed):
                 return False
             d = m.d
             for k, prev in zip(keys, before):
@@ -561,6 +605,8 @@ class CompiledQuery:
                 if v is None:
                     return miss(m)
                 m.d[key] = v if v.__class__ is str else to_text(v)
+                if mark:
+                    m.parsed = True
                 return True
 
             return whole
@@ -574,6 +620,8 @@ class CompiledQuery:
                     return miss(m)
                 for k, g in zip(keys, hit.groups()):
                     m.d[k] = g
+                if mark:
+                    m.parsed = True
                 return True
 
             return anchors
@@ -587,6 +635,8 @@ class CompiledQuery:
                 return miss(m)
             for k, n in zip(keys, names):
                 m.d[k] = hit.group(n)
+            if mark:
+                m.parsed = True
             return True
 
         return regex
@@ -598,16 +648,21 @@ class CompiledQuery:
             state.dynamic = True
 
             def auto(m: Msg) -> bool:
-                doc = _load_json(to_text(src(m)))
-                if not isinstance(doc, dict):
-                    return nodrop
-                for k, v in doc.items():
-                    m.d[str(k).lower()] = _json_value(v)
+                # "Note that messages that do not contain JSON are not dropped." and "The JSON portion
+                # does not need to span the entire log message." (parse-json-formatted-logs.md)
+                doc = _find_json_object(to_text(src(m)))
+                if isinstance(doc, dict):
+                    for k, v in doc.items():
+                        # "Spaces in field names are automatically reformatted to underscores."
+                        m.d[str(k).lower().replace(" ", "_")] = _json_value(v)
                 return True
 
             return auto
         paths = [_json_path(k) for k in stage.keys]
         keys = [self._define(state, n) for n in stage.names]
+        keep_parsed = self._or_chain and self._nodrop_before and not nodrop
+        self._nodrop_before = self._nodrop_before or nodrop
+        mark = self._or_chain and nodrop
 
         def extract(m: Msg) -> bool:
             doc = _load_json(to_text(src(m)))
@@ -619,11 +674,17 @@ class CompiledQuery:
                     m.d[k] = None
                 else:
                     m.d[k] = _json_value(v)
-            return found or nodrop
+            if found and mark:
+                m.parsed = True
+            return found or nodrop or (keep_parsed and m.parsed)
 
         return extract
 
-    def _compile_list_stage(self, stage: ast.Sort | ast.Limit | ast.Aggregate, state: _State) -> ListOp:
+    def _compile_list_stage(self, stage: ast.Stage, state: _State) -> ListOp:
+        if isinstance(stage, ast.ParseRegex):
+            return self._parse_multi(stage, state)
+        if isinstance(stage, ast.Timeslice):
+            return self._timeslice_buckets(stage, state)
         if isinstance(stage, ast.Limit):
             n = stage.count
             return lambda rows: rows[:n]
@@ -642,7 +703,59 @@ class CompiledQuery:
                 return out
 
             return sort
+        assert isinstance(stage, ast.Aggregate)
         return self._aggregate(stage, state)
+
+    def _parse_multi(self, stage: ast.ParseRegex, state: _State) -> ListOp:
+        """``parse regex ... multi``: "creates copies of each message so that each individual value in a
+        field can be counted" (parse-variable-patterns-using-regex.md); no match drops unless nodrop."""
+        src = self._reader(stage.source or "_raw", state)
+        keys = [self._define(state, n) for n in stage.names]
+        names = list(stage.names)
+        rx = compile_regex(stage.pattern)
+        nodrop = stage.nodrop
+
+        def multi(rows: list[Msg]) -> list[Msg]:
+            out: list[Msg] = []
+            for m in rows:
+                v = to_text(src(m))
+                hits = [] if v is None else list(rx.finditer(v))
+                if not hits:
+                    if nodrop:
+                        for k in keys:
+                            m.d.setdefault(k, None)
+                        out.append(m)
+                    continue
+                for hit in hits:
+                    c = m.copy()
+                    for k, n in zip(keys, names):
+                        c.d[k] = hit.group(n)
+                    out.append(c)
+            return out
+
+        return multi
+
+    def _timeslice_buckets(self, stage: ast.Timeslice, state: _State) -> ListOp:
+        """``timeslice N buckets``: "Sumo Logic will find a reasonable clock-aligned resolution to return
+        approximately N buckets" (timeslice.md). Locally the time range is that of the messages reaching
+        the stage, and the span the smallest of _CLOCK_SPANS giving at most N buckets (a choice)."""
+        mt = self._reader("_messageTime", state)
+        key = self._define(state, stage.alias)
+        end_key = self._define(state, "__timeslice_end")
+        n = stage.buckets
+
+        def buckets(rows: list[Msg]) -> list[Msg]:
+            times = [t for t in (to_number(mt(r)) for r in rows) if t is not None]
+            width = (max(times) - min(times) + 1) if times else 1
+            span = next((s for s in _CLOCK_SPANS if width / s <= n), _CLOCK_SPANS[-1])
+            for r in rows:
+                t = to_number(mt(r))
+                start = None if t is None else int(t // span * span)
+                r.d[key] = start
+                r.d[end_key] = None if start is None else start + span
+            return rows
+
+        return buckets
 
     def _aggregate(self, stage: ast.Aggregate, state: _State) -> ListOp:
         by = [(n.lower(), self._reader(n, state)) for n in stage.by]
@@ -742,6 +855,42 @@ class CompiledQuery:
 
 
 _MISSING = object()
+_CLOCK_SPANS = tuple(x * 1000 for x in (1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 14400,
+                                       21600, 43200, 86400, 604800))
+_PARSES = (ast.Parse, ast.ParseRegex, ast.Json)
+
+
+def _nodrop_or_chain(stages: list[ast.Stage]) -> bool:
+    """Does a parse without nodrop follow a parse with nodrop (the documented OR idiom)?"""
+    seen_nodrop = False
+    for st in stages:
+        if isinstance(st, _PARSES) and not (isinstance(st, ast.Json) and st.auto):
+            if not st.nodrop and seen_nodrop:
+                return True
+            seen_nodrop = seen_nodrop or st.nodrop
+    return False
+
+
+def _find_json_object(text: str | None) -> Any:
+    """The JSON object in ``text``: the whole text, else the last ``{...}`` blob that parses (json auto
+    looks for JSON "beginning at the end of the message"); at most 64 candidate braces are tried."""
+    doc = _load_json(text)
+    if doc is not _MISSING or text is None:
+        return doc
+    decoder = json.JSONDecoder()
+    found: Any = _MISSING
+    i, tries = text.find("{"), 0
+    while i >= 0 and tries < 64:
+        tries += 1
+        try:
+            obj, end = decoder.raw_decode(text, i)
+        except (ValueError, RecursionError):
+            i = text.find("{", i + 1)
+            continue
+        if isinstance(obj, dict):
+            found = obj
+        i = text.find("{", end)
+    return found
 _CHANNEL_METADATA = frozenset({"_sourcecategory", "_sourcename", "_collector", "_source"})
 
 
@@ -804,26 +953,57 @@ def _load_json(text: str | None) -> Any:
 
 
 def _json_path(key: str) -> list[str | int]:
-    """``"a.b"`` -> ["a", "b"]; ``"a[0].b"`` -> ["a", 0, "b"]."""
+    """``"a.b"`` -> ["a", "b"]; ``"a[0].b"`` -> ["a", 0, "b"]; ``"['a.b'].c"`` -> ["a.b", "c"];
+    ``"a[*].b"`` -> ["a", -1, "b"] (-1: every element). Bracket notation is how "property names" with
+    spaces, '@' or '.' are written (parse-json-formatted-logs.md, "Special characters")."""
     out: list[str | int] = []
-    for part in key.split("."):
-        while "[" in part and part.endswith("]"):
-            head, _, idx = part.partition("[")
-            if head:
-                out.append(head)
-            inner = idx[:-1]
-            if not (inner.isascii() and inner.isdigit()):
-                raise UnsupportedRuleError(f"json key {key!r}: only numeric [index] selectors are supported")
-            out.append(int(inner))
-            part = ""
+    i, n = 0, len(key)
+    part: list[str] = []
+
+    def flush() -> None:
         if part:
-            out.append(part)
+            out.append("".join(part))
+            part.clear()
+
+    while i < n:
+        ch = key[i]
+        if ch == ".":
+            flush()
+            i += 1
+        elif ch == "[" and key.startswith(("['", '["'), i):
+            flush()
+            quote = key[i + 1]
+            end = key.find(quote + "]", i + 2)
+            if end < 0:
+                raise UnsupportedRuleError(f"json key {key!r}: unterminated [{quote}...{quote}]")
+            out.append(key[i + 2:end])
+            i = end + 2
+        elif ch == "[":
+            flush()
+            end = key.find("]", i)
+            inner = key[i + 1:end] if end > 0 else ""
+            if inner == "*":
+                out.append(-1)
+            elif inner.isascii() and inner.isdigit():
+                out.append(int(inner))
+            else:
+                raise UnsupportedRuleError(f"json key {key!r}: only [index], [*] and ['name'] selectors are supported")
+            i = end + 1
+        else:
+            part.append(ch)
+            i += 1
+    flush()
     return out
 
 
 def _walk(doc: Any, path: list[str | int]) -> Any:
     cur = doc
-    for p in path:
+    for pos, p in enumerate(path):
+        if isinstance(p, int) and p < 0:  # [*]: the list of every element's value further down the path
+            if not isinstance(cur, list):
+                return _MISSING
+            vals = [_walk(x, path[pos + 1:]) for x in cur]
+            return [v for v in vals if v is not _MISSING]
         if isinstance(p, int):
             if not isinstance(cur, list) or p >= len(cur):
                 return _MISSING

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.detect.sumo import ast
-from harness.detect.sumo.values import Value, arith, compare, equals, to_number, to_text, truthy
+from harness.detect.sumo.values import Value, arith, compare, equals, in_equals, to_number, to_text, truthy
 
 #: Nesting depth up to which the recursive compiler and the code generator are used. Well below
 #: Python's recursion limit and the parser's limit on nested parentheses in generated code.
@@ -33,7 +33,7 @@ def children(node: Node) -> Sequence[Node]:
     if isinstance(node, ast.Binary):
         return (node.left, node.right)
     if isinstance(node, ast.Matches):
-        return (node.subject,)
+        return (node.subject,) if node.pattern_expr is None else (node.subject, node.pattern_expr)
     if isinstance(node, ast.InList):
         return (node.subject, *node.values)
     if isinstance(node, ast.Call):
@@ -114,7 +114,7 @@ def _neg(m: Any, a: list[Value]) -> Value:
 
 def _in_list(m: Any, a: list[Value]) -> Value:
     subject = a[0]
-    return subject is not None and any(equals(subject, v) is True for v in a[1:])
+    return subject is not None and any(in_equals(subject, v) for v in a[1:])
 
 
 def _choose(m: Any, a: list[Value]) -> Value:
@@ -125,7 +125,7 @@ class ExprProgram:
     """An expression as post-order steps; ``value(m)`` runs them with a value stack."""
 
     def __init__(self, root: ast.Expr, leaf: Callable[[ast.Expr], Callable[[Any], Value]],
-                 predicate_of: Callable[[ast.Matches], Callable[[str], bool]],
+                 predicate_of: Callable[[ast.Matches], Callable[..., bool]],
                  function: Callable[[str], Callable[..., Value]]) -> None:
         self.code: list[tuple[Step, int]] = []
         for node in _postorder(root):
@@ -133,7 +133,7 @@ class ExprProgram:
 
     @staticmethod
     def _step(node: ast.Expr, leaf: Callable[[ast.Expr], Callable[[Any], Value]],
-              predicate_of: Callable[[ast.Matches], Callable[[str], bool]],
+              predicate_of: Callable[[ast.Matches], Callable[..., bool]],
               function: Callable[[str], Callable[..., Value]]) -> Step:
         if isinstance(node, ast.Lit | ast.FieldRef):
             read = leaf(node)
@@ -153,6 +153,8 @@ class ExprProgram:
             return lambda m, a: arith(op, a[0], a[1])
         if isinstance(node, ast.Matches):
             pred = predicate_of(node)
+            if node.pattern_expr is not None:
+                return lambda m, a: (t := to_text(a[0])) is not None and bool(pred(t, to_text(a[1])))
 
             def matches(m: Any, a: list[Value]) -> Value:
                 text = to_text(a[0])

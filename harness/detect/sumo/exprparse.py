@@ -22,7 +22,7 @@ from typing import Protocol
 from harness.detect.sumo import ast
 from harness.detect.sumo.lexer import Tok, Token
 from harness.detect.sumo.terms import keyword_problem
-from harness.errors import RuleSyntaxError
+from harness.errors import NotSupportedLocallyError, RuleSyntaxError
 
 _CMP_OPS = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _PREC = {"or": 2, "and": 3, "cmp": 5, "+": 6, "-": 6, "*": 7, "/": 7, "%": 7}
@@ -43,6 +43,8 @@ class TokenStream(Protocol):
     def error(self, tok: Token, message: str, hint: str | None = None) -> RuleSyntaxError: ...
 
     def describe(self, tok: Token) -> str: ...
+
+    def unsupported(self, tok: Token, what: str) -> NotSupportedLocallyError: ...
 
 
 def _pos(tok: Token) -> ast.Pos:
@@ -151,7 +153,10 @@ class ExprParser:
         if op.op == "matches":
             assert isinstance(right, _Pattern)
             p = right.tok
-            self.vals.append(ast.Matches(lhs, p.text, p.kind is Tok.REGEX, _pos(p)))
+            if p.kind is Tok.IDENT:
+                self.vals.append(ast.Matches(lhs, "", False, _pos(p), ast.FieldRef(p.text, _pos(p))))
+            else:
+                self.vals.append(ast.Matches(lhs, p.text, p.kind is Tok.REGEX, _pos(p)))
             return
         if op.op in ("in", "notin"):
             assert isinstance(right, _Items)
@@ -161,6 +166,10 @@ class ExprParser:
             self.vals.append(node)
             return
         rhs = _finish(right)
+        if op.op == "contains":
+            self.check_call("contains", 2, op.tok)
+            self.vals.append(ast.Call("contains", (lhs, rhs), _pos(op.tok)))
+            return
         name = _CMP_OPS.get(op.op, op.op)
         pos = _pos(op.tok)
         self.vals.append(ast.Binary(name, lhs, rhs, pos))
@@ -242,14 +251,25 @@ class ExprParser:
             return True
         if t.kind is Tok.NUMBER:
             ts.advance()
-            self.vals.append(ast.Lit(float(t.text) if "." in t.text else int(t.text), _pos(t)))
+            is_float = any(c in t.text for c in ".eE")
+            self.vals.append(ast.Lit(float(t.text) if is_float else int(t.text), _pos(t)))
             return False
+        if t.kind is Tok.DURATION:
+            raise ts.unsupported(t, f"the number literal with a suffix {t.text!r}")
         if t.kind is Tok.STRING:
             ts.advance()
             self.vals.append(ast.Lit(t.text, _pos(t)))
             return False
         if t.kind is Tok.REGEX:
-            raise ts.error(t, "a /regex/ is only valid right after 'matches'")
+            top = self.ops[-1] if self.ops else None
+            if isinstance(top, _Frame) and top.kind == "call" and top.name == "replace" and len(top.args) == 1:
+                # replace(<sourceString>, /<regex>/, <replaceString>) (replace.md)
+                ts.advance()
+                self.check_regex(t)
+                top.name = "replace_re"
+                self.vals.append(ast.Lit(t.text, _pos(t)))
+                return False
+            raise ts.error(t, "a /regex/ is only valid right after 'matches' or as replace()'s pattern")
         if t.kind is Tok.IDENT:
             nxt = ts.peek()
             if nxt.kind is Tok.OP and nxt.text == "(":
@@ -280,6 +300,18 @@ class ExprParser:
                 self.vals.append(ast.FieldRef(t.text, _pos(t)))
             return False
         raise ts.error(t, f"expected an expression, found {ts.describe(t)}")
+
+    def _check_substring(self, frame: _Frame) -> None:
+        """substring.md: "will not work because the startOffset is negative" / "because numerically the
+        endOffset is before the startOffset"; literal offsets are checked here, at their position."""
+        lits = [a.value if isinstance(a, ast.Lit) and isinstance(a.value, int | float) else None
+                for a in frame.args[1:]]
+        neg = [a for a in frame.args[1:] if isinstance(a, ast.Unary) and a.op == "-"
+               and isinstance(a.operand, ast.Lit) and isinstance(a.operand.value, int | float)]
+        if neg or any(v is not None and v < 0 for v in lits):
+            raise self.ts.error(frame.tok, "substring offsets must be non-negative (substring.md)")
+        if len(lits) == 2 and lits[0] is not None and lits[1] is not None and lits[1] < lits[0]:
+            raise self.ts.error(frame.tok, "substring's endOffset is before its startOffset (substring.md)")
 
     def _binary(self, t: Token, op: str, prec: int) -> None:
         """Push binary operator ``op`` after reducing what binds tighter."""
@@ -312,12 +344,22 @@ class ExprParser:
             ts.advance()
             self._binary(t, "and", _PREC["and"])
             return True
+        if t.is_kw("contains"):
+            # '<field1> contains <field2>' (contains.md): the contains() function, infix
+            ts.advance()
+            self._binary(t, "contains", _PREC["cmp"])
+            return True
         if t.is_kw("matches"):
             ts.advance()
             self._binary(t, "matches", _PREC["cmp"])
             p = ts.tok
+            if p.kind is Tok.IDENT and not (ts.peek().kind is Tok.OP and ts.peek().text == "("):
+                # 'host matches instance_match': the pattern is a field's value (matches.md, last example)
+                ts.advance()
+                self.vals.append(_Pattern(p))
+                return False
             if p.kind not in (Tok.STRING, Tok.REGEX):
-                raise ts.error(p, "'matches' needs a quoted wildcard pattern or a /regex/, found "
+                raise ts.error(p, "'matches' needs a quoted wildcard pattern, a /regex/ or a field, found "
                                f"{ts.describe(p)}")
             ts.advance()
             if p.kind is Tok.REGEX:
@@ -373,6 +415,8 @@ class ExprParser:
             self.ops.pop()
             if top.kind == "call":
                 self.check_call(top.name, len(top.args), top.tok)
+                if top.name == "substring":
+                    self._check_substring(top)
                 self.vals.append(ast.Call(top.name, tuple(top.args), _pos(top.tok)))
             else:
                 self.vals.append(_Items(tuple(top.args)))

@@ -197,7 +197,10 @@ def _lex_pipeline(text: str, start: int, src: _Source) -> list[Token]:
     i, n = start, len(text)
     while i < n:
         ch = text[i]
-        regex_allowed = bool(toks) and toks[-1].is_kw("matches")
+        # a /regex/ follows 'matches', or starts an argument ('replace(x, /re/, y)'): after '(' or ',' a
+        # '/' cannot be division
+        regex_allowed = bool(toks) and (toks[-1].is_kw("matches") or (
+            toks[-1].kind is Tok.OP and toks[-1].text in ("(", ",")))
         if ch == "/" and regex_allowed and not text.startswith("/*", i) and not text.startswith("//", i):
             pattern, k = _read_regex(text, i, src)
             toks.append(src.token(Tok.REGEX, pattern, i, text[i:k]))
@@ -222,7 +225,16 @@ def _lex_pipeline(text: str, start: int, src: _Source) -> list[Token]:
                 if text[k] == "." and not (k + 1 < n and text[k + 1] in _DIGITS):
                     break
                 k += 1
-            if k < n and text[k].isalpha():  # 1m, 15s, 1h: a duration (timeslice)
+            if k < n and text[k] in "eE" and (
+                (k + 1 < n and text[k + 1] in _DIGITS)
+                or (k + 2 < n and text[k + 1] in "+-" and text[k + 2] in _DIGITS)
+            ):  # an exponent: 1e3, 2.5E-3
+                k += 2
+                while k < n and text[k] in _DIGITS:
+                    k += 1
+                toks.append(src.token(Tok.NUMBER, text[i:k], i))
+                i = k
+            elif k < n and text[k].isalpha():  # 1m, 15s, 1h: a duration (timeslice)
                 m = k
                 while m < n and text[m].isalpha():
                     m += 1
@@ -236,6 +248,13 @@ def _lex_pipeline(text: str, start: int, src: _Source) -> list[Token]:
             while k < n and (text[k].isalnum() or text[k] == "_"):
                 k += 1
             toks.append(src.token(Tok.IDENT, text[i:k], i))
+            i = k
+        elif ch == "%" and text.startswith('%"', i):
+            # %"field name": a field whose name has spaces or other characters (fields.md)
+            name, k = _read_string(text, i + 1, src)
+            if not name:
+                raise src.error(i, 'empty field name %""')
+            toks.append(src.token(Tok.IDENT, name, i, text[i:k]))
             i = k
         elif text[i : i + 2] in _TWO_CHAR_OPS:
             toks.append(src.token(Tok.OP, text[i : i + 2], i))

@@ -15,7 +15,7 @@ from harness.detect.sumo.exprparse import parse_expression, parse_scope
 from harness.detect.sumo.functions import check_call
 from harness.detect.sumo.lexer import Lexed, Tok, Token, tokenize
 from harness.detect.sumo.patterns import compile_regex
-from harness.errors import RuleSyntaxError, UnsupportedRuleError
+from harness.errors import NotSupportedLocallyError, RuleSyntaxError
 
 #: Aggregating operators and their default output field (Sumo names them ``_count``, ``_max`` ...).
 AGGREGATES: dict[str, str] = {
@@ -30,13 +30,21 @@ AGGREGATES: dict[str, str] = {
 #: Real Sumo operators this engine does not evaluate: rejected as unsupported, not as syntax errors.
 KNOWN_UNSUPPORTED = frozenset(
     {
-        "accum", "backshift", "base64decode", "base64encode", "compare", "contains", "csv", "decision",
-        "diff", "fillmissing", "format", "formatdate", "geoip", "haslookup", "join", "kv", "lookup",
-        "logcompare", "logreduce", "merge", "now", "outlier", "parsedate", "parsehex", "pct", "predict",
-        "rollingstd", "save", "split", "smooth", "stddev", "subquery", "top", "total", "trace",
-        "transaction", "transactionize", "transpose", "tourl", "urldecode", "urlencode", "xml",
+        # operators of Sumo's index (docs/search/search-query-language/search-operators/index.md and
+        # parse-operators/) that the local engine does not evaluate
+        "accum", "backshift", "bin", "cat", "compare", "csv", "decision", "dedup", "diff", "fillmissing",
+        "filter", "geoip", "geo", "join", "keyvalue", "kv", "logcompare", "logreduce", "lookup",
+        "lookupcontains", "macro", "merge", "outlier", "parsedate", "parsehex", "predict", "rollingstd",
+        "save", "sessionize", "smooth", "split", "subquery", "threatip", "threatlookup", "top", "topk",
+        "total", "trace", "transaction", "transactionize", "transpose", "xml", "asn",
     }
 )
+#: ``| num(x)`` without ``as`` casts the field in place
+#: (docs/search/search-query-language/search-operators/manually-cast-data-string-number.md).
+CASTS = {"num": "num", "number": "num", "tolong": "tolong", "todouble": "num", "tostring": "tostring"}
+#: "The limit operator supports requests for up to 10,000 results" (search-operators/limit.md).
+MAX_LIMIT = 10_000
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 
 class _Parser:
@@ -62,6 +70,9 @@ class _Parser:
 
     def error(self, tok: Token, message: str, hint: str | None = None) -> RuleSyntaxError:
         return RuleSyntaxError(message, file=self.src.file, line=tok.line, column=tok.column, hint=hint)
+
+    def unsupported(self, tok: Token, what: str) -> NotSupportedLocallyError:
+        return NotSupportedLocallyError(what, file=self.src.file, line=tok.line, column=tok.column)
 
     def describe(self, tok: Token) -> str:
         return tok.kind.value if tok.kind is Tok.EOF else f"{tok.raw!r}"
@@ -133,7 +144,7 @@ class _Parser:
             expr = self.parse_expr()
             self.expect_stage_end()
             return ast.Where(expr, self.pos(t))
-        if word == "parse":
+        if word in ("parse", "extract"):
             return self.parse_parse()
         if word == "json":
             return self.parse_json()
@@ -146,6 +157,9 @@ class _Parser:
             n = self.tok
             if n.kind is not Tok.NUMBER or not (n.text.isascii() and n.text.isdigit()):
                 raise self.error(n, f"'limit' needs a whole number, found {self.describe(n)}")
+            if int(n.text) > MAX_LIMIT:
+                raise self.error(n, f"limit {n.text} is above Sumo's maximum of {MAX_LIMIT:,} results",
+                                 hint="'The limit operator supports requests for up to 10,000 results' (limit.md)")
             self.advance()
             self.expect_stage_end()
             return ast.Limit(int(n.text), self.pos(t))
@@ -154,14 +168,15 @@ class _Parser:
         if word in AGGREGATES and not self._is_math_call():
             return self.parse_aggregate()
         if word in KNOWN_UNSUPPORTED and not (nxt.kind is Tok.OP and nxt.text == "("):
-            raise UnsupportedRuleError(
-                f"{self.src.file or '<rule>'}:{t.line}:{t.column}: the Sumo operator '{t.text}' is not "
-                "supported by the local engine",
-                hint="run this rule with the remote Sumo engine, or rewrite it with supported operators",
-            )
+            raise NotSupportedLocallyError(f"the Sumo operator '{t.text}'", file=self.src.file, line=t.line,
+                                           column=t.column)
         if t.kind is Tok.IDENT and nxt.kind in (Tok.IDENT, Tok.STRING, Tok.NUMBER) and not nxt.is_kw("as"):
             raise self.error(t, f"unknown operator '{t.text}'")
         expr = self.parse_expr()
+        if (self.stage_end() and isinstance(expr, ast.Call) and expr.name in CASTS and len(expr.args) == 1
+                and isinstance(expr.args[0], ast.FieldRef)):
+            # '| num(duration)': the field is cast in place (manually-cast-data-string-number.md)
+            return ast.Assign(ast.Call(CASTS[expr.name], expr.args, expr.pos), expr.args[0].name, self.pos(t))
         if not self.tok.is_kw("as"):
             raise self.error(
                 self.tok,
@@ -193,18 +208,23 @@ class _Parser:
             k += 1
         return False
 
-    def parse_trailing_options(self, stage: str, source: str | None) -> tuple[str | None, bool]:
-        """``nodrop`` and (when not given before) ``field=F`` after a parse/json stage: (source, nodrop)."""
-        nodrop = False
+    def parse_trailing_options(self, stage: str, source: str | None, *, allow_multi: bool = False
+                               ) -> tuple[str | None, bool, bool]:
+        """``nodrop``, ``multi`` (parse regex) and (when not given before) ``field=F`` after a parse/json
+        stage: (source, nodrop, multi)."""
+        nodrop = multi = False
         while not self.stage_end():
             if self.tok.is_kw("nodrop"):
                 self.advance()
                 nodrop = True
+            elif allow_multi and self.tok.is_kw("multi"):
+                self.advance()
+                multi = True
             elif self.tok.is_kw("field") and source is None:
                 source = self.parse_field_option()
             else:
                 raise self.error(self.tok, f"unexpected {self.describe(self.tok)} in {stage}")
-        return source, nodrop
+        return source, nodrop, multi
 
     def parse_field_option(self) -> str | None:
         """``field=F`` (the field a parse/json reads instead of ``_raw``)."""
@@ -223,8 +243,8 @@ class _Parser:
 
     def parse_parse(self) -> ast.Stage:
         start = self.advance()
-        is_regex = False
-        if self.tok.is_kw("regex"):
+        is_regex = start.is_kw("extract")  # 'extract' is the alternate name of parse regex
+        if not is_regex and self.tok.is_kw("regex"):
             self.advance()
             is_regex = True
         source = self.parse_field_option()
@@ -233,13 +253,25 @@ class _Parser:
             raise self.error(pat, f"expected a quoted parse pattern, found {self.describe(pat)}")
         self.advance()
         names: tuple[str, ...] = ()
+        pattern = pat.text
         if is_regex:
-            compiled = compile_regex(pat.text, file=self.src.file, line=pat.line, column=pat.column)
+            compiled = compile_regex(pattern, file=self.src.file, line=pat.line, column=pat.column)
             names = tuple(sorted(compiled.groupindex, key=lambda n: compiled.groupindex[n]))
+            # "The parse regex operator only supports regular expressions that contain at least one named
+            # capturing group. We do not support regular expressions that either do not have any capturing
+            # groups or contain unnamed/numbered capturing group." (parse-variable-patterns-using-regex.md)
             if not names:
                 raise self.error(pat, "parse regex needs at least one named group (?<name>...)")
+            if compiled.groups != len(names):
+                raise self.error(pat, "parse regex does not accept unnamed (numbered) capturing groups",
+                                 hint="make them non-capturing (?:...) or name them (?<name>...)")
         else:
-            stars = pat.text.count("*")
+            if "**" in pattern:
+                # "Wildcards must be separated by a space or other character. ** is not valid."
+                raise self.error(pat, "'**' is not valid in a parse pattern (Sumo: wildcards must be separated)",
+                                 hint="use parse regex for adjacent captures")
+            pattern = _anchor_escapes(pattern)
+            stars = pattern.count("*")
             if stars == 0:
                 raise self.error(pat, "the parse pattern has no '*' to capture")
             if not self.tok.is_kw("as"):
@@ -250,10 +282,10 @@ class _Parser:
                 raise self.error(
                     pat, f"the parse pattern has {stars} '*' but {len(names)} field name(s) follow 'as'"
                 )
-        source, nodrop = self.parse_trailing_options("parse", source)
+        source, nodrop, multi = self.parse_trailing_options("parse", source, allow_multi=is_regex)
         if is_regex:
-            return ast.ParseRegex(source, pat.text, names, nodrop, self.pos(start))
-        return ast.Parse(source, pat.text, names, nodrop, self.pos(start))
+            return ast.ParseRegex(source, pattern, names, nodrop, self.pos(start), multi)
+        return ast.Parse(source, pattern, names, nodrop, self.pos(start))
 
     def parse_json(self) -> ast.Json:
         start = self.advance()
@@ -284,7 +316,7 @@ class _Parser:
             else:
                 # Without 'as' the field is named after the key's last path element.
                 names = tuple(k.rsplit(".", 1)[-1] for k in keys)
-        source, nodrop = self.parse_trailing_options("json", source)
+        source, nodrop, _ = self.parse_trailing_options("json", source)
         return ast.Json(source, tuple(keys), names, auto, nodrop, self.pos(start))
 
     def parse_fields(self) -> ast.Fields:
@@ -325,26 +357,42 @@ class _Parser:
         return ast.Sort(tuple(keys), self.pos(start))
 
     def parse_timeslice(self) -> ast.Timeslice:
+        """``timeslice [by] <N><unit> [as f]`` or ``timeslice <N> buckets [as f]`` (timeslice.md)."""
         start = self.advance()
+        if self.tok.is_kw("by"):
+            self.advance()
         d = self.tok
-        if d.kind is not Tok.DURATION:
+        span_ms = 0
+        buckets = 0
+        if d.kind is Tok.NUMBER and self.peek().is_kw("buckets"):
+            if not (d.text.isascii() and d.text.isdigit()) or int(d.text) == 0:
+                raise self.error(d, f"bad bucket count {d.text!r}", hint="e.g. timeslice 150 buckets")
+            buckets = int(d.text)
+            self.advance()
+            self.advance()
+        elif d.kind is Tok.DURATION:
+            self.advance()
+            digits = "".join(ch for ch in d.text if ch in "0123456789")
+            unit = d.text[len(digits):].lower()
+            if unit not in _UNIT_MS or not digits or int(digits) == 0:
+                raise self.error(d, f"bad timeslice duration {d.text!r}", hint="use e.g. 30s, 5m, 1h, 1d, 1w")
+            span_ms = int(digits) * _UNIT_MS[unit]
+        else:
             raise self.error(d, f"expected a duration such as 1m or 15s, found {self.describe(d)}")
-        self.advance()
-        digits = "".join(ch for ch in d.text if ch in "0123456789")
-        unit = d.text[len(digits) :].lower()
-        scale = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-        if unit not in scale or not digits or int(digits) == 0:
-            raise self.error(d, f"bad timeslice duration {d.text!r}", hint="use e.g. 30s, 5m, 1h, 1d")
         alias = "_timeslice"
         if self.tok.is_kw("as"):
             self.advance()
             alias = self.expect_ident("a field name after 'as'").text
         self.expect_stage_end()
-        return ast.Timeslice(int(digits) * scale[unit], alias, self.pos(start))
+        return ast.Timeslice(span_ms, alias, self.pos(start), buckets)
 
     def parse_aggregate(self) -> ast.Aggregate:
+        """``count [as n] [by|group by f, ...]``, ``count(*)``, ``count f, g`` (= by f, g),
+        ``count_distinct(x) [as n] group by y``, ``min/max/sum/avg(x)`` (search-operators/ and
+        group-aggregate-operators/ pages)."""
         start = self.tok
         aggs: list[ast.Agg] = []
+        by: list[str] = []
         while True:
             f = self.expect_ident("an aggregate function")
             func = f.text.lower()
@@ -354,9 +402,16 @@ class _Parser:
             arg: str | None = None
             if self.is_op("("):
                 self.advance()
-                if not self.is_op(")"):
+                if self.is_op("*"):
+                    self.advance()
+                elif not self.is_op(")"):
                     arg = self.expect_ident("a field name").text
                 self.expect_op(")")
+            elif func == "count" and self.tok.kind is Tok.IDENT and not self.tok.is_kw("as", "by", "group"):
+                # '| count user' and '| count _timeslice, ip_address': count by those fields
+                by.extend(self.parse_names())
+                aggs.append(ast.Agg(func, None, AGGREGATES[func]))
+                break
             if func != "count" and arg is None:
                 raise self.error(f, f"'{func}' needs a field: {func}(field)")
             alias = AGGREGATES[func]
@@ -367,12 +422,13 @@ class _Parser:
             if not self.is_op(","):
                 break
             self.advance()
-        by: tuple[str, ...] = ()
+        if self.tok.is_kw("group") and self.peek().is_kw("by"):
+            self.advance()
         if self.tok.is_kw("by"):
             self.advance()
-            by = self.parse_names()
+            by.extend(self.parse_names())
         self.expect_stage_end()
-        return ast.Aggregate(tuple(aggs), by, self.pos(start))
+        return ast.Aggregate(tuple(aggs), tuple(by), self.pos(start))
 
     # ---- expressions ----------------------------------------------------------------------------
     def parse_expr(self) -> ast.Expr:
@@ -384,6 +440,26 @@ class _Parser:
 
     def _check_regex(self, tok: Token) -> None:
         compile_regex(tok.text, file=self.src.file, line=tok.line, column=tok.column)
+
+
+_ANCHOR_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+def _anchor_escapes(pattern: str) -> str:
+    """``\\n``, ``\\r``, ``\\t`` in a parse anchor are line breaks and tabs: "use the following ... as a
+    stop anchor on the line break: Linux logs: \\n, Windows logs: \\r"
+    (parse-predictable-patterns-using-an-anchor.md). Other backslashes stay as written."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] in _ANCHOR_ESCAPES:
+            out.append(_ANCHOR_ESCAPES[pattern[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 def parse_query(text: str, file: str | Path | None = None) -> ast.Query:

@@ -101,3 +101,18 @@ def arith(op: str, x: Value, y: Value) -> Value:
         q = nx / ny
         return int(q) if isinstance(nx, int) and isinstance(ny, int) and q.is_integer() else q
     return math.fmod(nx, ny) if isinstance(nx, float) or isinstance(ny, float) else nx % ny
+
+
+def in_equals(subject: Value, item: Value) -> bool:
+    """Membership test of ``subject in (..., item, ...)``.
+
+    Unlike ``=``, ``in`` does not cast text to numbers: "When using the where operator to match integers
+    like this: where value in (integer_value1, ...)" you "will first need to cast" the value
+    (search-operators/manually-cast-data-string-number.md). So a text subject never equals a number item;
+    everything else is ``=``.
+    """
+    if subject is None or item is None:
+        return False
+    if isinstance(subject, str) and isinstance(item, int | float) and not isinstance(item, bool):
+        return False
+    return equals(subject, item) is True
