@@ -210,6 +210,9 @@ class CompiledQuery:
             return lambda m: None if m.ev is None else m.ev.computer
         if key in ("_messagetime", "_receipttime"):
             return lambda m: None if m.ev is None else message_time_ms(m.ev)
+        if key == "_raw" and cfg.raw_field is not None:
+            raw_name = cfg.raw_field
+            return lambda m: None if m.ev is None else m.ev.fields.get(raw_name)
         if key == "_raw":
             def raw(m: Msg) -> Value:
                 if m.raw is None and m.ev is not None:
@@ -737,8 +740,9 @@ class CompiledQuery:
 
     def _timeslice_buckets(self, stage: ast.Timeslice, state: _State) -> ListOp:
         """``timeslice N buckets``: "Sumo Logic will find a reasonable clock-aligned resolution to return
-        approximately N buckets" (timeslice.md). Locally the time range is that of the messages reaching
-        the stage, and the span the smallest of _CLOCK_SPANS giving at most N buckets (a choice)."""
+        approximately N buckets" and "The number of buckets ... is a target or maximum" (timeslice.md).
+        Locally: the smallest span of _CLOCK_SPANS whose clock-aligned buckets over the messages reaching
+        the stage number at most N (a choice, docs/sumo-semantics.md)."""
         mt = self._reader("_messageTime", state)
         key = self._define(state, stage.alias)
         end_key = self._define(state, "__timeslice_end")
@@ -746,8 +750,7 @@ class CompiledQuery:
 
         def buckets(rows: list[Msg]) -> list[Msg]:
             times = [t for t in (to_number(mt(r)) for r in rows) if t is not None]
-            width = (max(times) - min(times) + 1) if times else 1
-            span = next((s for s in _CLOCK_SPANS if width / s <= n), _CLOCK_SPANS[-1])
+            span = next((s for s in _CLOCK_SPANS if len({t // s for t in times}) <= n), _CLOCK_SPANS[-1])
             for r in rows:
                 t = to_number(mt(r))
                 start = None if t is None else int(t // span * span)

@@ -12,6 +12,8 @@ Checks (code, severity):
                   ``(?s)``; multi-line command lines are common).
 * SUMO007 warning a pattern whose outcome depends on whole-value vs search matching (``.*`` at the
                   start or end of a /regex/: redundant for a search, required for a whole match).
+* SUMO008 error   valid Sumo that the local engine does not run ("not supported by the local engine"),
+                  at the operator: lint never calls a query clean that ``detect`` cannot run.
 * SUMO000 error   any other parse error of the engine's parser (not already reported above).
 
 The lint works on tokens, so it reports every defect, not just the first one the parser meets.
@@ -24,7 +26,7 @@ from pathlib import Path
 from harness.detect.lint import LintFinding, Severity
 from harness.detect.sumo.lexer import Tok, Token, tokenize
 from harness.detect.sumo.parser import parse_query
-from harness.errors import RuleSyntaxError, UnsupportedRuleError
+from harness.errors import NotSupportedLocallyError, RuleSyntaxError, UnsupportedRuleError
 
 _REGEX_HINTS = (".*", ".+", "\\", "(", "|", "[", "^", "?", "+", "{")
 _SPLUNK_FIELDS = {"_time": "_messageTime (or _receiptTime)", "host": "_sourceHost"}
@@ -180,6 +182,10 @@ class _Lint:
             line, column = exc.line or 1, exc.column or 1
             if not any(f.line == line and f.column == column for f in self.found):
                 self.found.append(LintFinding(self.file, line, column, Severity.ERROR, "SUMO000", _detail(exc)))
+        except NotSupportedLocallyError as exc:
+            # valid Sumo: not the author's error, but `detect` cannot run it, so lint must not call it clean
+            self.found.append(LintFinding(self.file, exc.line or 1, exc.column or 1, Severity.ERROR, "SUMO008",
+                                          f"{exc.detail}; the query is valid Sumo, run it against the tenant"))
         except UnsupportedRuleError as exc:
             self.found.append(LintFinding(self.file, 1, 1, Severity.ERROR, "SUMO000", str(exc)))
 

@@ -45,6 +45,9 @@ class MessageConfig:
     source_name: str = "Windows Event Log"
     header_fields: tuple[str, ...] = ("EventID", "Channel", "Computer")
     eventdata_fields: bool | frozenset[str] = True
+    #: A plain-text source (syslog, application logs): ``_raw`` is this event field's text as is, not
+    #: the Windows Event Log JSON. Used for documented examples written against text log lines.
+    raw_field: str | None = None
 
     def category(self, channel: str) -> str:
         low = channel.lower()

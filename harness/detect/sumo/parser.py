@@ -8,6 +8,7 @@ token that introduces them, with the Sumo spelling as the hint.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from harness.detect.sumo import ast
@@ -170,7 +171,8 @@ class _Parser:
         if word in KNOWN_UNSUPPORTED and not (nxt.kind is Tok.OP and nxt.text == "("):
             raise NotSupportedLocallyError(f"the Sumo operator '{t.text}'", file=self.src.file, line=t.line,
                                            column=t.column)
-        if t.kind is Tok.IDENT and nxt.kind in (Tok.IDENT, Tok.STRING, Tok.NUMBER) and not nxt.is_kw("as"):
+        if t.kind is Tok.IDENT and nxt.kind in (Tok.IDENT, Tok.STRING, Tok.NUMBER) and not nxt.is_kw(
+                "as", "matches", "contains", "in", "not", "and", "or"):
             raise self.error(t, f"unknown operator '{t.text}'")
         expr = self.parse_expr()
         if (self.stage_end() and isinstance(expr, ast.Call) and expr.name in CASTS and len(expr.args) == 1
@@ -222,6 +224,9 @@ class _Parser:
                 multi = True
             elif self.tok.is_kw("field") and source is None:
                 source = self.parse_field_option()
+            elif stage == "json" and self.tok.is_kw("maxdepth", "extractarrays", "keys", "refonly"):
+                # documented json auto options (parse-json-formatted-logs.md) this engine does not implement
+                raise self.unsupported(self.tok, f"the json option '{self.tok.text}'")
             else:
                 raise self.error(self.tok, f"unexpected {self.describe(self.tok)} in {stage}")
         return source, nodrop, multi
@@ -255,7 +260,14 @@ class _Parser:
         names: tuple[str, ...] = ()
         pattern = pat.text
         if is_regex:
-            compiled = compile_regex(pattern, file=self.src.file, line=pat.line, column=pat.column)
+            try:
+                compiled = compile_regex(pattern, file=self.src.file, line=pat.line, column=pat.column)
+            except RuleSyntaxError:
+                # "Regex must be a valid JAVA or RE2 regular expression" (parse-variable-patterns-using-regex.md):
+                # a Java-only construct (look-around, back-reference) is valid Sumo the RE2 engine can't run
+                if _java_like_regex(pattern):
+                    raise self.unsupported(pat, "a parse regex that only Java's regex engine accepts") from None
+                raise
             names = tuple(sorted(compiled.groupindex, key=lambda n: compiled.groupindex[n]))
             # "The parse regex operator only supports regular expressions that contain at least one named
             # capturing group. We do not support regular expressions that either do not have any capturing
@@ -440,6 +452,16 @@ class _Parser:
 
     def _check_regex(self, tok: Token) -> None:
         compile_regex(tok.text, file=self.src.file, line=tok.line, column=tok.column)
+
+
+def _java_like_regex(pattern: str) -> bool:
+    """Does a backtracking (Java-like) engine accept ``pattern``? Python's ``re`` stands in for Java's
+    here, only to tell "valid Sumo, not runnable locally" from a broken pattern; it never matches."""
+    try:
+        re.compile(re.sub(r"\(\?<([A-Za-z][A-Za-z0-9_]*)>", r"(?P<\1>", pattern))
+    except (re.error, RecursionError, OverflowError):
+        return False
+    return True
 
 
 _ANCHOR_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
