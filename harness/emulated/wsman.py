@@ -9,6 +9,10 @@
   per TCP connection; a random password per start; Basic only over HTTPS and only when enabled.
   In plain-HTTP mode messages must be sealed with WinRM message encryption, as on Windows with
   ``AllowUnencrypted=false``.
+  NTLMv2 only: LM and NTLMv1 responses are refused, as with LmCompatibilityLevel 5.
+- **Bounds**: at most ``max_connections`` connections are served (more are closed on accept), a
+  request must arrive whole within ``request_deadline_s`` of its first byte and within
+  ``max_request_bytes``, an idle connection ends after ``idle_connection_timeout_s``.
 - **WinRS**: :mod:`harness.emulated.wsman_shells` (Create, Command, Receive, Send, Signal, Delete).
 - **Faults**: :class:`FaultConfig` injects dropped connections, HTTP 500 faults, slow Receives and
   operation timeouts; :meth:`~EmulatedHostServer.set_faults` swaps them while running.
@@ -32,6 +36,7 @@ import ssl
 import struct
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,6 +121,12 @@ class ServerConfig:
     max_envelope_size_kb: int = 500
     idle_connection_timeout_s: float = 120.0
     handshake_timeout_s: float = 10.0
+    #: Connections served at once; more are closed on accept (each one is a thread: a flood of
+    #: unauthenticated clients must not exhaust the process).
+    max_connections: int = 64
+    #: From a request's first byte, its headers and body must have arrived within this (a client
+    #: trickling bytes cannot hold a connection slot; the reply may take longer: Receive long-polls).
+    request_deadline_s: float = 30.0
     work_dir: Path | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
     #: True reproduces stdlib ``http.server``'s behaviour (Nagle on, headers and body written
@@ -131,6 +142,8 @@ class ServerConfig:
             )
         if not 0 <= self.port <= 65535:
             raise EmulationError(f"port {self.port} is out of range", hint="use 0 (any free port) to 65535")
+        if self.max_connections < 1 or not self.request_deadline_s > 0:
+            raise EmulationError("max_connections must be at least 1 and request_deadline_s positive")
 
     @property
     def max_request_bytes(self) -> int:
@@ -149,6 +162,8 @@ class ServerStats:
     auth_rejections: int
     connections: int
     dropped_connections: int
+    refused_connections: int = 0  # closed on accept: max_connections were being served
+    timed_out_requests: int = 0  # closed: the request did not arrive within request_deadline_s
 
     @property
     def total_requests(self) -> int:
@@ -177,6 +192,8 @@ class _State:
         self.auth_rejections = 0
         self.connections = 0
         self.dropped = 0
+        self.refused = 0
+        self.timed_out = 0
 
     def set_faults(self, faults: FaultConfig) -> None:
         with self.lock:
@@ -195,7 +212,56 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
         self.ssl_context = ctx
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(app.config.max_connections)
+        self.deadlines: dict[socket.socket, float] = {}  # guarded by sockets_lock
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, at most ``max_connections``: one more is closed at once."""
+        if not self.slots.acquire(blocking=False):
+            with self.app._state.lock:
+                self.app._state.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def service_actions(self) -> None:
+        # Called by serve_forever every poll interval (0.2 s): the request-deadline watchdog.
+        self.expire()
+
+    def arm(self, sock: socket.socket) -> None:
+        """The request now arriving on ``sock`` must be read within the request deadline."""
+        with self.sockets_lock:
+            self.deadlines[sock] = time.monotonic() + self.app.config.request_deadline_s
+
+    def disarm(self, sock: socket.socket) -> None:
+        with self.sockets_lock:
+            self.deadlines.pop(sock, None)
+
+    def expire(self) -> int:
+        """Shut down the connections whose request is overdue; how many."""
+        now = time.monotonic()
+        with self.sockets_lock:
+            late = [s for s, t in self.deadlines.items() if t <= now]
+            for s in late:
+                del self.deadlines[s]
+        for s in late:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        if late:
+            with self.app._state.lock:
+                self.app._state.timed_out += len(late)
+        return len(late)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         sock: socket.socket = request
@@ -247,6 +313,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.auth = self.server.app._new_connection_auth()
 
+    def handle_one_request(self) -> None:
+        # Waiting for a request's first byte is idleness (idle_connection_timeout_s); from that byte
+        # on, the request line, headers and body must all arrive within request_deadline_s.
+        try:
+            if not self.rfile.peek(1):  # type: ignore[attr-defined]  # makefile("rb", -1): a BufferedReader
+                self.close_connection = True
+                return
+        except (OSError, ValueError):  # idle timeout, reset, or shut down by the watchdog
+            self.close_connection = True
+            return
+        self.server.arm(self.connection)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.disarm(self.connection)
+
     def version_string(self) -> str:
         return _SERVER_HEADER
 
@@ -263,6 +345,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with state.lock:
             state.http_requests += 1
         body = self._read_body()
+        self.server.disarm(self.connection)  # the request is in; serving it may long-poll
         if body is None:
             return
         if self.path.split("?", 1)[0].rstrip("/").lower() != "/wsman":
@@ -562,13 +645,15 @@ class EmulatedHostServer:
                 auth_rejections=s.auth_rejections,
                 connections=s.connections,
                 dropped_connections=s.dropped,
+                refused_connections=s.refused,
+                timed_out_requests=s.timed_out,
             )
 
     def reset_stats(self) -> None:
         s = self._state
         with s.lock:
             s.requests.clear()
-            s.http_requests = s.auth_rejections = s.connections = s.dropped = 0
+            s.http_requests = s.auth_rejections = s.connections = s.dropped = s.refused = s.timed_out = 0
 
     # -- request processing (called from connection threads) --------------------------------
 

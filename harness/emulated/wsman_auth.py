@@ -98,18 +98,29 @@ class NtlmUserFile:
         self.path.unlink(missing_ok=True)
 
 
+#: pyspnego reads the NTLM compatibility level from this variable when a context is created; 5 makes
+#: the acceptor refuse LM and NTLMv1 responses ("Send NTLMv2 response only. Refuse LM & NTLM", the
+#: LAN Manager authentication level policy; pyspnego ``_ntlm.py``: acceptor ``_nt_v1 = level < 5``).
+_LM_COMPAT_VAR = "LM_COMPAT_LEVEL"
+NTLMV2_ONLY_LEVEL = "5"
+
+
 @contextmanager
 def _user_file_env(path: Path) -> Iterator[None]:
+    """pyspnego's acceptor settings (process environment, hence the lock): our user file, and
+    NTLMv2 only."""
     with _ENV_LOCK:
-        previous = os.environ.get(_USER_FILE_VAR)
+        saved = {name: os.environ.get(name) for name in (_USER_FILE_VAR, _LM_COMPAT_VAR)}
         os.environ[_USER_FILE_VAR] = str(path)
+        os.environ[_LM_COMPAT_VAR] = NTLMV2_ONLY_LEVEL
         try:
             yield
         finally:
-            if previous is None:
-                os.environ.pop(_USER_FILE_VAR, None)
-            else:
-                os.environ[_USER_FILE_VAR] = previous
+            for name, previous in saved.items():
+                if previous is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = previous
 
 
 def tls_channel_bindings(cert_der: bytes) -> bytes:
