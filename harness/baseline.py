@@ -158,7 +158,10 @@ def _ps_programs(text: str) -> list[str]:
     text = _mask_ps(text)
     # statement starts: line starts, after ; | { ( and the call operator
     for m in re.finditer(r"(?:^|[;|{(\n]|&&|\|\|)\s*(&\s*)?(\"[^\"]+\"|'[^']+'|[^\s;|(){}\"']+)", text):
-        call, word = m.group(1), m.group(2).strip("\"'")
+        call, raw = m.group(1), m.group(2)
+        if raw[:1] in "\"'" and not call:  # a string in command position is a value, not a program
+            continue
+        word = raw.strip("\"'")
         low = word.lower()
         if not word or word[0] in "$[@-.0123456789+!" or "$" in word or "#{" in word:
             continue

@@ -2,8 +2,8 @@
 
 The committed folder ``tests/fixtures/coverage-rules/windows`` holds one rule per matrix outcome
 (fired, silent, rule invalid, not applicable, a .sumo query, a rule of another technique); the run
-over SigmaHQ's Windows rules needs a checkout (``ATOMICLAB_SIGMA_CHECKOUT``: the checkout root or its ``rules/windows``
-folder or the checkout root) and skips with that reason when it is absent.
+over SigmaHQ's Windows rules needs a checkout (``ATOMICLAB_SIGMA_CHECKOUT``: the checkout root or
+its ``rules/windows`` folder) and skips with that reason when it is absent.
 """
 
 from __future__ import annotations

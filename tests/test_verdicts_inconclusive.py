@@ -305,3 +305,23 @@ def test_a_failing_command_reason_is_its_first_error_on_one_line(host: EmulatedH
     t = TestResult(guid="g", name="n", technique="T1", target="e", status=TestStatus.FAILED,
                    reason="a\r\nb\n\nc", started=now, ended=now)
     assert t.reason == "a b c"
+
+
+def test_no_stock_program_or_alias_is_ever_not_recognized() -> None:
+    """Every program of the stock catalogue and every PowerShell 5.1 built-in alias or keyword runs
+    (modelled, or recorded as not modelled): the emulated host never invents "not recognized"."""
+    from harness.emulated.ps_stock import ALIASES
+    from harness.emulated.tools import load_profiles
+
+    host = EmulatedHost()
+    stock = sorted({p.name for p in load_profiles() if p.image.lower().startswith("c:\\windows\\system32\\")})
+    assert len(stock) > 150
+    for chunk in range(0, len(stock), 40):
+        names = stock[chunk : chunk + 40]
+        r = host.execute("cmd.exe /c " + " & ".join(f"{n} /? >nul" for n in names), timeout_s=120)
+        assert "is not recognized" not in r.stderr, r.stderr[:300]
+    words = sorted(set(ALIASES) - {"%", "?"})
+    for chunk in range(0, len(words), 40):
+        script = "; ".join(words[chunk : chunk + 40])  # a CommandNotFound error would not stop the next
+        r = host.execute(f'{PS} -Command "& {{{script}}}"', timeout_s=120)
+        assert "CommandNotFoundException" not in r.stderr, r.stderr[:300]
