@@ -10,7 +10,13 @@ tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 while read -r name sha url; do
   case "$name" in ''|'#'*) continue ;; esac
-  [ -f "$name" ] || { echo "fetching $name"; curl -fsSL --proto '=https,http' -o "$name" "$url"; }
+  # HTTPS only, redirects included: a pinned hash catches a swapped file, but plain HTTP still
+  # tells the network what the lab installs and lets it serve anything until the pin is checked.
+  case "$url" in
+    https://*) ;;
+    *) echo "error: $name: $url is not an https:// URL; fix cache.lock (plain HTTP is refused)" >&2; exit 1 ;;
+  esac
+  [ -f "$name" ] || { echo "fetching $name"; curl -fsSL --proto '=https' --proto-redir '=https' -o "$name" "$url"; }
   actual=$(sha256sum "$name" | cut -d' ' -f1)
   if [ "$sha" = "-" ]; then
     if [ "$pin" = 1 ]; then

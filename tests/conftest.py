@@ -15,14 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 PUBLIC = REPO / ".." / "shared" / "telemetry" / "public"
 
 #: `vagrant` on PATH for `atomiclab lab ...`: logs its arguments to $FAKE_VAGRANT_LOG, reports
-#: win-server running, and during `up` logs the mode and content of the password drop to
-#: $FAKE_VAGRANT_LOG.pw (failing as a missing provider would with $FAKE_VAGRANT_FAIL set).
+#: win-server running, and during `up` and `provision` logs the arguments, mode and content of the
+#: password drop (when present) to $FAKE_VAGRANT_LOG.pw (`up` failing as a missing provider would
+#: with $FAKE_VAGRANT_FAIL set, `provision` failing with $FAKE_VAGRANT_FAIL_PROVISION).
 FAKE_VAGRANT = """#!/bin/sh
 echo "$@" >> "$FAKE_VAGRANT_LOG"
 case "$1" in
   status) printf '1700000000,win-server,provider-name,virtualbox\\n1700000000,win-server,state,running\\n1700000000,,ui,info,done\\n' ;;
-  up) [ -f lab/out/.harness-password ] && { stat -c %a lab/out/.harness-password; cat lab/out/.harness-password; echo; } >> "$FAKE_VAGRANT_LOG.pw"
-      [ -n "$FAKE_VAGRANT_FAIL" ] && { echo "The provider 'virtualbox' could not be found, but was requested" >&2; exit 1; } ;;
+  up|provision) [ -f lab/out/.harness-password ] && { echo "$*"; stat -c %a lab/out/.harness-password; cat lab/out/.harness-password; echo; } >> "$FAKE_VAGRANT_LOG.pw"
+      [ "$1" = up ] && [ -n "$FAKE_VAGRANT_FAIL" ] && { echo "The provider 'virtualbox' could not be found, but was requested" >&2; exit 1; }
+      [ "$1" = provision ] && [ -n "$FAKE_VAGRANT_FAIL_PROVISION" ] && { echo "The guest's account step failed" >&2; exit 1; } ;;
 esac
 exit 0
 """

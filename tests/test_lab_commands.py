@@ -23,6 +23,8 @@ def test_up_provisions_snapshots_and_writes_lab_file(fake_vagrant: Path, tmp_pat
     assert main(["lab", "up", "--provider", "virtualbox", "--lab-file", str(lab_file)]) == 0
     assert calls(fake_vagrant) == [
         "up --provider=virtualbox",
+        "provision --provision-with=harness-account",
+        "provision --provision-with=winrm-lockdown",
         "status --machine-readable",
         "snapshot save --force win-server baseline",
     ]
@@ -32,8 +34,10 @@ def test_up_provisions_snapshots_and_writes_lab_file(fake_vagrant: Path, tmp_pat
     assert winrm["password_env"] == "ATOMICLAB_HARNESS_PASSWORD" and "password" not in winrm
     assert winrm["ca_cert"].endswith("WIN-SERVER-winrm.pem")
     assert doc["targets"][1]["known_hosts"].endswith("WIN-SERVER-known_hosts")
-    # the provisioning saw the password as a 0600 file during `vagrant up` only, never in argv
-    assert Path(f"{fake_vagrant}.pw").read_text().split() == ["600", "canary-Lab-Pw-7"]
+    # issue 16: the provisioning saw the password as a 0600 file during the account step only (not
+    # during the whole `vagrant up`, as before), never in argv
+    assert Path(f"{fake_vagrant}.pw").read_text().splitlines() == [
+        "provision --provision-with=harness-account", "600", "canary-Lab-Pw-7"]
     assert not (Path.cwd() / "lab" / "out" / ".harness-password").exists()
     assert "canary-Lab-Pw-7" not in fake_vagrant.read_text() + lab_file.read_text()
     from harness.content.labconfig import load_lab_config
@@ -68,9 +72,17 @@ def test_up_needs_the_harness_password(fake_vagrant: Path, monkeypatch: pytest.M
 
 
 def test_failed_up_still_removes_the_password_drop(fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_VAGRANT_FAIL", "1")
+    monkeypatch.setenv("FAKE_VAGRANT_FAIL_PROVISION", "1")
     assert main(["lab", "up"]) == 2
     assert Path(f"{fake_vagrant}.pw").exists()
+    assert not (Path.cwd() / "lab" / "out" / ".harness-password").exists()
+    assert calls(fake_vagrant)[-1] == "provision --provision-with=harness-account"  # no lockdown, no snapshot
+
+
+def test_a_failed_vagrant_up_never_writes_the_password(fake_vagrant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_VAGRANT_FAIL", "1")
+    assert main(["lab", "up"]) == 2
+    assert not Path(f"{fake_vagrant}.pw").exists()
     assert not (Path.cwd() / "lab" / "out" / ".harness-password").exists()
 
 

@@ -48,6 +48,11 @@ def register(sub: Any) -> None:
     check.set_defaults(handler=_check)
 
 
+#: Provisioning steps of the Vagrantfile that only ``lab up`` runs, by name, after ``vagrant up``.
+ACCOUNT_STEP = "harness-account"
+LOCKDOWN_STEP = "winrm-lockdown"
+
+
 def _vagrant() -> Vagrant:
     return Vagrant(Path.cwd())
 
@@ -63,8 +68,13 @@ def _up(args: argparse.Namespace) -> int:
     v = _vagrant()
     # The provisioning creates the harness account with this password (CredentialError if unset).
     password = get_secret(PASSWORD_ENV)
+    v.up(provider=Provider(args.provider) if args.provider else None)
+    # The one-shot password file exists in the synced folder only while the account step runs
+    # (the Vagrantfile marks that step run: "never"), not for the whole boot and provisioning.
     with harness_password_drop(Path.cwd() / "lab" / "out", password):
-        v.up(provider=Provider(args.provider) if args.provider else None)
+        v.provision(only=[ACCOUNT_STEP])
+    # Last: Basic auth and unencrypted WinRM off, WinRM HTTP narrowed to the harness's addresses.
+    v.provision(only=[LOCKDOWN_STEP])
     hosts = []
     for name in _running(v):
         v.snapshot_save(name, BASELINE)

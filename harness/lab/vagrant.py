@@ -125,8 +125,10 @@ class Vagrant:
             args.append(f"--provider={provider.value}")
         self._run(*args, *machines)
 
-    def provision(self, machines: Sequence[str] = ()) -> None:
-        self._run("provision", *machines)
+    def provision(self, machines: Sequence[str] = (), *, only: Sequence[str] = ()) -> None:
+        """``vagrant provision``; ``only`` names the provisioners to run (``--provision-with``),
+        which is also how a ``run: "never"`` step runs at all."""
+        self._run("provision", *([f"--provision-with={','.join(only)}"] if only else []), *machines)
 
     def status(self) -> list[MachineState]:
         """Parse ``vagrant status --machine-readable`` (``time,target,type,data`` lines)."""
