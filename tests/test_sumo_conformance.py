@@ -7,7 +7,8 @@ Windows events (EventData fields, Sysmon EID 1 unless ``@channel``/``@eid`` say 
 seconds after T0; ``@computer``) or plain-text messages (``raw``: a text source, ``_raw`` is the line).
 Rows are compared on the keys each expected row gives, in order, and their number must match.
 ``error: syntax`` is a RuleSyntaxError, ``error: unsupported`` the "not supported by the local engine"
-refusal (NotSupportedLocallyError), both with the position when ``match`` gives it.
+refusal (NotSupportedLocallyError), both with the position when ``match`` gives it. ``lint`` names
+the lint findings a documented pitfall is expected to raise (test_sumo_lint_precision.py).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def test_re2_rejects_what_sumo_rejects_at_the_regex_position() -> None:
         ('| where a = "open', 1, 13, "unterminated string"),
         ("| where x matches /abc", 1, 19, "unterminated /regex/"),
         ("x /* never closed", 1, 3, "unterminated /* comment"),
-        ("| where (a = 1", 1, 15, "expected ')'"),
+        ("| where (a = 1", 1, 9, "unclosed '('"),  # the open parenthesis, not the end of the query
         ("| toLowerCase(a)", 1, 17, "expected 'as <field>'"),
         ('| parse "a*b*" as one', 1, 9, "2 '*' but 1 field"),
         ('| parse regex "(no names)"', 1, 15, "named group"),

@@ -1,8 +1,9 @@
 """``atomiclab lint RULE...`` and ``atomiclab detect --rule RULE FILE...``: printing only.
 
-lint: one ``FILE:LINE:COL: severity CODE: message`` line per finding; exit 1 with findings, 0
-without, 2 when a rule file cannot be read. detect: result rows as JSON lines (the rule's output
-field names) or a table; an invalid rule prints its lint-style error line and exits 2.
+lint: one ``FILE:LINE:COL: severity CODE: message`` line per finding; exit 1 with findings (notes
+alone do not count), 0 without, 2 when a rule file cannot be read. detect: result rows as JSON lines
+(the rule's output field names) or a table; an invalid rule prints its lint-style error line and
+exits 2.
 
 ``detect --engine sumo-api --from ISO --to ISO [--endpoint URL-or-deployment]`` runs a ``.sumo``
 rule in a real Sumo Logic tenant over that window (Search Job API; access id/key from
@@ -70,7 +71,7 @@ ENGINE_LOCAL = "local"
 
 
 def run_lint(args: argparse.Namespace) -> int:
-    from harness.detect.lint import lint_rule
+    from harness.detect.lint import Severity, lint_rule
     worst = 0
     for rule in args.rules:
         try:
@@ -81,7 +82,7 @@ def run_lint(args: argparse.Namespace) -> int:
             continue
         for f in findings:
             print(f)
-        if findings and worst == 0:
+        if any(f.severity is not Severity.NOTE for f in findings) and worst == 0:
             worst = 1
     return worst
 

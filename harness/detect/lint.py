@@ -17,6 +17,7 @@ from pathlib import Path
 class Severity(enum.StrEnum):
     ERROR = "error"  # the engine rejects it, or it can never behave as written
     WARNING = "warning"  # valid, but the outcome depends on a reading the author may not intend
+    NOTE = "note"  # valid and as intended; said for information (a note alone leaves the rule clean)
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,10 +226,11 @@ class ExprParser:
         self._close_ternaries()
         frame = self._frame()
         if frame is not None:
+            # point at what is left open, not at the end of the query
             t = ts.tok
             if frame.kind == "?":
-                raise ts.error(t, f"expected ':', found {ts.describe(t)}")
-            raise ts.error(t, f"expected ')', found {ts.describe(t)}")
+                raise ts.error(frame.tok, f"'?' without its ':' (expected ':' before {ts.describe(t)})")
+            raise ts.error(frame.tok, f"unclosed '(': expected ')' before {ts.describe(t)}")
         assert len(self.vals) == 1
         return _finish(self.vals.pop())
 

@@ -12,8 +12,12 @@ Checks (code, severity):
                   ``(?s)``; multi-line command lines are common).
 * SUMO007 warning a pattern whose outcome depends on whole-value vs search matching (``.*`` at the
                   start or end of a /regex/: redundant for a search, required for a whole match).
-* SUMO008 error   valid Sumo that the local engine does not run ("not supported by the local engine"),
-                  at the operator: lint never calls a query clean that ``detect`` cannot run.
+* SUMO008 note    valid Sumo that the local engine does not run ("not supported by the local engine"),
+                  at the operator: the query is clean Sumo, and lint still says ``detect`` cannot run it.
+* SUMO009 warning ``x = "a*"``: ``=`` compares literally, the ``*`` is not a wildcard (use matches).
+* SUMO010 warning an unquoted word in ``in (...)``: a field reference, not the text.
+* SUMO011 warning ``x in (1, 2)`` on an uncast field: ``in`` does not cast text to numbers.
+* SUMO012 warning a single-quoted phrase in the scope line: only double quotes delimit strings.
 * SUMO000 error   any other parse error of the engine's parser (not already reported above).
 
 The lint works on tokens, so it reports every defect, not just the first one the parser meets.
@@ -21,19 +25,29 @@ The lint works on tokens, so it reports every defect, not just the first one the
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from harness.detect.lint import LintFinding, Severity
+from harness.detect.sumo import ast
 from harness.detect.sumo.lexer import Tok, Token, tokenize
 from harness.detect.sumo.parser import parse_query
 from harness.errors import NotSupportedLocallyError, RuleSyntaxError, UnsupportedRuleError
 
-_REGEX_HINTS = (".*", ".+", "\\", "(", "|", "[", "^", "?", "+", "{")
+_NUMBER_FUNCS = frozenset({"num", "number", "tolong", "todouble", "length", "abs", "ceil", "floor", "round",
+                           "sqrt", "min", "max"})
 _SPLUNK_FIELDS = {"_time": "_messageTime (or _receiptTime)", "host": "_sourceHost"}
+#: Strong signs that a quoted wildcard pattern was written as a regex: ``.*``/``.+``, an escape followed by
+#: a quantifier (``\\d+``), an escaped regex metacharacter (``\\.``, ``\\$``), a class range (``[a-z]``),
+#: an alternation group, a leading ``^``. Windows paths (``\\Windows\\system32``), URL queries
+#: (``"*/schedule?*"``, from search-operators/if.md) and ``+`` are ordinary wildcard text.
+_REGEX_SIGNS = re.compile(r"\.[*+]|\\[dwsb][*+?{]|\\[.$()\[\]|]|\[[^\]]*-[^\]]*\]|\([^)]*\||^\^")
 
 
 def _looks_like_regex(pattern: str) -> bool:
-    return any(h in pattern for h in _REGEX_HINTS) or (pattern.endswith("$") and not pattern.endswith("*$"))
+    if _REGEX_SIGNS.search(pattern) is not None:
+        return True
+    return pattern.endswith("$") and not pattern.endswith("*$")
 
 
 def _dot_outside_class(pattern: str) -> bool:
@@ -78,6 +92,13 @@ class _Lint:
                                           "SUMO000", _detail(exc)))
             return self.found
         toks = lexed.pipeline
+        defined, casts, dynamic = self._defined_fields()
+        # 'host' is an ordinary field name in Sumo's own examples (limit.md, matches.md); it is the Splunk
+        # field only in a query that also speaks Splunk (eval, _time)
+        splunk = any(t.is_kw("eval", "_time") for t in toks)
+        self._scope_quotes(lexed.scope)
+        self._in_lists(toks, casts)
+        self._equals_wildcards(toks)
         for i, t in enumerate(toks):
             prev = toks[i - 1] if i else None
             nxt = toks[i + 1] if i + 1 < len(toks) else t
@@ -101,6 +122,10 @@ class _Lint:
             elif (
                 t.kind is Tok.IDENT
                 and t.text.lower() in _SPLUNK_FIELDS
+                and t.text.lower() not in defined  # a field the query made itself, e.g. (?<host>...)
+                and (t.text.lower() != "host" or splunk)
+                and not dynamic
+                and not t.raw.startswith("%")
                 and not (prev and prev.is_kw("as"))
                 and not (nxt.kind is Tok.OP and nxt.text == "(")
             ):
@@ -109,6 +134,83 @@ class _Lint:
                          f"use {_SPLUNK_FIELDS[t.text.lower()]}")
         self._parse_errors()
         return sorted(self.found, key=lambda f: (f.line, f.column, f.code))
+
+    def _defined_fields(self) -> tuple[set[str], set[str], bool]:
+        """Fields the query defines, fields holding numbers (casts, aggregates), and whether ``json auto``
+        makes the field set open; none when the query does not parse (SUMO000 reports that)."""
+        try:
+            query = parse_query(self.text, self.file)
+        except (RuleSyntaxError, UnsupportedRuleError):
+            return set(), set(), False
+        defined: set[str] = set()
+        numbers: set[str] = set()
+        dynamic = False
+        for st in query.stages:
+            if isinstance(st, ast.Parse | ast.ParseRegex):
+                defined.update(n.lower() for n in st.names)
+            elif isinstance(st, ast.Json):
+                dynamic = dynamic or st.auto
+                defined.update(n.lower() for n in st.names)
+            elif isinstance(st, ast.Assign):
+                defined.add(st.field.lower())
+                if isinstance(st.expr, ast.Call) and st.expr.name in _NUMBER_FUNCS:
+                    numbers.add(st.field.lower())
+            elif isinstance(st, ast.Aggregate):
+                defined.update(n.lower() for n in st.by)
+                for a in st.aggs:
+                    defined.add(a.alias.lower())
+                    numbers.add(a.alias.lower())
+            elif isinstance(st, ast.Timeslice):
+                defined.add(st.alias.lower())
+                numbers.add(st.alias.lower())
+        return defined, numbers, dynamic
+
+    def _scope_quotes(self, scope: tuple[Token, ...]) -> None:
+        for t in scope:
+            if t.kind is Tok.WORD and t.text.startswith("'"):
+                self.add(t, Severity.WARNING, "SUMO012",
+                         f"{t.text} is not a quoted phrase: \"Characters quoted with double quotes (not single "
+                         "quotes) are string literals\" (keyword-search-expressions.md); write the phrase in "
+                         "double quotes")
+
+    def _in_lists(self, toks: tuple[Token, ...], numbers: set[str]) -> None:
+        for i, t in enumerate(toks):
+            if not (t.is_kw("in") and i + 1 < len(toks) and toks[i + 1].kind is Tok.OP and toks[i + 1].text == "("):
+                continue
+            k = i - 1
+            if k >= 0 and toks[k].is_kw("not"):
+                k -= 1
+            subject = toks[k] if k >= 0 else None
+            depth = 0
+            for j in range(i + 1, len(toks)):
+                u = toks[j]
+                if u.kind is Tok.OP and u.text == "(":
+                    depth += 1
+                elif u.kind is Tok.OP and u.text == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                elif u.kind in (Tok.PIPE, Tok.EOF):
+                    break
+                elif depth == 1 and u.kind is Tok.IDENT and not u.is_kw("true", "false") and not (
+                        toks[j + 1].kind is Tok.OP and toks[j + 1].text == "(") and not u.raw.startswith("%"):
+                    self.add(u, Severity.WARNING, "SUMO010",
+                             f"'{u.text}' in an 'in' list is a field reference, not the text {u.text!r}; "
+                             f"quote it: \"{u.text}\"")
+                elif (depth == 1 and u.kind is Tok.NUMBER and subject is not None and subject.kind is Tok.IDENT
+                      and subject.text.lower() not in numbers):
+                    self.add(u, Severity.WARNING, "SUMO011",
+                             f"'in' does not cast text to numbers: {subject.text} in ({u.text}, ...) never matches "
+                             f"the text {u.text!r}; cast first with num({subject.text}) "
+                             "(manually-cast-data-string-number.md), or quote the values")
+
+    def _equals_wildcards(self, toks: tuple[Token, ...]) -> None:
+        for i, t in enumerate(toks[:-1]):
+            nxt = toks[i + 1]
+            if t.kind is Tok.OP and t.text in ("=", "==", "!=", "<>") and nxt.kind is Tok.STRING and "*" in nxt.text:
+                self.add(nxt, Severity.WARNING, "SUMO009",
+                         f"'{t.text}' compares text literally, so the '*' in {nxt.raw} is not a wildcard; "
+                         f"write 'matches {nxt.raw}'")
 
     @staticmethod
     def _call_pattern(toks: tuple[Token, ...], open_idx: int) -> Token | None:
@@ -184,7 +286,7 @@ class _Lint:
                 self.found.append(LintFinding(self.file, line, column, Severity.ERROR, "SUMO000", _detail(exc)))
         except NotSupportedLocallyError as exc:
             # valid Sumo: not the author's error, but `detect` cannot run it, so lint must not call it clean
-            self.found.append(LintFinding(self.file, exc.line or 1, exc.column or 1, Severity.ERROR, "SUMO008",
+            self.found.append(LintFinding(self.file, exc.line or 1, exc.column or 1, Severity.NOTE, "SUMO008",
                                           f"{exc.detail}; the query is valid Sumo, run it against the tenant"))
         except UnsupportedRuleError as exc:
             self.found.append(LintFinding(self.file, 1, 1, Severity.ERROR, "SUMO000", str(exc)))
