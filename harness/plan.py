@@ -339,7 +339,7 @@ def content_provenance(
             shown = _display(p, root)
             disk[shown] = rp
             out.append(ContentFile(path=shown, kind=kind, sha256=sha256_file(rp)))
-    return with_provenance(out, disk)
+    return with_provenance(out, disk, root)
 
 
 def _git_top(folder: Path, cache: dict[Path, Path | None]) -> Path | None:
@@ -367,11 +367,13 @@ def _git(top: Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def with_provenance(files: Sequence[ContentFile], paths: Mapping[str, Path]) -> tuple[
+def with_provenance(files: Sequence[ContentFile], paths: Mapping[str, Path], root: Path | None = None) -> tuple[
         tuple[ContentFile, ...], tuple[ContentSource, ...]]:
     """``files`` each tagged with the git repository it lies in, and those repositories' commits and
     dirty flags (``git status --porcelain --untracked-files=no`` not empty). ``paths``: each file's
-    path on disk by its ``ContentFile.path``. One git call pair per repository, not per file."""
+    path on disk by its ``ContentFile.path``. One git call pair per repository, not per file. A
+    repository at or below ``root`` is named relative to it (``.``), like the files; one elsewhere (a
+    user's Atomic Red Team checkout) by its absolute path."""
     tops: dict[Path, Path | None] = {}
     sources: dict[Path, ContentSource] = {}
     out: list[ContentFile] = []
@@ -384,8 +386,9 @@ def with_provenance(files: Sequence[ContentFile], paths: Mapping[str, Path]) -> 
         if top not in sources:
             head = _git(top, "rev-parse", "HEAD")
             status = _git(top, "status", "--porcelain", "--untracked-files=no")
-            sources[top] = ContentSource(str(top), head.strip() if head else None, bool(status and status.strip()))
-        out.append(replace(f, source=str(top)))
+            shown = _display(top, root) if root is not None else str(top)
+            sources[top] = ContentSource(shown, head.strip() if head else None, bool(status and status.strip()))
+        out.append(replace(f, source=sources[top].path))
     return tuple(out), tuple(sources.values())
 
 

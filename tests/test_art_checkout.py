@@ -145,6 +145,21 @@ def test_regular_install_from_any_directory(tmp_path: Path) -> None:
     done = _cli(env, work, "run", "--no-progress")
     assert done.returncode == 2
     assert "ATOMICLAB_ATOMICS" in done.stderr and "Traceback" not in done.stderr
+    # show and run --check-prereqs with the checkout named by ATOMICLAB_ATOMICS
+    env_art = {**env, ATOMICS_ENV: str(ATOMICS)}
+    done = _cli(env_art, work, "show", "T1055.011-1")
+    assert done.returncode == 0, done.stderr
+    assert "C:\\AtomicRedTeam\\atomics\\T1055.011\\bin\\T1055.011_x64.exe" in done.stdout
+    done = _cli(env_art, work, "run", "--no-progress", "--tests", "T1055.011-1", "--check-prereqs")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "T1055.011" in done.stdout
+    # pytest --atomiclab from the same folder collects the checkout's technique files only
+    done = subprocess.run([sys.executable, "-m", "pytest", "--atomiclab", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", str(ATOMICS)], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "T1609/T1609.yaml::T1609[emulated]::Docker Exec Into Container" in done.stdout
+    assert "Indexes" not in done.stdout
 
 
 pytest_plugins = ["pytester"]
