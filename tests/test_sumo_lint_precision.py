@@ -76,3 +76,15 @@ def test_new_findings_point_at_the_offending_token(query: str, want: list[tuple[
 def test_parse_errors_point_at_the_token_not_the_end_of_the_query() -> None:
     assert codes("| where (a = 1 and (b = 2)\n| fields a") == [(1, 9, "SUMO000")]
     assert codes("| if(a, 1 ? 2, 3) as x") == [(1, 14, "SUMO000")]
+
+
+def test_detect_refuses_valid_but_unsupported_sumo_at_its_position_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rule = tmp_path / "t.sumo"
+    rule.write_text("_sourceCategory=x\n| count by a\n| transpose row a column b as *\n", encoding="utf-8")
+    events = tmp_path / "e.jsonl"
+    events.write_text("", encoding="utf-8")
+    assert main(["detect", "--rule", str(rule), str(events)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{rule}:3:3: the Sumo operator 'transpose' is not supported by the local engine" in err
+    assert "\n" not in err and "syntax" not in err
