@@ -249,7 +249,9 @@ def parse_emulate_settings(pairs: Sequence[str]) -> dict[str, Any]:
 
     defaults = HostSettings()
     # The Sysmon config is a file, given with --sysmon-config, not a KEY=VALUE setting.
-    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults) if f.name != "sysmon_config"}
+        # (and the network timing is a model object, not a scalar).
+    skip = ("sysmon_config", "network_timing")
+    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults) if f.name not in skip}
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.emulated.host import EmulatedHost, HostSettings
+from harness.emulated.network import NetworkTiming
 from harness.emulated.wsman import PASSWORD_ENV, EmulatedHostServer
 from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMTransport
 
@@ -16,7 +17,8 @@ from harness.execution.transports.winrm import WinRMAuth, WinRMConfig, WinRMTran
 @contextlib.contextmanager
 def winrm_host(settings: HostSettings | None = None) -> Iterator[tuple[EmulatedHost, WinRMTransport]]:
     """An emulated host behind its WS-Man listener, and the harness's WinRM transport to it."""
-    host = EmulatedHost(settings or HostSettings())
+    # No network delays unless asked for: these tests read the log right after each command.
+    host = EmulatedHost(settings or HostSettings(network_timing=NetworkTiming.instant()))
     with EmulatedHostServer(host) as srv:
         secret = srv.password
         transport = WinRMTransport(

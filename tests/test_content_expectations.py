@@ -77,7 +77,8 @@ def test_card_signals_for_nmap(t1046) -> None:  # type: ignore[no-untyped-def]
     assert not s1.matches(SECURITY, 1, nmap_proc)
     assert not s1.matches(SYSMON, 3, nmap_proc)
     s3 = ev["sysmon3-nmap-ports"]
-    assert s3.min_count == 5 and s3.requires == (LabFeature.SYSMON, LabFeature.SYSMON_NETWORK)
+    # four open ports (22, 135, 445, 3389): Sysmon logs established connections only (issue 14)
+    assert s3.min_count == 4 and s3.requires == (LabFeature.SYSMON, LabFeature.SYSMON_NETWORK)
     assert s3.where.matches({"Image": nmap_proc["Image"], "DestinationIp": "127.0.0.1", "DestinationPort": "3389"})
     assert not s3.where.matches({"Image": nmap_proc["Image"], "DestinationIp": "127.0.0.1",
                                  "DestinationPort": "8080"})
@@ -97,7 +98,8 @@ def test_card_signals_for_the_other_four(t1046) -> None:  # type: ignore[no-unty
     assert tcp["sysmon3-powershell-ports"].min_count >= 5
     sweep = _events(t1046, SWEEP)
     s3 = sweep["sysmon3-sweep-port80"]
-    assert s3.min_count == 5
+    # nothing listens on 80: a real host logs none of the refused connects, so none are allowed
+    assert s3.min_count == 0 and s3.max_count == 0
     for host in range(1, 6):
         assert s3.where.matches({"Image": r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
                                  "DestinationIp": f"127.0.0.{host}", "DestinationPort": "80"})

@@ -16,6 +16,7 @@ import pytest
 
 from harness.emulated.eventlog import EventLog, QueryError, compile_xpath, system_time, utc_time
 from harness.emulated.host import EmulatedHost, HostSettings
+from harness.emulated.network import NetworkTiming
 from harness.emulated.sysmon_config import load_sysmon_config
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON
 
@@ -73,7 +74,7 @@ def system_tags(root: ET.Element) -> list[str]:
 def host() -> EmulatedHost:
     # A config logging every type the host writes (the lab's own logs no Sysmon 5: see
     # test_emulated_sysmon_config.py), so each event type's schema can be compared.
-    h = EmulatedHost(HostSettings(sysmon_config=load_sysmon_config(LOG_ALL)))
+    h = EmulatedHost(HostSettings(sysmon_config=load_sysmon_config(LOG_ALL), network_timing=NetworkTiming.instant()))
     # One of every event type: process create/exit, TCP connect, file create, script block.
     res = h.execute(
         '"powershell.exe" & {$t = New-Object Net.Sockets.TcpClient; try { $t.Connect(\\""127.0.0.1\\"", 445) } '

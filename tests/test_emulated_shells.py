@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
 from harness.emulated.cmd_shell import Parser, command_string, expand_percent, strip_outer_quotes
-from harness.emulated.host import EmulatedHost
+from harness.emulated.host import EmulatedHost, HostSettings
+from harness.emulated.network import NetworkTiming
 from harness.emulated.tools import quote_arg, split_command_line
 from harness.telemetry.event import SYSMON
 
@@ -16,7 +18,8 @@ TEMP = "C:\\Users\\atomiclab\\AppData\\Local\\Temp"
 
 @pytest.fixture(scope="module")
 def host() -> EmulatedHost:
-    return EmulatedHost()
+    # No network delays here (the timing model is tested in test_emulated_network.py).
+    return EmulatedHost(HostSettings(network_timing=NetworkTiming.instant()))
 
 
 def cmd(host: EmulatedHost, text: str) -> tuple[int | None, str, str]:
@@ -169,11 +172,13 @@ def test_ps_tcpclient_variants(host: EmulatedHost) -> None:
     assert out == "True\r\nTrue\r\nTrue\r\nrefused\r\n", err
     assert code == 0
     conns = [x for x in host.eventlog.query(SYSMON, after_record_id=before) if "<EventID>3<" in x]
-    assert len(conns) == 3
+    # Established 445 and 3389 log both ends (client Initiated=true, listener false); refused 81 nothing.
+    initiated = [re.search(r"<Data Name='Initiated'>(\w+)<", x).group(1) for x in conns]  # type: ignore[union-attr]
+    assert sorted(initiated) == ["false", "false", "true", "true"]
 
 
 def test_ps_connect_failure_outside_try_is_reported(host: EmulatedHost) -> None:
-    code, _, err = ps(host, "$t = New-Object System.Net.Sockets.TcpClient; $t.Connect('127.0.0.1', 22)")
+    code, _, err = ps(host, "$t = New-Object System.Net.Sockets.TcpClient; $t.Connect('127.0.0.1', 81)")
     assert code == 1
     assert 'Exception calling "Connect" with "2" argument(s): "No connection could be made because the target' in err
 

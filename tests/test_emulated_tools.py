@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.emulated.host import EmulatedHost, HostSettings
+from harness.emulated.network import NetworkTiming
 from harness.emulated.processes import STATUS_CONTROL_C_EXIT
 from harness.emulated.sysmon_config import load_sysmon_config
 from harness.emulated.tools import load_profiles, parse_targets
@@ -22,7 +23,7 @@ TEMP = "C:\\Users\\atomiclab\\AppData\\Local\\Temp"
 
 @pytest.fixture(scope="module")
 def host() -> EmulatedHost:
-    return EmulatedHost()
+    return EmulatedHost(HostSettings(network_timing=NetworkTiming.instant()))
 
 
 def test_profiles_load_and_reject_bad_yaml() -> None:

@@ -18,6 +18,7 @@ Contract:
 
 from __future__ import annotations
 
+import heapq
 import re
 import threading
 import time
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
+from harness.emulated.network import port_name
 from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON
 
 if TYPE_CHECKING:
@@ -390,6 +392,10 @@ class EventLog:
         self._lock = threading.Lock()
         self._events: dict[str, list[StoredEvent]] = {c: [] for c in channels}
         self._next: dict[str, int] = dict.fromkeys(self._events, first_record_id)
+        # Records whose writer delays them (Sysmon 3): (due, seq, record); they get their record id
+        # when written, as on Windows, so record ids stay in write order and bookmarks lose nothing.
+        self._pending: list[tuple[float, int, EventRecord]] = []
+        self._seq = 0
 
     def channels(self) -> list[str]:
         return list(self._events)
@@ -401,20 +407,35 @@ class EventLog:
                 return c
         raise ChannelNotFound(name)
 
-    def append(self, rec: EventRecord) -> StoredEvent:
+    def append(self, rec: EventRecord, *, delay_s: float = 0.0) -> None:
+        """Write ``rec`` now, or ``delay_s`` from now (it gets its record id when written)."""
         with self._lock:
             if rec.channel not in self._events:
                 raise ChannelNotFound(rec.channel)
-            rid = self._next[rec.channel]
-            self._next[rec.channel] = rid + 1
-            stored = StoredEvent(
-                record=rec,
-                record_id=rid,
-                visible_at=self._monotonic() + self.delivery_delay_s,
-                xml=render_xml(rec, rid, self.computer),
-            )
-            self._events[rec.channel].append(stored)
-            return stored
+            now = self._monotonic()
+            self._flush(now)
+            if delay_s > 0:
+                self._seq += 1
+                heapq.heappush(self._pending, (now + delay_s, self._seq, rec))
+                return
+            self._store(rec, now)
+
+    def _flush(self, now: float) -> None:
+        """Write the delayed records that are due (caller holds the lock)."""
+        while self._pending and self._pending[0][0] <= now:
+            due, _seq, rec = heapq.heappop(self._pending)
+            self._store(rec, due)
+
+    def _store(self, rec: EventRecord, written: float) -> None:
+        rid = self._next[rec.channel]
+        self._next[rec.channel] = rid + 1
+        stored = StoredEvent(
+            record=rec,
+            record_id=rid,
+            visible_at=written + self.delivery_delay_s,
+            xml=render_xml(rec, rid, self.computer),
+        )
+        self._events[rec.channel].append(stored)
 
     def events(
         self,
@@ -428,6 +449,7 @@ class EventLog:
         ch = self.resolve_channel(channel)
         now = self._monotonic()
         with self._lock:
+            self._flush(now)
             items = [e for e in self._events[ch] if e.visible_at <= now]
         if predicate is not None:
             items = [e for e in items if predicate(e)]
@@ -446,11 +468,13 @@ class EventLog:
     def record_count(self, channel: str) -> int:
         ch = self.resolve_channel(channel)
         with self._lock:
+            self._flush(self._monotonic())
             return len(self._events[ch])
 
     def last_record_id(self, channel: str) -> int:
         ch = self.resolve_channel(channel)
         with self._lock:
+            self._flush(self._monotonic())
             return self._next[ch] - 1
 
 
@@ -511,7 +535,11 @@ class TelemetryWriter:
         self._sysmon_tid = thread_id()
 
     # -- helpers
-    def _sysmon(self, event_id: int, version: int, data: Sequence[tuple[str, str]], at_ns: int) -> None:
+    def _sysmon(
+        self, event_id: int, version: int, data: Sequence[tuple[str, str]], at_ns: int, delay_s: float = 0.0
+    ) -> None:
+        """Write a Sysmon record the config lets through; it is written ``delay_s`` after ``at_ns``
+        (SystemTime) and becomes visible to queries only then."""
         if not self.policy.sysmon:
             return
         rules = self.policy.sysmon_rules
@@ -521,13 +549,15 @@ class TelemetryWriter:
             if not logged:
                 return
             data = [("RuleName", rule_name) if k == "RuleName" else (k, v) for k, v in data]
-        # Sysmon's service writes the record shortly after the action (UtcTime precedes SystemTime).
+        # Sysmon's service writes the record after the action (UtcTime precedes SystemTime).
+        written = max(self._clock_ns(), at_ns) + int(delay_s * 1e9)
         self.log.append(
             EventRecord(
                 channel=SYSMON, provider=SYSMON_PROVIDER, event_id=event_id, version=version, level=4,
-                task=event_id, opcode=0, keywords="0x8000000000000000", time_ns=max(self._clock_ns(), at_ns),
+                task=event_id, opcode=0, keywords="0x8000000000000000", time_ns=written,
                 process_id=self.sysmon_pid, thread_id=self._sysmon_tid, user_sid="S-1-5-18", data=tuple(data),
-            )
+            ),
+            delay_s=delay_s,
         )  # fmt: skip
 
     def _subject(self, acct: Account) -> list[tuple[str, str]]:
@@ -615,8 +645,19 @@ class TelemetryWriter:
             )  # fmt: skip
 
     def network_connect(
-        self, proc: Process, *, protocol: str, src_ip: str, src_port: int, dst_ip: str, dst_port: int
+        self,
+        proc: Process,
+        *,
+        protocol: str,
+        src_ip: str,
+        src_port: int,
+        dst_ip: str,
+        dst_port: int,
+        initiated: bool = True,
+        delay_s: float = 0.0,
     ) -> None:
+        """Sysmon 3 for one connection as seen from ``proc``; port names from the services file
+        (``microsoft-ds``), ``-`` otherwise; written ``delay_s`` after its UtcTime."""
         if not self.policy.sysmon_network:
             return
         at = self._clock_ns()
@@ -625,13 +666,15 @@ class TelemetryWriter:
             [
                 ("RuleName", "-"), ("UtcTime", utc_time(at)), ("ProcessGuid", proc.guid),
                 ("ProcessId", str(proc.pid)), ("Image", proc.image), ("User", proc.account.qualified),
-                ("Protocol", protocol), ("Initiated", "true"), ("SourceIsIpv6", str(":" in src_ip).lower()),
-                ("SourceIp", src_ip), ("SourceHostname", "-"), ("SourcePort", str(src_port)),
-                ("SourcePortName", "-"), ("DestinationIsIpv6", str(":" in dst_ip).lower()),
-                ("DestinationIp", dst_ip), ("DestinationHostname", "-"), ("DestinationPort", str(dst_port)),
-                ("DestinationPortName", "-"),
+                ("Protocol", protocol), ("Initiated", "true" if initiated else "false"),
+                ("SourceIsIpv6", str(":" in src_ip).lower()), ("SourceIp", src_ip), ("SourceHostname", "-"),
+                ("SourcePort", str(src_port)), ("SourcePortName", port_name(protocol, src_port)),
+                ("DestinationIsIpv6", str(":" in dst_ip).lower()), ("DestinationIp", dst_ip),
+                ("DestinationHostname", "-"), ("DestinationPort", str(dst_port)),
+                ("DestinationPortName", port_name(protocol, dst_port)),
             ],
             at,
+            delay_s,
         )  # fmt: skip
 
     def file_created(self, proc: Process, path: str, created: datetime) -> None:

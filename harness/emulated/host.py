@@ -24,6 +24,7 @@ import ntpath
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -31,6 +32,9 @@ from harness.emulated.cmd_shell import run_cmd
 from harness.emulated.eventlog import EventLog, ImageInfo, LoggingPolicy, TelemetryWriter
 from harness.emulated.filesystem import FileSystem, FsError, normalize
 from harness.emulated.launch import KillSwitch, StartedProgram, child_ctx, exit_status_of, run_taskkill
+from harness.emulated.network import NetworkTiming, TimingModel, stock_listeners
+from harness.emulated.network import Outcome as NetOutcome
+from harness.emulated.network import outcome as net_outcome
 from harness.emulated.powershell import run_powershell
 from harness.emulated.processes import (
     STATUS_CONTROL_C_EXIT,
@@ -92,6 +96,9 @@ class HostSettings:
     sysmon_network: bool = True  # Sysmon EID 3 logged
     sysmon_file: bool = True  # Sysmon EID 11 logged
     sysmon_registry: bool = True  # Sysmon EID 12/13 logged
+    sshd: bool = True  # the lab's OpenSSH server listens on 22 (lab/provision/configure-openssh.ps1)
+    #: Delays of the network model (refused connect, Sysmon 3 delivery); tests inject instant().
+    network_timing: NetworkTiming = field(default_factory=NetworkTiming)
     process_auditing: bool = True  # Security 4688 / 4689
     command_line_auditing: bool = True  # 4688 CommandLine filled
     script_block_logging: bool = True  # PowerShell/Operational 4104
@@ -137,12 +144,20 @@ class EmulatedHost:
 
     emulated = True
 
-    def __init__(self, settings: HostSettings | None = None, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: HostSettings | None = None,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings or HostSettings()
         s = self.settings
         self.hostname = s.hostname
         self.domain = s.domain
         self._rng = rng or random.Random()
+        self.timing = TimingModel(s.network_timing)
+        self._sleep = sleep  # how a blocking network wait passes (tests pass a recorder)
         self._lock = threading.Lock()
         boot = self.now()
         self.fs = FileSystem()
@@ -297,17 +312,31 @@ class EmulatedHost:
                 image="C:\\Windows\\Sysmon64.exe", command_line="C:\\Windows\\Sysmon64.exe",
                 cwd="C:\\Windows\\system32\\", account=self.system, parent=services, started=boot,
             ).pid  # fmt: skip
+        owners = {
+            "system": self._system_proc, "rpcss": self._rpcss, "termservice": self._termsvc,
+            "w32time": t.spawn(
+                image="C:\\Windows\\System32\\svchost.exe",
+                command_line="C:\\Windows\\system32\\svchost.exe -k LocalService -s W32Time",
+                cwd="C:\\Windows\\system32\\", account=self.network_service, parent=services, started=boot,
+            ),
+            "dnscache": t.spawn(
+                image="C:\\Windows\\System32\\svchost.exe",
+                command_line="C:\\Windows\\system32\\svchost.exe -k NetworkService -p -s Dnscache",
+                cwd="C:\\Windows\\system32\\", account=self.network_service, parent=services, started=boot,
+            ),
+        }  # fmt: skip
+        if self.settings.sshd:
+            # The lab's OpenSSH server (lab/provision/configure-openssh.ps1: Windows capability).
+            owners["sshd"] = t.spawn(
+                image="C:\\Windows\\System32\\OpenSSH\\sshd.exe",
+                command_line="C:\\Windows\\System32\\OpenSSH\\sshd.exe",
+                cwd="C:\\Windows\\system32\\", account=self.system, parent=services, started=boot,
+            )  # fmt: skip
         self._listeners = [
-            Listener("TCP", ANY_ADDR, 135, self._rpcss.pid),
-            Listener("TCP", ANY_ADDR, 445, 4),
-            Listener("TCP", ANY_ADDR, 3389, self._termsvc.pid),
-            Listener("TCP", ANY_ADDR, 5985, 4),
-            Listener("TCP", ANY_ADDR, 5986, 4),
-            Listener("TCP", self.settings.ipv4, 139, 4),
-            Listener("UDP", ANY_ADDR, 3389, self._termsvc.pid),
-            Listener("UDP", self.settings.ipv4, 137, 4),
-            Listener("UDP", self.settings.ipv4, 138, 4),
-        ]
+            Listener(spec.protocol, self.settings.ipv4 if spec.address == "host" else spec.address, spec.port,
+                     owners[spec.owner].pid)
+            for spec in stock_listeners(sshd=self.settings.sshd)
+        ]  # fmt: skip
 
     # ------------------------------------------------------------------------------- HostApi
     @property
@@ -338,19 +367,42 @@ class EmulatedHost:
         return None
 
     def connect(self, proc: Process, protocol: str, dst_ip: str, dst_port: int) -> bool:
-        """One connection attempt from ``proc`` (Sysmon 3); True when something listens there."""
+        """One connection attempt from ``proc``; True when something listens there.
+
+        The network model (harness/emulated/network.py): Sysmon 3 only for an established TCP
+        connection (and both ends of a local one) or a UDP send; a refused local connect logs
+        nothing and blocks about 2 s as Winsock's SYN retries do; other addresses never answer."""
+        proto = protocol.lower()
+        local = dst_ip.startswith("127.") or dst_ip == self.ipv4
         src = "127.0.0.1" if dst_ip.startswith("127.") else self.ipv4
-        self.telemetry.network_connect(
-            proc, protocol=protocol.lower(), src_ip=src, src_port=self._rng.randrange(49152, 65535),
-            dst_ip=dst_ip, dst_port=dst_port,
-        )  # fmt: skip
-        if not (dst_ip.startswith("127.") or dst_ip == self.ipv4):
+        listener = next(
+            (
+                lst for lst in self._listeners
+                if lst.protocol.lower() == proto and lst.port == dst_port and lst.address in (ANY_ADDR, dst_ip)
+            ),
+            None,
+        ) if local else None  # fmt: skip
+        result = net_outcome(proto, local=local, listening=listener is not None)
+        if result is NetOutcome.REFUSED:
+            self._sleep(self.timing.refused_connect())
             return False
-        want = protocol.upper()
-        return any(
-            lst.protocol == want and lst.port == dst_port and lst.address in (ANY_ADDR, dst_ip)
-            for lst in self._listeners
-        )
+        if result is NetOutcome.UNANSWERED:
+            return False
+        src_port = self._rng.randrange(49152, 65535)
+        self.telemetry.network_connect(
+            proc, protocol=proto, src_ip=src, src_port=src_port, dst_ip=dst_ip, dst_port=dst_port,
+            initiated=True, delay_s=self.timing.sysmon3_delay(),
+        )  # fmt: skip
+        if result is NetOutcome.ESTABLISHED and listener is not None:
+            server = self.processes.get(listener.pid)
+            if server is not None:
+                # The accepting side: Sysmon reports its own endpoint as Source (powercat recording,
+                # Initiated=false: SourcePort 4444 is the listener's port).
+                self.telemetry.network_connect(
+                    server, protocol=proto, src_ip=dst_ip, src_port=dst_port, dst_ip=src, dst_port=src_port,
+                    initiated=False, delay_s=self.timing.sysmon3_delay(),
+                )  # fmt: skip
+        return listener is not None
 
     def write_file(self, proc: Process, path: str, data: bytes, *, append: bool = False) -> None:
         """Write a file as ``proc`` (Sysmon 11 on create or overwrite). Raises FsError."""
