@@ -75,6 +75,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fetch unmet prerequisites, then check again",
     )
     group.addoption(
+        "--atomiclab-check-prereqs",
+        action="store_true",
+        default=False,
+        help="only check each test's prerequisites (Invoke-AtomicTest -CheckPrereqs); nothing else runs",
+    )
+    group.addoption(
+        "--atomiclab-cleanup",
+        action="store_true",
+        default=False,
+        help="only run each test's cleanup command (Invoke-AtomicTest -Cleanup)",
+    )
+    group.addoption("--atomiclab-no-cleanup", action="store_true", default=False,
+                    help="do not run the cleanup command after a test")
+    group.addoption("--atomiclab-sync", action="store_true", default=False,
+                    help="first copy the collected tests' payloads (src/, bin/, ExternalPayloads) to each target")
+    group.addoption(
         "--atomiclab-arg",
         metavar="[GUID:]NAME=VALUE",
         action="append",
@@ -102,9 +118,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     if not config.getoption("atomiclab"):
         used = [o for o in opts if config.getoption(o)]
-        if used or config.getoption("atomiclab_get_prereqs"):
+        flags = ("atomiclab_get_prereqs", "atomiclab_check_prereqs", "atomiclab_cleanup", "atomiclab_no_cleanup",
+                 "atomiclab_sync")
+        if used or any(config.getoption(f) for f in flags):
             raise pytest.UsageError("--atomiclab-* options need --atomiclab")
         return
+    chosen = [f for f in ("check_prereqs", "cleanup", "no_cleanup") if config.getoption(f"atomiclab_{f}")]
+    if len(chosen) > 1:
+        raise pytest.UsageError("--atomiclab-check-prereqs, --atomiclab-cleanup and --atomiclab-no-cleanup exclude "
+                                "each other")
     config.addinivalue_line("markers", "atomiclab(target, guid): an atomic test item of the atomiclab plugin")
     from harness.errors import HarnessError
 
@@ -341,6 +363,7 @@ class _AtomiclabSession:
         from harness import __version__
         from harness.cli.run_cmds import HISTORY_FILE, _operator, _reporters, new_run_id
         from harness.execution.executors import new_run_marker
+        from harness.execution.modes import ExecMode
         from harness.plan import RunPlan, content_provenance, git_commit, published_rules, resolve_arguments, rules_of
         from harness.reporting.base import ReportDirectory
         from harness.reporting.history import History
@@ -371,7 +394,14 @@ class _AtomiclabSession:
             default_budget_s=lab.timeouts.telemetry_s if lab else 30.0,
             arguments=arguments,
             channels=lab.channels if lab else {},
+            mode=ExecMode.CHECK_PREREQS if self.config.getoption("atomiclab_check_prereqs")
+            else ExecMode.CLEANUP if self.config.getoption("atomiclab_cleanup") else ExecMode.RUN,
+            cleanup=not self.config.getoption("atomiclab_no_cleanup"),
         )
+        if self.config.getoption("atomiclab_sync"):
+            from harness.execution.sync import payloads_for
+
+            self.factory.payloads = tuple(payloads_for([p.test for p in planned]))
         run_id = new_run_id()
         out_opt = self.config.getoption("atomiclab_out")
         out = Path(out_opt) if out_opt else Path("reports") / run_id  # ./reports of the working directory

@@ -168,3 +168,25 @@ def test_run_modes_on_the_emulated_host(tmp_path: Path, flag: str, reason_part: 
         assert (result["status"], result["failure"]) in (("skipped", "skipped_mode"), ("error", "harness_error"))
 
 
+
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.mark.network
+@pytest.mark.slow
+def test_pytest_plugin_check_prereqs_mode(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess(
+        "--atomiclab", "--atomiclab-check-prereqs", str(REPO / "atomics" / "T1046"), "-k", "netstat", "-rs",
+        "--atomiclab-out", str(pytester.path / "out"), "--atomiclab-history", str(pytester.path / "h.sqlite"))
+    result.stdout.fnmatch_lines(["*--check-prereqs: nothing else ran*"])
+    data = json.loads((pytester.path / "out" / "results.json").read_text())
+    [test] = data["tests"]
+    assert (test["status"], test["failure"]) == ("skipped", "skipped_mode")
+    assert [s["role"] for s in test["steps"]] in ([], ["prereq"])
+
+
+def test_pytest_plugin_modes_exclude_each_other(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_inprocess("--atomiclab", "--atomiclab-cleanup", "--atomiclab-no-cleanup",
+                                          str(REPO / "atomics" / "T1046"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR

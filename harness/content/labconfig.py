@@ -14,6 +14,13 @@ The file is validated against ``schemas/lab.schema.json`` and every problem is a
         password_env: ATOMICLAB_WIN2022_PASSWORD   # the variable's NAME; never the password
         ca_cert: certs/win2022.pem  # relative to this file
         tools: {nmap: 'C:\\Program Files (x86)\\Nmap\\nmap.exe'}
+        atomics_folder: 'C:\\AtomicRedTeam\\atomics'   # replaces PathToAtomicsFolder; atomiclab sync copies here
+      - name: ubuntu
+        transport: ssh              # platform linux; sh/bash atomics; Sysmon for Linux read when installed
+        address: 192.168.56.11
+        username: atomiclab
+        key_file: keys/ubuntu       # auth: key; key_passphrase_env names the variable holding its passphrase
+        known_hosts: known_hosts
     channels:                       # event channel -> Sumo _sourceCategory (local rule evaluation)
       Microsoft-Windows-Sysmon/Operational: Windows/Sysmon
     timeouts: {connect_s: 30, command_s: 300, telemetry_s: 60}
