@@ -639,7 +639,11 @@ class Parser:
             c = self.peek()
             if c in _ARG_STOP or c == ",":
                 break
-            if c == "'" or c == '"' or c == "$" or c == "(" or (c == "@" and self.peek(1) in "({"):
+            if c == "$" and not re.match(r"[A-Za-z_{?$^(:]", self.peek(1) or " "):
+                # A "$" that starts no variable is a literal character (e.g. \\host\C$).
+                pieces.append(Const(self.i, "$"))
+                self.i += 1
+            elif c == "'" or c == '"' or c == "$" or c == "(" or (c == "@" and self.peek(1) in "({"):
                 pieces.append(self.primary_postfix())
             elif c == "{":
                 pieces.append(self.primary())
@@ -742,7 +746,13 @@ class Parser:
             self.i += 1
             return Unary(pos, "neg", self.unary())
         if self.peek() == "[":
-            end = self.s.find("]", self.i)
+            # The type name may itself hold brackets: [Char[]], [Collections.Generic.List[string]].
+            depth, end = 0, -1
+            for j in range(self.i, len(self.s)):
+                depth += {"[": 1, "]": -1}.get(self.s[j], 0)
+                if depth == 0:
+                    end = j
+                    break
             if end < 0:
                 raise self.error("Missing ']' after type name.")
             tname = self.s[self.i + 1 : end].strip()
@@ -1600,6 +1610,9 @@ class Interpreter:
             )
         if isinstance(target, Member):
             obj = self.eval(target.obj)
+            ps_set = getattr(obj, "ps_set", None)
+            if callable(ps_set) and ps_set(self, target.name, value):
+                return
             if isinstance(obj, PSObject):
                 obj.props[target.name] = value
                 return
@@ -1621,6 +1634,21 @@ class Interpreter:
             return truthy(v)
         if t in ("double", "float"):
             return float(to_str(v))
+        if t in ("char", "char[]", "string[]", "int[]", "int32[]", "byte[]"):
+            elem = t.removesuffix("[]")
+            items: list[Any] = list(v) if isinstance(v, str) and elem == "char" and t.endswith("[]") else (
+                enumerate_value(v)
+            )
+
+            def one(x: Any) -> Any:
+                if elem == "char":
+                    return chr(to_int(x)) if isinstance(x, int) and not isinstance(x, bool) else to_str(x)[:1]
+                if elem == "string":
+                    return to_str(x)
+                return to_int(x) & 0xFF if elem == "byte" else to_int(x)
+
+            out = [one(x) for x in items]
+            return out if t.endswith("[]") else (out[0] if out else None)
         if t in ("array", "object[]"):
             return enumerate_value(v)
         if t == "void":
@@ -1783,7 +1811,8 @@ class Interpreter:
             if low == "count":
                 return len(obj)
             return obj.get(name)
-        if isinstance(obj, TcpClient | ConnectTask | AsyncResult | WaitHandle):
+        modelled = isinstance(obj, TcpClient | ConnectTask | AsyncResult | WaitHandle)
+        if modelled or callable(getattr(obj, "render", None)):
             for attr in dir(obj):
                 if attr.lower() == low and not attr.startswith("_"):
                     v = getattr(obj, attr)

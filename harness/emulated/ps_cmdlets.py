@@ -102,6 +102,16 @@ class FileItem:
     def __str__(self) -> str:
         return self.FullName
 
+    def ps_set(self, it: Interpreter, name: str, value: Any) -> bool:
+        """Property assignment: LastWriteTime/LastAccessTime change no event; CreationTime is Sysmon 2
+        (file creation time changed), which the host does not model."""
+        low = name.lower()
+        if low in ("lastwritetime", "lastaccesstime"):
+            setattr(self, "LastWriteTime" if low == "lastwritetime" else "LastAccessTime", value)
+            return True
+        it.not_modelled(f"setting FileInfo.{name}")
+        return True
+
     def render(self) -> str:
         head = (
             f"\r\n\r\n    Directory: {ntpath.dirname(self.FullName)}\r\n\r\n\r\n"
@@ -281,6 +291,41 @@ def _copy_item(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> I
         if b.get("passthru"):
             out.append(FileItem(target, False, len(data), it.ctx.host.now()))
     return iter(out)
+
+
+def _get_childitem(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterator[Any]:
+    """Get-ChildItem of one file (its FileInfo) or one Env: variable; a path that does not exist is
+    the cmdlet's ItemNotFoundException. Directory listings are not modelled (the emulated file system
+    does not hold every file a real host has)."""
+    raws = _paths(it, b, "path", "literalpath", position=0)
+    extra = {"recurse", "filter", "include", "exclude", "name", "directory", "file", "hidden", "depth"} & set(b.named)
+    if len(raws) != 1 or extra or any(c in raws[0] for c in "*?"):
+        it.not_modelled("Get-ChildItem listing")
+        return iter(())
+    raw = raws[0]
+    if raw.lower().startswith("env:"):
+        name = raw[4:].lstrip("\\")
+        value = it.ctx.env.get(name) if name else None
+        if not name:
+            it.not_modelled("Get-ChildItem Env: listing")
+            return iter(())
+        if value is None:
+            _fail(it, b, _not_found(name, "Get-ChildItem", cmd))
+            return iter(())
+        return iter([PSObject("System.Collections.DictionaryEntry", {"Name": name, "Value": value})])
+    if canonical(raw) is not None or (":" in raw[2:]):
+        it.not_modelled("Get-ChildItem of a provider path")
+        return iter(())
+    path = normalize(raw, it.ctx.cwd)
+    fs = it.ctx.host.fs
+    entry = fs.stat(path)
+    if entry is not None and fs.is_file(path):
+        return iter([FileItem(entry.path, False, len(entry.data), entry.modified)])
+    if fs.is_dir(path):
+        it.not_modelled("Get-ChildItem listing")
+        return iter(())
+    _fail(it, b, _not_found(path, "Get-ChildItem", cmd))
+    return iter(())
 
 
 def _set_location(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterator[Any]:
@@ -601,7 +646,12 @@ def _stop_process(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -
 
 
 def _host_of(url: str) -> str:
-    m = re.match(r"^[a-z][a-z0-9+.-]*://([^/:?#]+)", url.strip(), re.IGNORECASE)
+    # Invoke-WebRequest takes a URI without a scheme as http:// (System.Uri with UriKind.RelativeOrAbsolute,
+    # then "http://" prepended by the web cmdlets).
+    text = url.strip()
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
+        text = "http://" + text
+    m = re.match(r"^[a-z][a-z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)", text, re.IGNORECASE)
     return m.group(1) if m else ""
 
 
@@ -610,9 +660,15 @@ def web_failure(it: Interpreter, url: str) -> str | None:
     host = _host_of(url)
     if not host:
         return None
-    if it.resolve(host) is not None:
-        return None
-    return f"The remote name could not be resolved: '{host}'"
+    ip = it.resolve(host)
+    if ip is None:
+        return f"The remote name could not be resolved: '{host}'"
+    if ip.startswith("127.") or ip == it.ctx.host.ipv4:
+        m = re.match(r"^(?:[a-z][a-z0-9+.-]*://)?[^/:?#]+:(\d+)", url.strip(), re.IGNORECASE)
+        port = int(m.group(1)) if m else 443 if url.strip().lower().startswith("https:") else 80
+        if not it.ctx.host.connect(it.ctx.proc, "tcp", ip, port):
+            return "Unable to connect to the remote server"
+    return None
 
 
 def _invoke_webrequest(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterator[Any]:
@@ -736,5 +792,6 @@ CMDLETS = {
     "invoke-webrequest": _invoke_webrequest,
     "invoke-restmethod": _invoke_webrequest,
     "get-module": _get_module,
+    "get-childitem": _get_childitem,
     "stop-process": _stop_process,
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.emulated.programs import netsh, reg, schtasks, web, wmic
+from harness.emulated.programs import files, netsh, reg, schtasks, web, wmic
 from harness.emulated.tools import Behaviour
 
 PROGRAM_BEHAVIOURS: Mapping[str, Behaviour] = {
@@ -20,4 +20,5 @@ PROGRAM_BEHAVIOURS: Mapping[str, Behaviour] = {
     "wmic": wmic.wmic,
     "schtasks": schtasks.schtasks,
     "netsh": netsh.netsh,
+    "attrib": files.attrib,
 }
