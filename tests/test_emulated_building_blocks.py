@@ -294,3 +294,32 @@ def test_functions_do_loops_and_here_strings(host: EmulatedHost) -> None:
     code, out, err = ps(host, script)
     assert err == "" and code == 0
     assert out.split("\r\n")[:-1] == ["3", "loud", "15", "x=7 8 9", "3", 'value 3 "quoted"', "literal $i"]
+
+
+def test_dotnet_statics_and_operators(host: EmulatedHost) -> None:
+    script = (
+        "$b = [System.Text.Encoding]::Unicode.GetBytes('hi'); [Convert]::ToBase64String($b)\n"
+        "[System.Text.Encoding]::UTF8.GetString([Convert]::FromBase64String('aGk='))\n"
+        "[Security.Principal.WindowsIdentity]::GetCurrent().Name\n"
+        "-join [char[]](112,111)\n[string]::IsNullOrEmpty('')\n"
+        "[Environment]::SetEnvironmentVariable('AtomicX', 'C:\\x.exe', 'User')\n"
+        "[System.IO.File]::WriteAllBytes(\"$env:TEMP\\b.bin\", [byte[]](1,2)); [System.IO.File]::ReadAllBytes(\"$env:TEMP\\b.bin\").Count"
+    )
+    code, out, err = ps(host, script)
+    assert code == 0 and err == ""
+    assert out.split("\r\n")[:-1] == ["aABpAA==", "hi", "WIN-ATOMICLAB1\\atomiclab", "po", "True", "2"]
+    sid = host.account("atomiclab").sid
+    env = [d for d in sysmon(host, 13) if d["TargetObject"].endswith("\\Environment\\AtomicX")]
+    assert env and env[0]["TargetObject"] == f"HKU\\{sid}\\Environment\\AtomicX" and env[0]["Details"] == "C:\\x.exe"
+
+
+def test_get_childitem_attrib_and_local_web_request(host: EmulatedHost) -> None:
+    cmd(host, "echo x> %TEMP%\\t.txt")
+    code, out, err = ps(host, "(Get-ChildItem \"$env:TEMP\\t.txt\").Name; (Get-ChildItem Env:USERNAME).Value; "
+                              "Get-ChildItem $env:TEMP\\nope.txt")  # fmt: skip
+    assert out == "t.txt\r\natomiclab\r\n" and code == 1 and "Cannot find path" in err and "nope.txt" in err
+    code, _, err = ps(host, "Get-ChildItem C:\\Windows")  # a listing the emulated file system cannot vouch for
+    assert code == 0 and NOTE.search(err)
+    assert cmd(host, "attrib.exe +h %TEMP%\\t.txt") == (0, "", "")
+    code, _, err = ps(host, "Invoke-WebRequest -Uri 127.0.0.1 -Method POST -Body x")
+    assert code == 1 and err.startswith("Invoke-WebRequest : Unable to connect to the remote server")

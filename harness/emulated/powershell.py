@@ -570,7 +570,9 @@ class Parser:
         c = self.peek()
         if c == "&" or (c == "." and self.peek(1) in " \t\"'{$"):
             return self.command()
-        if c in "$\"'(@[0123456789!" or (c == "-" and (self.peek(1).isdigit() or self.word_after_dash() == "not")):
+        if c in "$\"'(@[0123456789!" or (
+            c == "-" and (self.peek(1).isdigit() or self.word_after_dash() in ("not", "join", "split"))
+        ):
             return self.expression()
         if c == "{":
             return self.expression()
@@ -742,6 +744,11 @@ class Parser:
             self.i += 4
             self.skip_space()
             return Unary(pos, "not", self.unary())
+        if self.word_after_dash() in ("join", "split"):  # unary -join / -split (about_Join, about_Split)
+            op = self.word_after_dash()
+            self.i += len(op) + 1
+            self.skip_space()
+            return Unary(pos, op, self.unary())
         if self.peek() == "-" and self.peek(1).isdigit():
             self.i += 1
             return Unary(pos, "neg", self.unary())
@@ -1543,6 +1550,10 @@ class Interpreter:
             return {to_str(self.eval(k)): self.value_of(v) for k, v in node.items}
         if isinstance(node, Unary):
             v = self.eval(node.operand)
+            if node.op == "join":
+                return "".join(to_str(x) for x in enumerate_value(v))
+            if node.op == "split":
+                return [p for x in enumerate_value(v) for p in to_str(x).split()]
             return (not truthy(v)) if node.op == "not" else -to_int(v) if isinstance(v, str) else -v
         if isinstance(node, Cast):
             return self.cast(node.type_name, self.eval(node.operand), node.pos)

@@ -14,6 +14,7 @@ DNS for public names reports (WebException NameResolutionFailure).
 
 from __future__ import annotations
 
+import base64
 import ntpath
 import re
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from harness.emulated.powershell import (
     _remove_item,
     _test_path,
     enumerate_value,
+    format_list,
     to_int,
     to_str,
 )
@@ -723,6 +725,62 @@ def _get_module(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> 
 
 # ------------------------------------------------------------------------------------- statics
 
+_ENCODINGS = {"utf8": "utf-8", "unicode": "utf-16-le", "ascii": "ascii", "default": "cp1252", "bigendianunicode":
+              "utf-16-be", "utf32": "utf-32-le"}  # fmt: skip
+
+
+class Encoding:
+    """System.Text.Encoding: GetBytes (a byte array is a list of ints) and GetString."""
+
+    type_name = "System.Text.Encoding"
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+
+    def ps_call(self, it: Interpreter, name: str, args: list[Any], pos: int) -> Any:
+        low = name.lower()
+        if low == "getbytes" and args:
+            return list(to_str(args[0]).encode(self.codec, errors="replace"))
+        if low == "getstring" and args:
+            return bytes(to_int(x) & 0xFF for x in enumerate_value(args[0])).decode(self.codec, errors="replace")
+        raise PSError(f"Encoding.{name} is not modelled by the emulated PowerShell.", pos=pos)
+
+
+class WindowsIdentity:
+    """System.Security.Principal.WindowsIdentity of the current process's account."""
+
+    type_name = "System.Security.Principal.WindowsIdentity"
+
+    def __init__(self, it: Interpreter) -> None:
+        acct = it.ctx.proc.account
+        self.Name = acct.qualified
+        self.User = acct.sid
+        self.IsSystem = acct.is_system
+        self.AuthenticationType = "NTLM"
+
+    def __str__(self) -> str:
+        return self.type_name
+
+    def render(self) -> str:
+        return format_list(PSObject(self.type_name, {"Name": self.Name, "User": self.User}))
+
+
+_FOLDERS = {
+    "desktop": "{profile}\\Desktop", "desktopdirectory": "{profile}\\Desktop", "mydocuments": "{profile}\\Documents",
+    "personal": "{profile}\\Documents", "applicationdata": "{profile}\\AppData\\Roaming",
+    "localapplicationdata": "{profile}\\AppData\\Local", "userprofile": "{profile}", "windows": "C:\\Windows",
+    "system": "C:\\Windows\\system32", "programfiles": "C:\\Program Files", "commonapplicationdata": "C:\\ProgramData",
+    "startup": "{profile}\\AppData\\Roaming\\Microsoft\\Windows\\Start Menu\\Programs\\Startup",
+}  # fmt: skip
+
+
+def _method_error(name: str, args: list[Any], message: str, exc: str) -> PSError:
+    return PSError(
+        f'Exception calling "{name}" with "{len(args)}" argument(s): "{message}"',
+        exception="MethodInvocationException", fqid=exc,
+    )
+
+
 
 def static_member(it: Interpreter, type_name: str, name: str) -> tuple[bool, Any]:
     t = type_name.lower().removeprefix("system.")
@@ -732,6 +790,8 @@ def static_member(it: Interpreter, type_name: str, name: str) -> tuple[bool, Any
                       "systemdefault": "SystemDefault"}[n]  # fmt: skip
     if t == "net.servicepointmanager" and n == "securityprotocol":
         return True, it.statics.get("net.servicepointmanager.securityprotocol", "Ssl3, Tls")
+    if t in ("text.encoding",) and n in _ENCODINGS:
+        return True, Encoding(_ENCODINGS[n])
     if t == "environment":
         env = {"machinename": it.ctx.host.hostname, "username": it.ctx.proc.account.name,
                "userdomainname": it.ctx.proc.account.domain, "newline": "\r\n", "is64bitoperatingsystem": True,
@@ -762,6 +822,59 @@ def static_method(it: Interpreter, type_name: str, name: str, args: list[Any]) -
         return True, it.ctx.host.fs.is_dir(normalize(to_str(args[0]), it.ctx.cwd)) if args else False
     if t == "environment" and n == "getenvironmentvariable" and len(args) == 1:
         return True, it.ctx.env.get(to_str(args[0]))
+    if t == "environment" and n == "setenvironmentvariable" and len(args) in (2, 3):
+        return _set_environment_variable(it, to_str(args[0]), args[1], to_str(args[2]) if len(args) == 3 else "")
+    if t == "environment" and n == "getfolderpath" and args:
+        folder = _FOLDERS.get(to_str(args[0]).lower())
+        return (True, folder.format(profile=it.ctx.proc.account.profile_dir)) if folder else (False, None)
+    if t in ("convert",) and n == "tobase64string" and args:
+        return True, base64.b64encode(bytes(to_int(x) & 0xFF for x in enumerate_value(args[0]))).decode("ascii")
+    if t in ("convert",) and n == "frombase64string" and args:
+        try:
+            return True, list(base64.b64decode(to_str(args[0]), validate=True))
+        except ValueError:
+            raise _method_error(name, args, "The input is not a valid Base-64 string as it contains a non-base 64 "
+                                "character, more than two padding characters, or an illegal character among the "
+                                "padding characters. ", "FormatException") from None  # fmt: skip
+    if t == "string" and n in ("isnullorempty", "isnullorwhitespace") and args:
+        text = to_str(args[0])
+        return True, (text == "") if n == "isnullorempty" else (text.strip() == "")
+    if t == "io.path" and n in ("getdirectoryname", "getfilename", "getextension", "getfilenamewithoutextension"):
+        p = to_str(args[0]) if args else ""
+        return True, {"getdirectoryname": ntpath.dirname(p), "getfilename": ntpath.basename(p),
+                      "getextension": ntpath.splitext(p)[1],
+                      "getfilenamewithoutextension": ntpath.splitext(ntpath.basename(p))[0]}[n]  # fmt: skip
+    if t == "io.path" and n == "gettemppath":
+        return True, (it.ctx.env.get("TEMP") or "C:\\Windows\\Temp") + "\\"
+    if t == "security.principal.windowsidentity" and n == "getcurrent":
+        return True, WindowsIdentity(it)
+    if t == "gc" and n in ("collect", "waitforpendingfinalizers"):
+        return True, None
+    if t == "io.file" and n in ("readalltext", "readallbytes") and args:
+        path = normalize(to_str(args[0]), it.ctx.cwd)
+        try:
+            data = it.ctx.host.fs.read(path)
+        except FsError:
+            raise _method_error(name, args, f"Could not find file '{path}'.", "FileNotFoundException") from None
+        return True, list(data) if n == "readallbytes" else data.decode("utf-8-sig", "replace")
+    if t == "io.file" and n in ("writeallbytes", "copy") and len(args) >= 2:
+        fs = it.ctx.host.fs
+        if n == "copy":
+            src = normalize(to_str(args[0]), it.ctx.cwd)
+            if not fs.is_file(src):
+                raise _method_error(name, args, f"Could not find file '{src}'.", "FileNotFoundException")
+            data = fs.read(src)
+        else:
+            data = bytes(to_int(x) & 0xFF for x in enumerate_value(args[1]))
+        dst = normalize(to_str(args[1] if n == "copy" else args[0]), it.ctx.cwd)
+        if n == "copy" and fs.exists(dst) and not (len(args) > 2 and args[2] is True):
+            raise _method_error(name, args, f"The file '{dst}' already exists.", "IOException")
+        try:
+            it.ctx.host.write_file(it.ctx.proc, dst, data)
+        except FsError:
+            raise _method_error(name, args, f"Could not find a part of the path '{dst}'.",
+                                "DirectoryNotFoundException") from None  # fmt: skip
+        return True, None
     if t == "io.file" and n == "writealltext" and len(args) == 2:
         path = normalize(to_str(args[0]), it.ctx.cwd)
         try:
@@ -773,6 +886,33 @@ def static_method(it: Interpreter, type_name: str, name: str, args: list[Any]) -
             ) from None
         return True, None
     return False, None
+
+
+def _set_environment_variable(it: Interpreter, name: str, value: Any, target: str) -> tuple[bool, Any]:
+    """[Environment]::SetEnvironmentVariable: the process block, or the User / Machine registry key
+    (HKCU\\Environment, HKLM\\...\\Session Manager\\Environment; .NET writes a REG_SZ there)."""
+    where = {"": None, "process": None, "user": ("HKCU", "Environment"),
+             "machine": ("HKLM", "SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Environment")}  # fmt: skip
+    key = target.lower()
+    if key not in where:
+        return False, None
+    spot = where[key]
+    if spot is None:
+        if value is None or to_str(value) == "":
+            del it.ctx.env[name]
+        else:
+            it.ctx.env[name] = to_str(value)
+        return True, None
+    hive, rest = spot
+    reg = it.ctx.host.registry
+    if value is None or to_str(value) == "":
+        if reg.delete_value(hive, rest, name):
+            it.ctx.host.log_registry(it.ctx.proc, "DeleteValue", key_name(hive, rest), name)
+        return True, None
+    v = Value(name, "REG_SZ", to_str(value))
+    reg.set_value(hive, rest, v)
+    it.ctx.host.log_registry(it.ctx.proc, "SetValue", key_name(hive, rest), name, sysmon_details(v))
+    return True, None
 
 
 CMDLETS = {
