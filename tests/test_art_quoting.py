@@ -217,6 +217,14 @@ def test_a_value_that_would_end_the_heredoc_is_refused(template: str) -> None:
         _sub(ExecutorName.SH, template, value)
 
 
+@pytest.mark.parametrize("template", ["echo $((1<<2))\nprintf '%s|' #{v}", "((x = 1 << 2))\nprintf '%s|' #{v}",
+                                      "echo $(( (1<<2) + $(echo 1) ))\nprintf '%s|' #{v}"])
+def test_arithmetic_shift_is_not_a_heredoc(template: str, tmp_path: Path) -> None:
+    assert [c for _, c in placeholder_contexts(ExecutorName.BASH, template)] == [Context.BARE]
+    out = _run(ExecutorName.BASH, _sub(ExecutorName.BASH, template, "x; touch PWNED"), tmp_path)
+    assert out.endswith("x; touch PWNED|") and list(tmp_path.iterdir()) == []
+
+
 def test_comment_before_heredoc_and_herestring_are_not_heredocs() -> None:
     assert placeholder_contexts(ExecutorName.BASH, "cat <<<#{v}\necho #{v}") == [("v", Context.BARE)] * 2
     assert placeholder_contexts(ExecutorName.SH, "cat <<EOF # note #{v}\n#{v}\nEOF\n#{v}") == [

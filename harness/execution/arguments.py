@@ -289,6 +289,13 @@ def _posix_step(text: str, i: int, stack: _Stack) -> int:
             return i + 1
         if text.startswith("<<<", i):  # bash here-string: a word follows, not a here-document
             return i + 3
+        # Arithmetic $(( )) / (( )): "<<" there is a shift, not a here-document.
+        if text.startswith("$((", i):
+            stack.append(["arith", 0])
+            return i + 3
+        if text.startswith("((", i) and (i == 0 or text[i - 1] in " \t\n;&|("):
+            stack.append(["arith", 0])
+            return i + 2
         after = _heredoc_open(text, i, stack)
         if after is not None:
             return after
@@ -313,6 +320,16 @@ def _posix_step(text: str, i: int, stack: _Stack) -> int:
                 stack.pop()
             else:
                 stack[-1][1] = max(0, int(stack[-1][1]) - 1)
+    elif kind == "arith":
+        if text.startswith("$(", i) and not text.startswith("$((", i):
+            return _push(stack, "code", i)
+        if c == "(":
+            stack[-1][1] = int(stack[-1][1]) + 1
+        elif c == ")":
+            if int(stack[-1][1]) == 0 and text.startswith("))", i):
+                stack.pop()
+                return i + 2
+            stack[-1][1] = max(0, int(stack[-1][1]) - 1)
     elif kind == "sq":
         if c == "'":
             stack.pop()
