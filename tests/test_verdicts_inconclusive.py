@@ -23,6 +23,8 @@ MARK = "atomiclab_run_" + "a" * 32
 OTHER = "atomiclab_run_" + "b" * 32
 PS = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture()
 def host() -> EmulatedHost:
@@ -325,3 +327,35 @@ def test_no_stock_program_or_alias_is_ever_not_recognized() -> None:
         script = "; ".join(words[chunk : chunk + 40])  # a CommandNotFound error would not stop the next
         r = host.execute(f'{PS} -Command "& {{{script}}}"', timeout_s=120)
         assert "CommandNotFoundException" not in r.stderr, r.stderr[:300]
+
+
+_UNMODELLED_ATOMIC = (
+    "attack_technique: T1057\ndisplay_name: Process Discovery\natomic_tests:\n"
+    "- name: tasklist from cmd\n  auto_generated_guid: 1c3f4a5b-2222-4333-8444-955566667777\n"
+    "  description: runs a stock program the emulated host does not model\n  supported_platforms: [windows]\n"
+    "  executor:\n    name: command_prompt\n    command: tasklist /v\n"
+)
+
+
+def test_strict_makes_inconclusive_a_failing_exit_code(tmp_path, capsys) -> None:
+    from harness.cli import main
+
+    atomics = tmp_path / "T1057.yaml"
+    atomics.write_text(_UNMODELLED_ATOMIC)
+    common = ["run", "--no-progress", "--atomics", str(atomics), "--history", str(tmp_path / "h.sqlite")]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("INCONCLUSIVE"))
+    assert "not modelled by the emulated host: 'tasklist'" in line
+    assert main([*common, "--out", str(tmp_path / "b"), "--strict"]) == 1
+
+
+
+def test_pytest_plugin_skips_inconclusive_and_strict_fails_it(pytester) -> None:
+    atomics = pytester.path / "T1057.yaml"
+    atomics.write_text(_UNMODELLED_ATOMIC)
+    common = ["--atomiclab", str(atomics), "--atomiclab-history", str(pytester.path / "h.sqlite"), "-p", "no:cacheprovider"]
+    r = pytester.runpytest_inprocess(*common, "--atomiclab-out", str(pytester.path / "a"), "-rs")
+    r.assert_outcomes(skipped=1)
+    r.stdout.fnmatch_lines(["*inconclusive: not modelled by the emulated host*tasklist*"])
+    r = pytester.runpytest_inprocess(*common, "--atomiclab-out", str(pytester.path / "b"), "--atomiclab-strict")
+    r.assert_outcomes(failed=1)
