@@ -17,9 +17,10 @@ Rules of judgement (issue 7):
 * a rule that cannot run (syntax error, unsupported feature) fails every verdict that names it with
   ``rule_invalid`` and the reason, because it can neither fire nor be shown to stay silent;
 * a command that timed out or never ran fails the test (``execution_failed``); a non-zero exit code
-  fails it when it explains something (an expectation failed, or the test declares none), and is
-  only noted when every expectation was met (tools such as git exit non-zero while their command
-  line, which is what the detection reads, was still logged);
+  fails it when it explains something (an expectation failed, or none is authored: the baseline
+  only shows the command started), and is only noted when every authored expectation was met
+  (tools such as git exit non-zero while their command line, which is what the detection reads,
+  was still logged);
 * rules added with ``--rule`` are judged against the same expectations as the rules of their engine
   (by file suffix) that the test names;
 * a test whose process tree ran a step the emulated host does not model (``not_modelled``) cannot
@@ -447,7 +448,10 @@ def judge(
     failed += [v for v in dv if not v.ok]
     kinds = [v.failure for v in failed if v.failure is not None]
     n = len(ev) + len(dv)
-    if exit_note is not None and execution_failure is None and (kinds or n == 0):
+    # Only authored expectations can show that a non-zero exit did not matter: the baseline only
+    # says the command started, so with nothing authored the exit code is the verdict.
+    authored = sum(1 for v in ev if v.origin != "baseline") + len(dv)
+    if exit_note is not None and execution_failure is None and (kinds or authored == 0):
         execution_failure = exit_note
     if execution_failure is not None:
         kinds.insert(0, FailureKind.EXECUTION_FAILED)

@@ -359,3 +359,12 @@ def test_pytest_plugin_skips_inconclusive_and_strict_fails_it(pytester) -> None:
     r.stdout.fnmatch_lines(["*inconclusive: not modelled by the emulated host*tasklist*"])
     r = pytester.runpytest_inprocess(*common, "--atomiclab-out", str(pytester.path / "b"), "--atomiclab-strict")
     r.assert_outcomes(failed=1)
+
+
+def test_a_non_zero_exit_fails_a_test_judged_on_its_baseline_only() -> None:
+    class BaselineOnly(_Exp):
+        events = (type("B", (_Event,), {"origin": "baseline"})(),)
+
+    j = judge(BaselineOnly(), [], {}, exit_note="exit code 1: Access is denied.")  # type: ignore[arg-type]
+    assert j.status is TestStatus.FAILED and j.failure is FailureKind.EXECUTION_FAILED
+    assert judge(_Exp(), [], {}, exit_note="exit code 128: fatal").status is TestStatus.PASSED  # type: ignore[arg-type]
