@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = Counter(f"{t.status.value}/{t.failure.value if t.failure else '-'}" for t in tests)
     passed_unmodelled = [t for t in tests if t.status is TestStatus.PASSED and t.not_modelled]
     invented = [(t, n) for t in tests if (n := invented_failure(t, stock)) is not None]
-    gaps = Counter(g.what for t in tests for g in t.not_modelled)
+    gaps = Counter(what for t in tests for what in {g.what for g in t.not_modelled})  # tests per step
     census: dict[str, Any] = {
         "tests": len(tests),
         "unreadable_files": unreadable,
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"failed on a step a stock Windows Server 2022 runs: {len(invented)}   (must be 0)")
     for t, n in invented[:10]:
         print(f"  {t.name}: {n}")
-    print("top unmodelled steps:")
+    print("top unmodelled steps (tests):")
     for what, n in gaps.most_common(15):
         print(f"  {n:5}  {what}")
     if args.json:

@@ -82,9 +82,12 @@ def _split_cmd(text: str) -> list[str]:
     parts: list[str] = []
     buf: list[str] = []
     quoted = False
-    for c in text:
+    for i, c in enumerate(text):
         if c == '"':
             quoted = not quoted
+        if c == "&" and i > 0 and text[i - 1] in "<>":  # 2>&1: a redirection, not a separator
+            buf.append(c)
+            continue
         if not quoted and c in "\r\n&|":
             parts.append("".join(buf))
             buf = []
