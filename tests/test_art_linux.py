@@ -134,3 +134,16 @@ def test_target_without_sysmon_reads_nothing_and_says_why() -> None:
     with_sysmon = _posix_target(cfg, _Scripted({"command -v sysmon": (0, "atomiclab-sysmon-present\n")}))  # type: ignore[arg-type]
     assert with_sysmon.telemetry_note is None
     assert isinstance(with_sysmon.make_source(_Scripted({})), SysmonLinuxSource)  # type: ignore[arg-type]
+
+
+@pytest.mark.network
+def test_lab_check_on_a_linux_target_says_telemetry_is_not_collected(sshd: SshdServer, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.lab.check import check_lab
+
+    monkeypatch.setenv("ATOMICLAB_TEST_SSH_KEY", KEY_PASSPHRASE)
+    [host] = check_lab(_lab(tmp_path, sshd))
+    assert host.error is None and host.report is not None
+    assert host.report.problems == [
+        "telemetry: not collected on this platform (linux: no Sysmon for Linux on linux1): install Sysmon for "
+        "Linux to collect it"]

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.content.labconfig import TargetConfig, load_lab_config
 from harness.errors import HarnessError
-from harness.lab.preflight import PreflightReport, run_preflight
+from harness.lab.preflight import Check, PreflightReport, run_preflight
 from harness.runner import TargetFactory
 
 
@@ -30,6 +31,24 @@ class HostCheck:
         return self.report is not None and self.report.ok
 
 
+def _posix_report(target: TargetConfig, opened: Any) -> PreflightReport:
+    """A Linux/macOS target: reachable (it was opened), and whether its telemetry is collected
+    (Sysmon for Linux, see harness.telemetry.sysmon_linux). The Windows checks do not apply."""
+    note = getattr(opened, "telemetry_note", None)
+    return PreflightReport(
+        host=target.name,
+        emulated=False,
+        features={},
+        facts={"platform": target.platform},
+        checks=(
+            Check("connection", f"{target.transport} {target.address}:{target.port}", True, "connected"),
+            Check("telemetry", "command -v sysmon && command -v journalctl", note is None,
+                  "Sysmon for Linux events read from journald" if note is None
+                  else f"{note}: install Sysmon for Linux to collect it"),
+        ),
+    )
+
+
 def check_targets(factory: TargetFactory, targets: Sequence[TargetConfig]) -> list[HostCheck]:
     """Open each target, run the preflight, close it. Connection failures are data, not exceptions."""
     out: list[HostCheck] = []
@@ -41,9 +60,12 @@ def check_targets(factory: TargetFactory, targets: Sequence[TargetConfig]) -> li
             continue
         try:
             # The factory's own preflight knows the target's tool paths (the emulated host's too).
-            report = opened.preflight() if opened.preflight is not None else run_preflight(
-                opened.transport, tools=target.tools, emulated=opened.emulated
-            )
+            if target.platform != "windows":
+                report = _posix_report(target, opened)
+            else:
+                report = opened.preflight() if opened.preflight is not None else run_preflight(
+                    opened.transport, tools=target.tools, emulated=opened.emulated
+                )
             if not isinstance(report, PreflightReport):
                 raise TypeError(f"preflight of {target.name} returned {type(report).__name__}")
             out.append(HostCheck(target.name, opened.emulated, report))
