@@ -60,6 +60,7 @@ def check_targets(factory: TargetFactory, targets: Sequence[TargetConfig]) -> li
             continue
         try:
             # The factory's own preflight knows the target's tool paths (the emulated host's too).
+            report: object
             if target.platform != "windows":
                 report = _posix_report(target, opened)
             else:
