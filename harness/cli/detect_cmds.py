@@ -18,7 +18,7 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +87,7 @@ def run_lint(args: argparse.Namespace) -> int:
     return worst
 
 
-def _read(path: Path) -> Iterator[Event]:
+def _read(path: Path, wanted: Callable[[str, int], bool] | None = None) -> Iterator[Event]:
     """Events of one file through the project's readers (JSONL only while they are unavailable)."""
     from harness.telemetry.event import Event
     try:
@@ -97,7 +97,9 @@ def _read(path: Path) -> Iterator[Event]:
         read_events = None
     if read_events is not None:
         stats = readers.ReadStats()
-        yield from read_events(path, stats=stats)
+        yield from read_events(path, stats=stats, wanted=wanted) if wanted is not None else read_events(
+            path, stats=stats
+        )
         if stats.damaged:  # the rule saw what was readable; say what was not
             print(f"atomiclab: warning: {stats.damage_line(str(path))}", file=sys.stderr)
         return
@@ -114,9 +116,24 @@ def _read(path: Path) -> Iterator[Event]:
         raise TelemetryError(f"cannot read: {exc.strerror or exc}", source=path) from exc
 
 
-def _events(files: list[Path]) -> Iterator[Event]:
+def _events(files: list[Path], wanted: Callable[[str, int], bool] | None = None) -> Iterator[Event]:
     for path in files:
-        yield from _read(path)
+        yield from _read(path, wanted)
+
+
+def _prefilter(detector: Detector, window: TimeWindow | None) -> Callable[[str, int], bool] | None:
+    """The rule's own channel/event-id filter, handed to the readers so lines the rule drops first
+    are never decoded in full: only without a window (the window is applied before the filter and
+    would count a skipped line differently) and only when the rule drops the readers' placeholder."""
+    prefilter = getattr(detector, "prefilter", None)
+    if window is not None or prefilter is None:
+        return None
+    wanted: Callable[[str, int], bool] | None = prefilter()
+    if wanted is None:
+        return None
+    from harness.telemetry.readers.auto import SKIPPED
+
+    return None if wanted(SKIPPED.channel, SKIPPED.event_id) else wanted
 
 
 #: Cells are cut to this width, except the last column's (the widest one is moved there).
@@ -230,7 +247,8 @@ def run_detect(args: argparse.Namespace) -> int:
             return 2
     else:
         detector = _tenant_detector(args, window)
-    result = detector.evaluate(_events(args.files), window)
+    wanted = _prefilter(detector, window) if args.engine == ENGINE_LOCAL else None
+    result = detector.evaluate(_events(args.files, wanted), window)
     if args.format == "table":
         label = result.rule_id if result.rule_id == args.rule.stem else f"{args.rule} ({result.rule_id})"
         _print_table(result, label)

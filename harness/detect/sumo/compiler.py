@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from harness.detect.base import TimeWindow
@@ -816,6 +817,31 @@ class CompiledQuery:
                 continue
             row[lower_to_name.get(dkey) or st.defined.get(dkey, dkey)] = value
         return row
+
+    def prefilter(self) -> Callable[[str, int], bool] | None:
+        """``wanted(channel, event_id)``: False exactly when ``run`` would drop such an event before
+        reading anything else of it (a scope that depends only on the channel, a leading
+        ``where EventID in (...)``); None when the query has no such filter. Readers use it to skip
+        decoding what the query never reads (``harness.telemetry.readers.read_events(wanted=)``)."""
+        scope, ids = self.scope, self._event_ids
+        channel_scope = scope if self._channel_scope else None
+        if channel_scope is None and ids is None:
+            return None
+        verdicts: dict[str, bool] = {}
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+        def wanted(channel: str, event_id: int) -> bool:
+            if ids is not None and event_id not in ids:
+                return False
+            if channel_scope is None:
+                return True
+            ok = verdicts.get(channel)
+            if ok is None:  # the scope reads the channel only: any event of that channel answers
+                probe = Event(channel=channel, provider="", event_id=event_id, time=epoch, computer="")
+                ok = verdicts[channel] = bool(channel_scope(Msg(probe, -1)))
+            return ok
+
+        return wanted
 
     def run(self, events: Iterable[Event], window: TimeWindow | None = None
             ) -> tuple[list[dict[str, object]], dict[int, tuple[int, ...]], int]:

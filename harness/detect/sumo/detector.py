@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from harness.detect.base import DetectionResult, Engine, TimeWindow
@@ -90,6 +90,10 @@ class SumoDetector:
         """The query's declared output columns (``fields`` / aggregation), or None for 'all fields'."""
         cols = self.compiled.columns
         return None if cols is None else tuple(name for name, _ in cols)
+
+    def prefilter(self) -> Callable[[str, int], bool] | None:
+        """The compiled query's ``prefilter`` (see ``CompiledQuery.prefilter``)."""
+        return self.compiled.prefilter()
 
     def evaluate(self, events: Iterable[Event], window: TimeWindow | None = None) -> DetectionResult:
         started = time.perf_counter()

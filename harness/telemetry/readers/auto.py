@@ -18,16 +18,17 @@ import stat
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from harness.errors import TelemetryError
-from harness.telemetry.event import Event
+from harness.telemetry.event import JSONL_FORMAT, Event
 from harness.telemetry.readers.common import DEFAULT_LIMITS, ReadLimits, ReadStats
-from harness.telemetry.readers.evtxfile import EVTX_MAGIC, read_evtx
 from harness.telemetry.readers.jsonshapes import event_from_record
-from harness.telemetry.readers.winxml import read_xml_stream
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -35,14 +36,34 @@ _JSON_BLOCK = 1 << 20
 #: Refuse to inflate a container member beyond this (a zip bomb is hostile input too).
 MAX_MEMBER_BYTES = DEFAULT_LIMITS.max_decompressed_bytes
 #: A ``\\uD800``-``\\uDFFF`` escape in JSON text: the record may decode to a lone surrogate.
+#: The EVTX file signature (as ``evtxfile.EVTX_MAGIC``; the evtx and lxml modules are imported only
+#: when a file of their format is read).
+EVTX_MAGIC = b"ElfFile\x00"
+
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+#: ``wanted(channel, event_id)``: False when the consumer will certainly drop such an event.
+EventFilter = Callable[[str, int], bool]
+#: Stands for an event ``wanted`` refused: same position in the stream, never built in full.
+SKIPPED = Event(channel="", provider="", event_id=-1, time=datetime(1970, 1, 1, tzinfo=UTC), computer="")
+
+
 def read_events(
-    path: Path, *, keep_raw: bool = True, stats: ReadStats | None = None, limits: ReadLimits = DEFAULT_LIMITS
+    path: Path,
+    *,
+    keep_raw: bool = True,
+    stats: ReadStats | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    wanted: EventFilter | None = None,
 ) -> Iterator[Event]:
     """Stream the events of one file of any supported format.
+
+    ``wanted`` (e.g. a compiled query's ``prefilter``) lets normalized JSONL (atomiclab.event/1)
+    lines whose channel and event id it refuses be yielded as the shared ``SKIPPED`` placeholder
+    instead of a decoded Event: positions and counts stay those of the file, only the work goes.
+    Every other line and format is read in full as without it.
 
     Raises TelemetryError naming the file and the reason when it cannot be opened, its format is not
     recognized, it is damaged beyond use, or a compressed stream inflates beyond ``limits``.
@@ -62,8 +83,10 @@ def read_events(
         # The parser opens the path itself; handing out its generator directly (rather than
         # through the dispatch generators) saves two generator hops per event.
         handle.close()
+        from harness.telemetry.readers.evtxfile import read_evtx
+
         return read_evtx(path, origin=origin, keep_raw=keep_raw, stats=stats)
-    return _read_opened(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path, limits=limits)
+    return _read_opened(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path, limits=limits, wanted=wanted)
 
 
 def _open_regular(path: Path, origin: str) -> io.BufferedReader:
@@ -94,10 +117,19 @@ def _open_regular(path: Path, origin: str) -> io.BufferedReader:
 
 
 def _read_opened(
-    handle: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None, limits: ReadLimits
+    handle: IO[bytes],
+    *,
+    origin: str,
+    keep_raw: bool,
+    stats: ReadStats,
+    path: Path | None,
+    limits: ReadLimits,
+    wanted: EventFilter | None = None,
 ) -> Iterator[Event]:
     with handle:
-        yield from _dispatch(handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path, limits=limits)
+        yield from _dispatch(
+            handle, origin=origin, keep_raw=keep_raw, stats=stats, path=path, limits=limits, wanted=wanted
+        )
 
 
 def _peek(stream: Any, n: int) -> bytes:
@@ -138,12 +170,21 @@ def _capped(inner: IO[bytes] | gzip.GzipFile, limits: ReadLimits, origin: str) -
 
 
 def _dispatch(
-    raw_stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, path: Path | None, limits: ReadLimits
+    raw_stream: IO[bytes],
+    *,
+    origin: str,
+    keep_raw: bool,
+    stats: ReadStats,
+    path: Path | None,
+    limits: ReadLimits,
+    wanted: EventFilter | None = None,
 ) -> Iterator[Event]:
     stream: Any = raw_stream if isinstance(raw_stream, io.BufferedReader) else io.BufferedReader(raw_stream)  # type: ignore[type-var]
     head = _peek(stream, 8)
     if head.startswith(EVTX_MAGIC):
         if path is not None:
+            from harness.telemetry.readers.evtxfile import read_evtx
+
             yield from read_evtx(path, origin=origin, keep_raw=keep_raw, stats=stats)
         else:
             yield from _evtx_member(stream, origin=origin, keep_raw=keep_raw, stats=stats)
@@ -151,14 +192,16 @@ def _dispatch(
     if head.startswith(_GZIP_MAGIC):
         inner = _capped(gzip.GzipFile(fileobj=stream, mode="rb"), limits, origin)
         try:
-            yield from _dispatch(inner, origin=origin, keep_raw=keep_raw, stats=stats, path=None, limits=limits)
+            yield from _dispatch(
+                inner, origin=origin, keep_raw=keep_raw, stats=stats, path=None, limits=limits, wanted=wanted
+            )
         except (OSError, EOFError, zlib.error) as exc:
             raise TelemetryError(f"damaged gzip data: {exc}", source=origin) from exc
         return
     if head.startswith(_ZIP_MAGIC):
         yield from _zip_members(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits)
         return
-    yield from _text(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits)
+    yield from _text(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits, wanted=wanted)
 
 
 def _zip_members(
@@ -189,10 +232,14 @@ def _evtx_member(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadS
         shutil.copyfileobj(stream, spool, 1 << 20)
         size = spool.tell()
         spool.seek(0)
+        from harness.telemetry.readers.evtxfile import read_evtx
+
         yield from read_evtx(spool, origin=origin, keep_raw=keep_raw, stats=stats, size_hint=size)
 
 
-def _text(stream: Any, *, origin: str, keep_raw: bool, stats: ReadStats, limits: ReadLimits) -> Iterator[Event]:
+def _text(
+    stream: Any, *, origin: str, keep_raw: bool, stats: ReadStats, limits: ReadLimits, wanted: EventFilter | None = None
+) -> Iterator[Event]:
     head = _peek(stream, 4096)
     utf16 = head[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(head) > 1 and head[1:2] == b"\x00")
     if not utf16:
@@ -206,9 +253,11 @@ def _text(stream: Any, *, origin: str, keep_raw: bool, stats: ReadStats, limits:
     else:
         first = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")[:1]
     if first == "<":
+        from harness.telemetry.readers.winxml import read_xml_stream
+
         yield from read_xml_stream(stream, origin=origin, keep_raw=keep_raw, stats=stats)
     elif first in ("{", "["):
-        yield from _json(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits)
+        yield from _json(stream, origin=origin, keep_raw=keep_raw, stats=stats, limits=limits, wanted=wanted)
     elif first == "" and not head.strip(b"\xef\xbb\xbf \t\r\n"):
         return  # an empty file (or only a BOM) holds no events
     else:
@@ -241,7 +290,15 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, limits: ReadLimits) -> Iterator[Event]:
+def _json(
+    stream: IO[bytes],
+    *,
+    origin: str,
+    keep_raw: bool,
+    stats: ReadStats,
+    limits: ReadLimits,
+    wanted: EventFilter | None = None,
+) -> Iterator[Event]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     recognized = seen = 0
     first_keys: list[str] = []
@@ -249,8 +306,13 @@ def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, l
     first: list[tuple[str, str]] = []
     shape_only = True  # every record that gave no event was merely of an unknown shape
     try:
-        for record, raw, where in _json_records(text, origin, stats, first, limits.max_record_chars):
+        for record, raw, where in _json_records(text, origin, stats, first, limits.max_record_chars, wanted):
             seen += 1
+            if record is SKIPPED:
+                recognized += 1
+                stats.events += 1
+                yield SKIPPED
+                continue
             if "\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None:
                 record = _scrub(record)
             try:
@@ -296,6 +358,65 @@ def _json(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats, l
         )
 
 
+def _loads(text: str) -> Any:
+    """``json.loads(text)``; an atomiclab JSONL event is decoded by orjson (several times faster).
+
+    orjson refuses some texts ``json`` accepts (NaN/Infinity, lone surrogate escapes, nesting past
+    its limit) and reads integers beyond 64 bits as floats, where ``json`` keeps them exact. So
+    orjson's value is kept only for an atomiclab event (``format`` atomiclab.event/1, whose numbers
+    are all integers) holding no float at its top level or in its fields; everything else, and every
+    error, is ``json.loads``'s own (a property test pins ``_loads`` to ``json.loads``)."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+    if value.__class__ is dict and value.get("format") == JSONL_FORMAT:
+        fields = value.get("fields")
+        if not any(v.__class__ is float for v in value.values()) and (
+            fields.__class__ is not dict or not any(v.__class__ is float for v in fields.values())
+        ):
+            return value
+    return json.loads(text)
+
+
+def _refused(line: str, wanted: EventFilter) -> Event | None:
+    """``SKIPPED`` when ``line`` is an atomiclab event whose channel and event id ``wanted``
+    refuses and which the full reader would read without a problem (every value of the type the
+    format writes, a valid time), else None: the line is then read as usual, so counts, problems
+    and positions are the same with or without ``wanted``."""
+    if "\\u" in line:  # escapes (surrogates among them) are decoded and scrubbed by the full reader
+        return None
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if value.__class__ is not dict or value.get("format") != JSONL_FORMAT:
+        return None
+    get = value.get
+    channel, event_id, t = get("channel"), get("event_id"), get("time")
+    if channel.__class__ is not str or event_id.__class__ is not int or t.__class__ is not str:
+        return None
+    # The format writes strings, integers, null and the fields object: anything else (a float, a
+    # bool, a list) may convert differently or fail in the full reader, which then reads the line.
+    if not _CLEAN_TYPES.issuperset(map(type, value.values())) or wanted(channel, event_id):
+        return None
+    for key in ("version", "record_id", "pid", "tid"):
+        if get(key).__class__ not in _INT_OR_NONE:  # int("x"), int({...}) fail: the full reader decides
+            return None
+    fields = get("fields")
+    if fields and fields.__class__ is not dict:  # not an object: the full reader reports it
+        return None
+    try:
+        datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return SKIPPED
+
+
+_CLEAN_TYPES = frozenset({str, int, dict, type(None)})
+_INT_OR_NONE = (int, type(None))
+
+
 def _json_object(line: str) -> dict[str, Any] | None:
     try:
         value = json.loads(line)
@@ -312,7 +433,12 @@ def _skip_rest_of_line(text: io.TextIOWrapper, cap: int) -> None:
 
 
 def _json_records(
-    text: io.TextIOWrapper, origin: str, stats: ReadStats, bad: list[tuple[str, str]], cap: int
+    text: io.TextIOWrapper,
+    origin: str,
+    stats: ReadStats,
+    bad: list[tuple[str, str]],
+    cap: int,
+    wanted: EventFilter | None = None,
 ) -> Iterator[tuple[Any, str, str]]:
     """(record, raw text, location) for JSON lines, a JSON array, or concatenated JSON objects.
 
@@ -354,7 +480,7 @@ def _json_records(
                 yield from _json_stream(first_line + second, text, origin, line_no, cap)
                 return
         # JSON lines: one object per line.
-        loads = json.loads
+        loads = _loads
 
         def skip(line_no: int, exc: Exception) -> None:
             reason = f"not JSON ({getattr(exc, 'msg', None) or exc.__class__.__name__})"
@@ -388,6 +514,9 @@ def _json_records(
                 continue
             s = line.strip()
             if not s:
+                continue
+            if wanted is not None and (refused := _refused(s, wanted)) is not None:
+                yield refused, s, ""
                 continue
             try:
                 value = loads(s)

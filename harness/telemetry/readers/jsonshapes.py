@@ -226,7 +226,7 @@ def from_eqllib(record: Mapping[str, Any], *, origin: str | None, raw: str | Non
 
 def event_from_record(record: Any, *, origin: str | None = None, raw: str | None = None) -> Event | None:
     """The Event of one decoded JSON record, or None when its shape is not one of ours."""
-    if not isinstance(record, Mapping):
+    if record.__class__ is not dict and not isinstance(record, Mapping):  # dict first: the ABC check costs
         return None
     if record.get("format") == JSONL_FORMAT or ("event_id" in record and "fields" in record and "channel" in record):
         event = Event.from_dict(record)
