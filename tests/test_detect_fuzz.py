@@ -65,6 +65,9 @@ SUMO_TOKENS = [
     "substring(", "length(", "if(", "isNull(", "num(", "replace(", "true", "false", "//c\n", "/*c*/", "\\",
     "\u00e9", "\u0410", "\ud800", "\x00", "\t", "%\"a b\"", "[", "]", "min", "max", "sum", "avg", "lookup",
     "transpose", "eval", "jsmith@*.com", "?", "a?c", "*456*", "Ümlaut", "²", "\u0661", "EventID",
+    "extract", "multi", '%"a b"', "buckets", "contains", "/x+/", '"Actor[*].Type"', "\"['a.b']\"", "group",
+    "toLong(", "tostring(", "isNumeric(", "2k", "1e5", "__timeslice_end", "maxdepth", "(?<n>\\d+)", "$1",
+    "'quoted'", "\"a=**\"", "limit 10001", "!nmap",
 ]
 
 
@@ -76,6 +79,32 @@ SUMO_TOKENS = [
 @given(st.lists(st.sampled_from(SUMO_TOKENS) | st.text(max_size=6), max_size=40))
 def test_sumo_queries_from_tokens_never_escape_with_a_non_harness_error(parts: list[str]) -> None:
     run_sumo(" ".join(parts))
+
+
+STAGES = [
+    'where {e}', '{e} as x', 'parse "{a}*{b}" as x nodrop', 'parse "{a}*{b}" as y', 'json "{k}" nodrop', 'json auto',
+    'count by x', 'sort by x', 'limit 3', 'fields x, y', 'timeslice 1m', 'timeslice 3 buckets', 'num(x)',
+    'parse regex "(?<x>\\w+)" multi', 'extract "(?<y>\\d)"', 'count_distinct(x) group by y',
+    'replace(x, /a+/, "$0$0") as z', 'parse field=CommandLine "{a}*" as x',
+]
+EXPRS = ['x = "a*"', 'x matches "*a*"', 'x in (1, "a")', 'Count > 3', 'contains(x, y)', 'x contains y',
+         'length(x) < 2', 'isNumeric(x)', 'substring(x, 1, 3) = "b"', '!(y matches x)', 'x matches /a.b/']
+
+
+@st.composite
+def pipelines(draw: st.DrawFn) -> str:
+    out = ["_sourceCategory=*"]
+    for _ in range(draw(st.integers(1, 6))):
+        out.append(draw(st.sampled_from(STAGES)).format(
+            e=draw(st.sampled_from(EXPRS)), a=draw(st.sampled_from(["a=", "-p ", "", "\\n", "\u00e9"])),
+            b=draw(st.sampled_from([",", " ", ""])), k=draw(st.sampled_from(["a.b", "a[0]", "a[*].c", "['k']"]))))
+    return " | ".join(out)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pipelines())
+def test_sumo_pipelines_of_real_stages_over_hostile_events(query: str) -> None:
+    run_sumo(query)  # the events include a lone surrogate, Cyrillic, JSON and multi-line text
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

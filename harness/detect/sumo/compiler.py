@@ -25,7 +25,13 @@ from harness.detect.sumo.codegen import Codegen, ExprGen, stage_lines
 from harness.detect.sumo.deep import DepthMemo, ExprProgram, ScopeProgram, children
 from harness.detect.sumo.functions import FUNCTIONS, regex_replacer
 from harness.detect.sumo.messages import METADATA, MessageConfig, message_time_ms, raw_json
-from harness.detect.sumo.patterns import compile_regex, regex_predicate, wildcard_capture, wildcard_predicate
+from harness.detect.sumo.patterns import (
+    compile_regex,
+    re2_text,
+    regex_predicate,
+    wildcard_capture,
+    wildcard_predicate,
+)
 from harness.detect.sumo.terms import keyword_regex
 from harness.detect.sumo.values import Value, arith, compare, equals, in_equals, to_number, to_text, truthy
 from harness.errors import UnsupportedRuleError
@@ -619,7 +625,7 @@ class CompiledQuery:
 
             def anchors(m: Msg) -> bool:
                 v = to_text(src(m))
-                hit = None if v is None else search(v)
+                hit = None if v is None else search(re2_text(v))
                 if hit is None:
                     return miss(m)
                 for k, g in zip(keys, hit.groups()):
@@ -634,7 +640,7 @@ class CompiledQuery:
 
         def regex(m: Msg) -> bool:
             v = to_text(src(m))
-            hit = None if v is None else rx.search(v)
+            hit = None if v is None else rx.search(re2_text(v))
             if hit is None:
                 return miss(m)
             for k, n in zip(keys, names):
@@ -723,7 +729,7 @@ class CompiledQuery:
             out: list[Msg] = []
             for m in rows:
                 v = to_text(src(m))
-                hits = [] if v is None else list(rx.finditer(v))
+                hits = [] if v is None else list(rx.finditer(re2_text(v)))
                 if not hits:
                     if nodrop:
                         for k in keys:

@@ -15,6 +15,7 @@ from typing import Any
 
 import re2
 
+from harness.detect.sumo.patterns import re2_text
 from harness.detect.sumo.values import Value, to_number, to_text
 from harness.errors import NotSupportedLocallyError, RuleSyntaxError
 
@@ -121,7 +122,7 @@ def _is_numeric(v: Value) -> Value:
     text = v
     if not text or text != text.strip():
         return False
-    if _JAVA_NUMBER.fullmatch(text) is None:
+    if _JAVA_NUMBER.fullmatch(re2_text(text)) is None:
         return False
     body = text.lstrip("+-")
     # a leading zero followed only by digits is octal: any 8 or 9 makes it invalid
@@ -208,7 +209,7 @@ def regex_replacer(pattern: str) -> Callable[[str, str], str]:
                     out.append(g or "")
             return "".join(out)
 
-        return str(rx.sub(expand, s))
+        return str(rx.sub(expand, re2_text(s)))
 
     return run
 

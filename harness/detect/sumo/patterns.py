@@ -23,6 +23,18 @@ from harness.errors import RuleSyntaxError
 StrPredicate = Callable[[str], bool]
 
 
+def re2_text(value: str) -> str:
+    """``value`` as google-re2's str API accepts it: a lone surrogate (hostile JSON events can carry one)
+    is not UTF-8, so it becomes U+FFFD for the match; valid text is returned unchanged."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
 def compile_regex(pattern: str, *, file: str | Path | None = None, line: int | None = None,
                   column: int | None = None) -> Any:
     """Compile ``pattern`` with RE2; a pattern RE2 refuses is a RuleSyntaxError at its position."""
@@ -63,7 +75,7 @@ def regex_predicate(pattern: str) -> StrPredicate:
         raw.Match(anchor, b"", 0, 0)
     except (AttributeError, TypeError, re2.error):
         search = compiled.search
-        return lambda value: search(value) is not None
+        return lambda value: search(re2_text(value)) is not None
 
     match = raw.Match
 
