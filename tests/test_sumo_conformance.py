@@ -5,7 +5,8 @@ documentation file (in SumoLogic/sumologic-documentation, cited with its GitHub 
 sentence, a query, small events, and the rows Sumo documents, or the error it documents. Events are
 Windows events (EventData fields, Sysmon EID 1 unless ``@channel``/``@eid`` say otherwise; ``@t`` is
 seconds after T0; ``@computer``) or plain-text messages (``raw``: a text source, ``_raw`` is the line).
-Rows are compared on the keys each expected row gives, in order, and their number must match.
+Rows are compared on the keys each expected row gives, in order, and their number must match;
+``columns`` also fixes the rows' column order.
 ``error: syntax`` is a RuleSyntaxError, ``error: unsupported`` the "not supported by the local engine"
 refusal (NotSupportedLocallyError), both with the position when ``match`` gives it. ``lint`` names
 the lint findings a documented pitfall is expected to raise (test_sumo_lint_precision.py).
@@ -80,3 +81,5 @@ def test_documented_behaviour(case: dict[str, Any]) -> None:
     want = case["rows"]
     got = [{k: r.get(k) for k in w} for r, w in zip(rows, want)]
     assert (len(rows), got) == (len(want), want), cite
+    if "columns" in case:  # the documented column order
+        assert [list(r) for r in rows] == [case["columns"]] * len(rows), cite
