@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import heapq
+import random
 import re
 import threading
 import time
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from harness.emulated.network import port_name
-from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON
+from harness.emulated.ps_logging import PROVIDERS, engine_blob, provider_blob, split_script_block, suspicious_signature
+from harness.telemetry.event import POWERSHELL_OPERATIONAL, SECURITY, SYSMON, WINDOWS_POWERSHELL
 
 if TYPE_CHECKING:
     from harness.emulated.processes import Account, Process
@@ -41,10 +43,6 @@ EVENT_NS = "http://schemas.microsoft.com/win/2004/08/events/event"
 SYSMON_PROVIDER = ("Microsoft-Windows-Sysmon", "{5770385f-c22a-43e0-bf4c-06f5698ffbd9}")
 SECURITY_PROVIDER = ("Microsoft-Windows-Security-Auditing", "{54849625-5478-4994-a5ba-3e3b0328c30d}")
 POWERSHELL_PROVIDER = ("Microsoft-Windows-PowerShell", "{a0c1853b-5c40-4b15-8766-3cf1c58f985a}")
-
-#: Real PowerShell splits script block text into parts of this many characters (ScriptBlockLogging
-#: uses 20000-char segments so one event stays under the ETW 64 KB payload limit).
-SCRIPT_BLOCK_PART_CHARS = 20000
 
 #: Field names in document order, taken from real events of these EventID/Version pairs
 #: (Sysmon 15 on Windows Server 2022 / 10; Security auditing 4688 v2, 4689 v0; PowerShell 4104 v1).
@@ -137,6 +135,7 @@ class EventRecord:
     user_sid: str | None
     data: tuple[tuple[str, str], ...]
     activity_id: str | None = None
+    qualifiers: int | None = None  # classic (non-manifest) providers: EventID Qualifiers, unnamed Data
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +157,9 @@ def render_xml(rec: EventRecord, record_id: int, computer: str) -> str:
     sec = f"<Security UserID='{attr(rec.user_sid)}'/>" if rec.user_sid else "<Security/>"
     parts = [
         f"<Event xmlns='{EVENT_NS}'><System>",
-        f"<Provider Name='{attr(name)}' Guid='{attr(guid)}'/>",
-        f"<EventID>{rec.event_id}</EventID><Version>{rec.version}</Version><Level>{rec.level}</Level>",
+        f"<Provider Name='{attr(name)}' Guid='{attr(guid)}'/>" if guid else f"<Provider Name='{attr(name)}'/>",
+        (f"<EventID Qualifiers='{rec.qualifiers}'>" if rec.qualifiers is not None else "<EventID>")
+        + f"{rec.event_id}</EventID><Version>{rec.version}</Version><Level>{rec.level}</Level>",
         f"<Task>{rec.task}</Task><Opcode>{rec.opcode}</Opcode><Keywords>{rec.keywords}</Keywords>",
         f"<TimeCreated SystemTime='{system_time(rec.time_ns)}'/>",
         f"<EventRecordID>{record_id}</EventRecordID>{corr}",
@@ -168,7 +168,7 @@ def render_xml(rec: EventRecord, record_id: int, computer: str) -> str:
         "</System><EventData>",
     ]
     for k, v in rec.data:
-        parts.append(f"<Data Name='{attr(k)}'>{escape(v)}</Data>")
+        parts.append(f"<Data Name='{attr(k)}'>{escape(v)}</Data>" if k else f"<Data>{escape(v)}</Data>")
     parts.append("</EventData></Event>")
     return "".join(parts)
 
@@ -522,6 +522,7 @@ class TelemetryWriter:
         image_info: Callable[[str], ImageInfo],
         image_hash: Callable[[str], str],
         thread_id: Callable[[], int],
+        rng: random.Random | None = None,
     ) -> None:
         self.log = log
         self.policy = policy
@@ -533,6 +534,7 @@ class TelemetryWriter:
         self._image_hash = image_hash
         self._thread_id = thread_id
         self._sysmon_tid = thread_id()
+        self._rng = rng or random.Random()
 
     # -- helpers
     def _sysmon(
@@ -706,11 +708,13 @@ class TelemetryWriter:
         self._sysmon(13 if details is not None else 12, 2, data, at)
 
     def script_block(self, proc: Process, text: str) -> None:
-        """4104 for one script block; long text is split into parts sharing one ScriptBlockId."""
-        if not self.policy.script_block_logging:
+        """4104 for one script block as PowerShell 5.1 writes it (harness/emulated/ps_logging.py):
+        Level 3 with one of PowerShell's suspicious strings (logged even when script block logging
+        is not configured), else Level 5 when it is; split into parts sharing one ScriptBlockId."""
+        suspicious = suspicious_signature(text) is not None
+        if not self.policy.script_block_logging and not suspicious:
             return
-        parts = [text[i : i + SCRIPT_BLOCK_PART_CHARS] for i in range(0, len(text), SCRIPT_BLOCK_PART_CHARS)]
-        parts = parts or [""]
+        parts = split_script_block(text, self._rng)
         block_id = str(uuid.uuid4())
         activity = "{" + str(uuid.uuid4()).upper() + "}"
         tid = self._thread_id()
@@ -718,12 +722,42 @@ class TelemetryWriter:
             self.log.append(
                 EventRecord(
                     channel=POWERSHELL_OPERATIONAL, provider=POWERSHELL_PROVIDER, event_id=4104, version=1,
-                    level=5, task=2, opcode=15, keywords="0x0", time_ns=self._clock_ns(), process_id=proc.pid,
-                    thread_id=tid, user_sid=proc.account.sid, activity_id=activity,
+                    level=3 if suspicious else 5, task=2, opcode=15, keywords="0x0", time_ns=self._clock_ns(),
+                    process_id=proc.pid, thread_id=tid, user_sid=proc.account.sid, activity_id=activity,
                     data=(
                         ("MessageNumber", str(n)), ("MessageTotal", str(len(parts))),
                         ("ScriptBlockText", part),
                         ("ScriptBlockId", block_id), ("Path", ""),
                     ),
+                )
+            )  # fmt: skip
+
+    def powershell_engine(self, *, starting: bool, host: dict[str, str]) -> None:
+        """The classic "Windows PowerShell" log of one engine start (600 per provider, then 400) or
+        stop (403), as every PowerShell start writes them whatever the logging policy (atomic-evtx
+        T1571-1: Provider 'PowerShell', Execution ProcessID 0, three unnamed Data)."""
+        events: list[tuple[int, int, tuple[str, str, str]]] = []
+        if starting:
+            for n, provider in enumerate(PROVIDERS):
+                events.append(
+                    (600, 6, (provider, "Started", provider_blob(provider=provider, sequence=2 * n + 1, host=host)))
+                )
+            events.append(
+                (400, 4, ("Available", "None", engine_blob(new="Available", previous="None", sequence=13, host=host)))
+            )
+        else:
+            events.append(
+                (
+                    403,
+                    4,
+                    ("Stopped", "Available", engine_blob(new="Stopped", previous="Available", sequence=15, host=host)),
+                )
+            )
+        for event_id, task, data in events:
+            self.log.append(
+                EventRecord(
+                    channel=WINDOWS_POWERSHELL, provider=("PowerShell", ""), event_id=event_id, version=0, level=4,
+                    task=task, opcode=0, keywords="0x80000000000000", time_ns=self._clock_ns(), process_id=0,
+                    thread_id=0, user_sid=None, data=tuple(("", v) for v in data), qualifiers=0,
                 )
             )  # fmt: skip

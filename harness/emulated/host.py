@@ -24,6 +24,7 @@ import ntpath
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -185,6 +186,7 @@ class EmulatedHost:
             "taskkill": run_taskkill,
         }
         self._switches: dict[int, tuple[Process, KillSwitch]] = {}
+        self._ps_engines: dict[int, tuple[str, str]] = {}  # pid -> (HostId, RunspaceId)
         self._accounts: dict[str, Account] = {}
         self._not_modelled: list[tuple[Process, str]] = []
         self.system = Account(
@@ -228,6 +230,7 @@ class EmulatedHost:
             image_info=self.image_info,
             image_hash=self.image_hash,
             thread_id=self._thread_id,
+            rng=self._rng,
         )
 
     # ------------------------------------------------------------------------------ construction
@@ -497,6 +500,31 @@ class EmulatedHost:
         if created is not None:
             self.telemetry.process_created(created)
         return self._wmiprvse
+
+    def log_engine_state(self, proc: Process, *, started: bool) -> None:
+        """Classic 400/403/600 for ``proc``'s PowerShell engine: HostApplication is powershell.exe's
+        argv joined by spaces (atomic-evtx T1571-1: ``powershell.exe & {Test-NetConnection ...}``
+        for the Sysmon CommandLine ``"powershell.exe" & {...}``), one HostId/RunspaceId per process."""
+        with self._lock:
+            ids = self._ps_engines.get(proc.pid)
+            if ids is None or started:
+                ids = (str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+                       str(uuid.UUID(int=self._rng.getrandbits(128), version=4)))  # fmt: skip
+                self._ps_engines[proc.pid] = ids
+        version = self._ps_version()
+        host = {
+            "HostName": "ConsoleHost", "HostVersion": version, "HostId": ids[0],
+            "HostApplication": " ".join(split_command_line(proc.command_line)), "EngineVersion": version,
+            "RunspaceId": ids[1],
+        }  # fmt: skip
+        self.telemetry.powershell_engine(starting=started, host=host)
+
+    def _ps_version(self) -> str:
+        """PowerShell 5.1's version on this build: 5.1.<build>.<revision> of powershell.exe."""
+        prof = self._profiles.get("c:\\windows\\system32\\windowspowershell\\v1.0\\powershell.exe")
+        file_version = (prof.version.get("file_version", "") if prof else "").split(" ")[0]
+        parts = file_version.split(".")
+        return f"5.1.{parts[2]}.{parts[3]}" if len(parts) == 4 else "5.1"
 
     def log_script_block(self, proc: Process, text: str) -> None:
         self.telemetry.script_block(proc, text)

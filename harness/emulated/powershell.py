@@ -2059,7 +2059,9 @@ class Interpreter:
         The block's scope is active only while the block itself runs, not while its consumer does."""
         if block.node_id not in self._logged_blocks:
             self._logged_blocks.add(block.node_id)
-            self.ctx.host.log_script_block(self.ctx.proc, block.text)
+            # PowerShell logs a block's AST extent, which for a { } literal includes the braces
+            # (CompiledScriptBlock.LogScriptBlockCreation: scriptBlock.Ast.Extent.Text).
+            self.ctx.host.log_script_block(self.ctx.proc, "{" + block.text + "}")
         inner = Scope(self.scope) if new_scope else self.scope
         if set_under:
             inner.vars["_"] = dollar_under
@@ -2542,6 +2544,17 @@ def run_powershell(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
     if note:
         ctx.err.write(not_modelled_note(ctx, note))
         return 0
+    # Every engine start writes the classic log's 600s and 400; a normal exit writes 403.
+    ctx.host.log_engine_state(ctx.proc, started=True)
+    try:
+        code = _run_text(ctx, text)
+    except Terminated:
+        raise  # a killed powershell.exe never logs its engine stop
+    ctx.host.log_engine_state(ctx.proc, started=False)
+    return code
+
+
+def _run_text(ctx: Ctx, text: str | None) -> int:
     if text is None:
         ctx.out.write("Windows PowerShell\r\nCopyright (C) Microsoft Corporation. All rights reserved.\r\n\r\n")
         return 0
