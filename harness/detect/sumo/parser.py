@@ -37,7 +37,7 @@ KNOWN_UNSUPPORTED = frozenset(
         "filter", "geoip", "geo", "join", "keyvalue", "kv", "logcompare", "logreduce", "lookup",
         "lookupcontains", "macro", "merge", "outlier", "parsedate", "parsehex", "predict", "rollingstd",
         "save", "sessionize", "smooth", "split", "subquery", "threatip", "threatlookup", "top", "topk",
-        "total", "trace", "transaction", "transactionize", "transpose", "xml", "asn",
+        "total", "trace", "transaction", "transactionize", "transpose", "xml", "asn", "count_frequent",
     }
 )
 #: ``| num(x)`` without ``as`` casts the field in place
@@ -376,7 +376,11 @@ class _Parser:
         d = self.tok
         span_ms = 0
         buckets = 0
-        if d.kind is Tok.NUMBER and self.peek().is_kw("buckets"):
+        if self.stage_end() or d.is_kw("as"):
+            # "If no time period or bucket is specified, it defaults to the time range of the Search."
+            # (timeslice.md): one bucket over the messages' time range
+            buckets = 1
+        elif d.kind is Tok.NUMBER and self.peek().is_kw("buckets"):
             if not (d.text.isascii() and d.text.isdigit()) or int(d.text) == 0:
                 raise self.error(d, f"bad bucket count {d.text!r}", hint="e.g. timeslice 150 buckets")
             buckets = int(d.text)
