@@ -754,8 +754,25 @@ class Runner:
             pt = replace(pt, expectations=self._baseline(pt, marker, features, budget))
         # Generous slack for clock skew: the run marker, not the window, is what selects the events.
         window = TimeWindow(start=cmd_start - timedelta(seconds=WINDOW_SLACK_S), end=None)
+        exp = pt.expectations
+        authored = 0 if exp is None else sum(1 for e in exp.events if e.origin != "baseline") + len(exp.detections)
+        # The status cannot depend on more telemetry: the command failed, or an unmodelled step makes
+        # it inconclusive, or a non-zero exit with nothing authored fails it (``verdicts.judge``).
+        decided = (
+            execution_failure is not None
+            or bool(outcome.not_modelled)
+            or (exit_note is not None and authored == 0 and not self.plan.extra_rules)
+        )
         collected, attributed, on_time, wait_s, interrupted = self._collect(
-            host, bookmark, pt, marker, window, budget_s=budget, since_command_end=cmd_end, features=features
+            host,
+            bookmark,
+            pt,
+            marker,
+            window,
+            budget_s=budget,
+            since_command_end=cmd_end,
+            features=features,
+            decided=decided,
         )
         if interrupted:
             return replace(
@@ -834,8 +851,13 @@ class Runner:
         budget_s: float,
         since_command_end: datetime,
         features: Mapping[str, bool] | None = None,
+        decided: bool = False,
     ) -> tuple[int, AttributedEvents, int, float | None, bool]:
         """Poll until every positive expectation is met or the budget passes.
+
+        ``decided``: the test's status no longer depends on its telemetry (see ``_judge_executed``):
+        nothing is awaited, the events are collected until none of the test's arrived for a quiet
+        window (``SETTLE_MIN_S``, or twice the host's usual lag) and judged as they are.
 
         Positive expectations are the expected events and the rules that must fire (local rules,
         evaluated over what arrived so far). A test with negative expectations (a ``max_count``, a
@@ -884,6 +906,8 @@ class Runner:
                     met_after = lag + now - start
                     host.lag_s = met_after if host.lag_s is None else (host.lag_s + met_after) / 2
             now = self.monotonic()
+            if decided and not met and now - last_new >= max(SETTLE_MIN_S, 2 * (host.lag_s or 0.0)):
+                return len(collected), attributed, len(attributed.events), None, False
             if met and met_after is not None:
                 quiet = now - last_new
                 window_s = max(SETTLE_MIN_S, met_after)

@@ -188,3 +188,35 @@ def test_interrupt_publishes_finished_tests_and_reraises(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     assert schema_problems(data) == []
     assert data["interrupted"] is True and len(data["tests"]) == 1
+
+
+def test_a_test_whose_status_is_decided_does_not_wait_out_its_budget(tmp_path):
+    """The command timed out (execution failed): whatever else arrives cannot change the status, so
+    the events are collected until quiet, not for the whole 30 s budget (issue 15)."""
+    from datetime import UTC, datetime, timedelta
+
+    from harness.model import CommandResult, ExecutionStatus
+    from harness.runner import ExecutionOutcome
+
+    runner, initial, source, *_ = make(tmp_path, budget=30.0)
+    clock = {"t": 0.0}
+    runner.monotonic = lambda: clock["t"]
+
+    def wait(timeout=None):
+        clock["t"] += timeout or 0.0
+        return False
+
+    runner.stop.wait = wait
+    source.produce = lambda m: nmap_events(m)[:1]  # only the shell: the scanner's events never come
+
+    def execute(transport, test, *, marker, **kw):
+        source.start(marker)
+        now = datetime.now(UTC)
+        cmd = CommandResult(f"powershell {marker}", None, "", "", now - timedelta(seconds=1), now, timed_out=True)
+        return ExecutionOutcome(ExecutionStatus.EXECUTED, steps=(("command", cmd),))
+
+    runner.execute = execute
+    run = runner.run(initial)
+    (t,) = run.tests
+    assert t.status is TestStatus.FAILED and t.failure is FailureKind.EXECUTION_FAILED, t.reason
+    assert clock["t"] < 5.0, clock["t"]  # quiet window, not the 30 s budget (+ grace)
