@@ -17,6 +17,7 @@ a known shape that is missing what an event needs (callers count and report thos
 from __future__ import annotations
 
 from collections.abc import Mapping
+from sys import intern
 from typing import Any
 
 from harness.telemetry.event import JSONL_FORMAT, SYSMON, Event
@@ -60,7 +61,7 @@ def _leaves(data: Mapping[str, Any], fields: dict[str, str]) -> None:
         if isinstance(value, Mapping):
             _leaves(value, fields)
         else:
-            fields[key] = scalar_text(value)
+            fields[intern(key)] = scalar_text(value)  # field names repeat in every event: held once
 
 
 def _event_data(data: Any, fields: dict[str, str]) -> None:
@@ -78,7 +79,7 @@ def _event_data(data: Any, fields: dict[str, str]) -> None:
         elif key.endswith("_attributes") or key.startswith(("#", "@")):
             continue
         else:
-            fields[key] = scalar_text(value)
+            fields[intern(key)] = scalar_text(value)
 
 
 def _data_items(value: Any, fields: dict[str, str]) -> None:
@@ -151,10 +152,10 @@ def from_winlogbeat(record: Mapping[str, Any], *, origin: str | None, raw: str |
         time_value = (record.get("event") or {}).get("created")
     return Event(
         channel=canonical_channel(str(winlog.get("channel") or "")),
-        provider=str(winlog.get("provider_name") or ""),
+        provider=intern(str(winlog.get("provider_name") or "")),
         event_id=int(event_id),
         time=parse_epoch_or_time(time_value),
-        computer=str(winlog.get("computer_name") or host.get("name") or host.get("hostname") or ""),
+        computer=intern(str(winlog.get("computer_name") or host.get("name") or host.get("hostname") or "")),
         fields=fields,
         version=optional_int(winlog.get("version")) or 0,
         record_id=optional_int(winlog.get("record_id")),
@@ -181,7 +182,7 @@ NXLOG_SYSTEM_KEYS = frozenset(
 
 def from_flat(record: Mapping[str, Any], *, origin: str | None, raw: str | None) -> Event:
     """NXLog / OTRF Security-Datasets flat records."""
-    fields = {k: scalar_text(v) for k, v in record.items() if k not in NXLOG_SYSTEM_KEYS}
+    fields = {intern(k): scalar_text(v) for k, v in record.items() if k not in NXLOG_SYSTEM_KEYS}
     time_value = None
     for key in ("TimeCreated", "@timestamp", "EventTime", "UtcTime"):
         if record.get(key):
@@ -211,7 +212,7 @@ def from_flat(record: Mapping[str, Any], *, origin: str | None, raw: str | None)
 
 def from_eqllib(record: Mapping[str, Any], *, origin: str | None, raw: str | None) -> Event:
     """Endgame eqllib flattened Sysmon records: ``EventId`` plus the Sysmon fields."""
-    fields = {k: scalar_text(v) for k, v in record.items() if k != "EventId"}
+    fields = {intern(k): scalar_text(v) for k, v in record.items() if k != "EventId"}
     return Event(
         channel=SYSMON,
         provider="Microsoft-Windows-Sysmon",
