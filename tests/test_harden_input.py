@@ -161,3 +161,30 @@ def test_a_small_gzip_of_a_200mb_line_is_read_in_bounded_memory(tmp_path: Path) 
         tracemalloc.stop()
     assert len(events) == 2 and stats.skipped_records == 1
     assert peak < 64 << 20, f"peak {peak >> 20} MiB"
+
+
+def test_data_after_a_json_array_is_not_silently_dropped(tmp_path: Path) -> None:
+    """Found by the fuzz suite: ``[]`` then an event read as an empty file."""
+    f = tmp_path / "arr.json"
+    f.write_text("[]\n" + LINE + "\n")
+    with pytest.raises(TelemetryError, match=r"arr\.json:2: after record #0: data after the end of the JSON array"):
+        list(read_events(f))
+    f.write_text("[" + LINE + "]\n" + LINE + "\n")  # after a good record: counted, the first kept
+    stats = ReadStats()
+    assert len(list(read_events(f, stats=stats))) == 1 and stats.skipped_records == 1
+
+
+def test_a_json_file_concatenated_from_bom_files_reads_every_line(tmp_path: Path) -> None:
+    """Found by the fuzz suite: a UTF-8 BOM at the start of a later line (``cat a.json b.json``)."""
+    f = tmp_path / "cat.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + LINE.encode() + b"\n\xef\xbb\xbf" + LINE.encode() + b"\n")
+    assert len(list(read_events(f))) == 2
+
+
+def test_an_error_quoting_file_content_stays_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by the fuzz suite: a record key with a newline made the error two lines."""
+    f = tmp_path / "keys.jsonl"
+    f.write_text(json.dumps({"a\nb\x1b[2J": 1}) + "\n")
+    assert main(["events", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "a\\x0ab" in err

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from harness.errors import HarnessError
+from harness.textsafe import for_terminal
 
 #: Sub-command modules, in the order their commands appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -113,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = handler(args)
     except HarnessError as exc:
-        print(f"atomiclab: error: {exc}", file=sys.stderr)
+        # One line, whatever file content or name the message quotes (controls shown escaped).
+        print(f"atomiclab: error: {for_terminal(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("atomiclab: interrupted", file=sys.stderr)

@@ -11,7 +11,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from sys import intern
 from typing import Any
 
 SYSMON = "Microsoft-Windows-Sysmon/Operational"

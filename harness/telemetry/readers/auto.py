@@ -29,6 +29,7 @@ from harness.errors import TelemetryError
 from harness.telemetry.event import JSONL_FORMAT, Event
 from harness.telemetry.readers.common import DEFAULT_LIMITS, ReadLimits, ReadStats
 from harness.telemetry.readers.jsonshapes import event_from_record
+from harness.textsafe import for_terminal
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -42,6 +43,9 @@ EVTX_MAGIC = b"ElfFile\x00"
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+#: What separates JSON records: whitespace and byte-order marks (``cat`` of exported files, each
+#: starting with one, puts a BOM at the start of a later line).
+_BLANK = "\ufeff \t\r\n"
 
 
 #: ``wanted(channel, event_id)``: False when the consumer will certainly drop such an event.
@@ -352,7 +356,7 @@ def _json(
         raise TelemetryError(reason, source=where, hint="no line of the file is a readable event")
     if seen:
         raise TelemetryError(
-            f"JSON records of no known event shape (first record keys: {', '.join(first_keys) or '-'})",
+            f"JSON records of no known event shape (first record keys: {for_terminal(', '.join(first_keys)) or '-'})",
             source=origin,
             hint="expected evtx JSON, Winlogbeat, NXLog/OTRF flat, eqllib or atomiclab JSONL",
         )
@@ -451,7 +455,7 @@ def _json_records(
     """
     first_line = text.readline(cap)
     line_no = 1
-    while first_line and not first_line.strip() and first_line.endswith("\n"):
+    while first_line and not first_line.strip(_BLANK) and first_line.endswith("\n"):
         first_line = text.readline(cap)
         line_no += 1
     if not first_line:
@@ -459,7 +463,7 @@ def _json_records(
     if not first_line.endswith("\n") and len(first_line) >= cap:
         yield from _json_stream(first_line, text, origin, line_no, cap)
         return
-    stripped = first_line.strip()
+    stripped = first_line.strip(_BLANK)
     if stripped.startswith("{"):
         record = _json_object(stripped)
         pending: list[tuple[str, int]] = []
@@ -471,10 +475,10 @@ def _json_records(
                 first_error = exc
             second = text.readline(cap)
             second_no = line_no + 1
-            while second and not second.strip() and second.endswith("\n"):
+            while second and not second.strip(_BLANK) and second.endswith("\n"):
                 second = text.readline(cap)
                 second_no += 1
-            if second and second.endswith("\n") and _json_object(second.strip()) is not None:
+            if second and second.endswith("\n") and _json_object(second.strip(_BLANK)) is not None:
                 pending.append((second, second_no))
             else:
                 yield from _json_stream(first_line + second, text, origin, line_no, cap)
@@ -495,7 +499,7 @@ def _json_records(
             skip(line_no, first_error)
         lines: Iterator[tuple[str, int]] = iter(pending)
         for line, no in lines:
-            yield loads(line.strip()), line.strip(), f"line {no}"
+            yield loads(line.strip(_BLANK)), line.strip(_BLANK), f"line {no}"
             line_no = no
         readline = text.readline
         limit = cap + 1
@@ -512,7 +516,7 @@ def _json_records(
                 stats.skipped_records += 1
                 stats.problem(f"{origin}:{line_no}", reason)
                 continue
-            s = line.strip()
+            s = line.strip(_BLANK)
             if not s:
                 continue
             if wanted is not None and (refused := _refused(s, wanted)) is not None:
@@ -561,10 +565,18 @@ def _json_stream(
     def skip_ws() -> None:
         nonlocal pos
         while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n":
+            while pos < len(buf) and buf[pos] in _BLANK:
                 pos += 1
             if pos < len(buf) or eof or not fill():
                 return
+
+    def trailing() -> None:
+        """Nothing but blank space may follow the array: more records there would be lost unread."""
+        skip_ws()
+        if pos < len(buf):
+            line = line_base + buf.count("\n", 0, pos)
+            raise TelemetryError(f"after record #{index}: data after the end of the JSON array",
+                                 source=f"{origin}:{line}", hint="one array per file, or JSON lines")
 
     skip_ws()
     if pos < len(buf) and buf[pos] == "[":
@@ -579,6 +591,8 @@ def _json_stream(
                 raise TelemetryError("truncated JSON array (no closing ']')", source=origin)
             return
         if in_array and buf[pos] == "]":
+            pos += 1
+            trailing()
             return
         while True:
             try:
@@ -603,6 +617,8 @@ def _json_stream(
             if pos < len(buf) and buf[pos] == ",":
                 pos += 1
             elif pos < len(buf) and buf[pos] == "]":
+                pos += 1
+                trailing()
                 return
             else:
                 raise TelemetryError(f"after record #{index}: expected ',' or ']'", source=origin)
