@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -369,3 +370,23 @@ def test_a_non_zero_exit_fails_a_test_judged_on_its_baseline_only() -> None:
     j = judge(BaselineOnly(), [], {}, exit_note="exit code 1: Access is denied.")  # type: ignore[arg-type]
     assert j.status is TestStatus.FAILED and j.failure is FailureKind.EXECUTION_FAILED
     assert judge(_Exp(), [], {}, exit_note="exit code 128: fatal").status is TestStatus.PASSED  # type: ignore[arg-type]
+
+
+def test_every_not_modelled_error_is_recorded_with_the_host() -> None:
+    """Convention guard: an emulated step outside the model goes through ``not_modelled_note`` or
+    ``Interpreter.unmodelled`` (which record it); a bare "not modelled" error text would make a
+    test fail (or pass) on a step the model lacks instead of being inconclusive."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "harness" / "emulated"
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r"raise PSError\(\s*f?\"[^\"]*is not modelled", text):
+            offenders.append(f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}")
+        for m in re.finditer(r"is not modelled; no effect", text):
+            line = text[text.rfind("\n", 0, m.start()) + 1 : text.find("\n", m.start())]
+            if "def not_modelled_note" not in text[max(0, m.start() - 600) : m.start()] and '"""' not in line \
+                    and not line.lstrip().startswith(("#", "``", "-")):
+                offenders.append(f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}")
+    assert offenders == []

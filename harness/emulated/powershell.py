@@ -1615,9 +1615,10 @@ class Interpreter:
         if isinstance(target, Member) and target.static and isinstance(target.obj, TypeLit):
             if set_static_member(self, target.obj.type_name, target.name, value):
                 return
-            raise PSError(
+            raise self.unmodelled(
+                f"[{target.obj.type_name}]::{target.name} =",
                 f"Static member [{target.obj.type_name}]::{target.name} is not modelled by the emulated PowerShell.",
-                pos=target.pos,
+                target.pos,
             )
         if isinstance(target, Member):
             obj = self.eval(target.obj)
@@ -1896,6 +1897,9 @@ class Interpreter:
                 f"Static method [{obj[1]}]::{name}() is not modelled by the emulated PowerShell.",
                 pos,
             )
+        # The emulated object model is a small subset (a [adsisearcher] cast yields a string here): a
+        # missing method says the model lacks the object far more often than that the script is wrong.
+        self.ctx.host.note_not_modelled(self.ctx.proc, f"[{type_name_of(obj)}].{name}()")
         raise PSError(
             f"Method invocation failed because [{type_name_of(obj)}] does not contain a method named '{name}'.",
             category="InvalidOperation",

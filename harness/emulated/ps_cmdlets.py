@@ -699,15 +699,15 @@ class WebClient:
         if low in ("downloadstring", "downloadfile", "downloaddata", "openread", "uploadstring", "uploadfile"):
             msg = web_failure(it, to_str(args[0]) if args else "")
             if msg is None:
-                raise PSError(f"WebClient.{name} to a reachable address is not modelled by the emulated PowerShell.",
-                              pos=pos)
+                what = f"WebClient.{name} to a reachable address"
+                raise it.unmodelled(what, f"{what} is not modelled by the emulated PowerShell.", pos)
             raise PSError(
                 f'Exception calling "{name}" with "{len(args)}" argument(s): "{msg}"',
                 exception="MethodInvocationException", fqid="WebException", pos=pos,
             )
         if low == "dispose":
             return None
-        raise PSError(f"WebClient.{name} is not modelled by the emulated PowerShell.", pos=pos)
+        raise it.unmodelled(f"WebClient.{name}", f"WebClient.{name} is not modelled by the emulated PowerShell.", pos)
 
 
 def _get_module(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterator[Any]:
@@ -743,7 +743,7 @@ class Encoding:
             return list(to_str(args[0]).encode(self.codec, errors="replace"))
         if low == "getstring" and args:
             return bytes(to_int(x) & 0xFF for x in enumerate_value(args[0])).decode(self.codec, errors="replace")
-        raise PSError(f"Encoding.{name} is not modelled by the emulated PowerShell.", pos=pos)
+        raise it.unmodelled(f"Encoding.{name}", f"Encoding.{name} is not modelled by the emulated PowerShell.", pos)
 
 
 class WindowsIdentity:
