@@ -158,7 +158,7 @@ def _mask_ps(text: str) -> str:
 
 def _ps_programs(text: str) -> list[str]:
     out = []
-    text = _mask_ps(text)
+    original, text = text, _mask_ps(text)  # same length: offsets agree
     # statement starts: line starts, after ; | { ( and the call operator
     for m in re.finditer(r"(?:^|[;|{(\n]|&&|\|\|)\s*(&\s*)?(\"[^\"]+\"|'[^']+'|[^\s;|(){}\"']+)", text):
         call, raw = m.group(1), m.group(2)
@@ -169,9 +169,9 @@ def _ps_programs(text: str) -> list[str]:
         if not word or word[0] in "$[@-.0123456789+!" or "$" in word or "#{" in word:
             continue
         if low in ("start-process", "saps", "start"):
-            rest = text[m.end() :].lstrip()
+            rest = original[m.end() :].lstrip()
             fp = re.match(r"(?:-FilePath\s+)?(\"[^\"]+\"|'[^']+'|[^\s;|(){}\"']+)", rest, re.IGNORECASE)
-            if fp and not fp.group(1).startswith(("-", "$")):
+            if fp and not fp.group(1).startswith(("-", "$")) and "$" not in fp.group(1):
                 out.append(fp.group(1).strip("\"'"))
             continue
         ext = ntpath.splitext(word)[1].lower()
