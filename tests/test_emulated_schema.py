@@ -166,7 +166,7 @@ def test_value_formats_like_real_hosts(host: EmulatedHost) -> None:
     s1 = emulated(host, SYSMON, 1)
     data = {d.get("Name"): d.text or "" for d in s1.iter(f"{NS}Data")}
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", data["UtcTime"])
-    assert re.fullmatch(r"\{[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}\}", data["ProcessGuid"])
+    assert re.fullmatch(r"\{[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}\}", data["ProcessGuid"])
     assert data["ProcessId"].isdigit() and int(data["ProcessId"]) % 4 == 0
     assert re.fullmatch(r"SHA256=[0-9A-F]{64}", data["Hashes"])  # the config's HashAlgorithms: sha256
     assert data["CurrentDirectory"].endswith("\\")

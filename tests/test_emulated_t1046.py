@@ -195,7 +195,7 @@ def test_lineage_svchost_winrshost_shell_tool(scenario: dict[str, Any]) -> None:
     assert winrs["CommandLine"] == "C:\\Windows\\system32\\WinrsHost.exe -Embedding"
     assert winrs["ParentImage"] == "C:\\Windows\\System32\\svchost.exe"
     assert winrs["ParentCommandLine"] == "C:\\Windows\\system32\\svchost.exe -k DcomLaunch -p"
-    assert re.fullmatch(r"\{[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}\}", nmap["ProcessGuid"])
+    assert re.fullmatch(r"\{[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}", nmap["ProcessGuid"])
 
 
 def test_record_ids_increase_per_channel(scenario: dict[str, Any]) -> None:

@@ -2,7 +2,8 @@
 
 Contract: every process the emulated host runs is a ``Process`` created by ``ProcessTable.spawn``;
 PIDs are multiples of 4 (as Windows hands them out) and unique among live processes; ProcessGuids
-are built the way Sysmon builds them: ``{MMMMMMMM-TTTT-TTTT-CCCC-CCCC0000BBBB}`` with a machine part,
+are built the way Sysmon builds them: ``{mmmmmmmm-tttt-tttt-cccc-cccc0000bbbb}`` (lower case, as
+Sysmon's XML and the atomic-evtx exports show them, e.g. ``dbf410b3-b572-6717-0301-000000003900``) with a machine part,
 the process start time in Unix seconds (low word first) and a per-boot counter (little-endian).
 Nothing here writes events; the host tells the telemetry writer about spawns and exits.
 """
@@ -50,7 +51,7 @@ class Account:
 
 def machine_part(hostname: str) -> str:
     """First GUID group Sysmon derives from the machine (stable per emulated host name)."""
-    return hashlib.sha256(hostname.upper().encode("utf-8")).hexdigest()[:8].upper()
+    return hashlib.sha256(hostname.upper().encode("utf-8")).hexdigest()[:8]
 
 
 def sysmon_guid(machine: str, start_unix: int, counter: int, boot_tag: int) -> str:
@@ -58,17 +59,17 @@ def sysmon_guid(machine: str, start_unix: int, counter: int, boot_tag: int) -> s
     t = start_unix & 0xFFFFFFFF
     c = counter & 0xFFFFFFFF
     return (
-        f"{{{machine}-{t & 0xFFFF:04X}-{(t >> 16) & 0xFFFF:04X}-"
-        f"{c & 0xFF:02X}{(c >> 8) & 0xFF:02X}-{(c >> 16) & 0xFF:02X}{(c >> 24) & 0xFF:02X}"
-        f"0000{boot_tag & 0xFFFF:04X}}}"
+        f"{{{machine}-{t & 0xFFFF:04x}-{(t >> 16) & 0xFFFF:04x}-"
+        f"{c & 0xFF:02x}{(c >> 8) & 0xFF:02x}-{(c >> 16) & 0xFF:02x}{(c >> 24) & 0xFF:02x}"
+        f"0000{boot_tag & 0xFFFF:04x}}}"
     )
 
 
 def logon_guid(machine: str, logon_unix: int, logon_id: int) -> str:
     """Sysmon LogonGuid: machine part, logon time, then the LogonId little-endian."""
     t = logon_unix & 0xFFFFFFFF
-    lid = logon_id.to_bytes(8, "little").hex().upper()
-    return f"{{{machine}-{t & 0xFFFF:04X}-{(t >> 16) & 0xFFFF:04X}-{lid[:4]}-{lid[4:]}}}"
+    lid = logon_id.to_bytes(8, "little").hex()
+    return f"{{{machine}-{t & 0xFFFF:04x}-{(t >> 16) & 0xFFFF:04x}-{lid[:4]}-{lid[4:]}}}"
 
 
 @dataclass(slots=True, eq=False)
