@@ -313,8 +313,11 @@ def prompt_arguments(
                 continue
             shown = dict(lab.get("*", {})).get(name, arg.default)
             shown = dict(lab.get(test.guid, {})).get(name, shown)
-            value = ask(f"{test.name} [{test.guid}]\nEnter a value for {name}, or press enter to accept the "
-                        f"default.\n{' '.join(arg.description.split())} [{shown}]: ")
+            from harness.textsafe import for_terminal
+
+            value = ask(for_terminal(f"{test.name} [{test.guid}]\nEnter a value for {name}, or press enter to "
+                                     f"accept the default.\n{' '.join(arg.description.split())} [{shown}]: ",
+                                     multiline=True))
             if value.strip():
                 answers.append(ArgOverride(name=name, value=value, guid=test.guid))
     return [*answers, *given]

@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.argtypes import input_override
+from harness.textsafe import for_terminal
+
+
+def _line(text: str = "") -> None:
+    """One line of output, terminal controls from content (names, commands) made visible."""
+    print(for_terminal(text))
 
 
 def register(sub: Any) -> None:
@@ -60,7 +66,7 @@ def run_show(args: argparse.Namespace) -> int:
     for test in tests:
         test_id = f"{test.technique}-{number_in_technique(files, test)} {test.name}"
         if args.brief:
-            print(test_id)
+            _line(test_id)
             continue
         platform = target.platform if target else args.platform or (test.platforms[0] if test.platforms else None)
         settings = ExecutionSettings(atomics_folder=target.atomics_folder if target else None)
@@ -72,25 +78,25 @@ def run_show(args: argparse.Namespace) -> int:
 def _block(label: str, text: str | None) -> None:
     if text is None:
         return
-    print(f"{label}:")
+    _line(f"{label}:")
     for line in text.strip("\n").splitlines() or [""]:
-        print(f"  {line}")
+        _line(f"  {line}")
 
 
 def _print_details(test: Any, test_id: str, title: str, rendered: Any, platform: str | None) -> None:
-    print(f"[BEGIN TEST] {test_id}")
-    print(f"Technique: {title} {test.technique}".replace("  ", " "))
-    print(f"Atomic Test GUID: {test.guid}")
-    print(f"Source: {test.source}:{test.line}")
-    print(f"Platforms: {', '.join(test.platforms)}")
-    print(f"Executor: {test.executor.name.value}")
-    print(f"ElevationRequired: {test.executor.elevation_required}")
-    print(f"PathToAtomicsFolder: {rendered.atomics_folder} (target platform: {platform or 'unknown'})")
+    _line(f"[BEGIN TEST] {test_id}")
+    _line(f"Technique: {title} {test.technique}".replace("  ", " "))
+    _line(f"Atomic Test GUID: {test.guid}")
+    _line(f"Source: {test.source}:{test.line}")
+    _line(f"Platforms: {', '.join(test.platforms)}")
+    _line(f"Executor: {test.executor.name.value}")
+    _line(f"ElevationRequired: {test.executor.elevation_required}")
+    _line(f"PathToAtomicsFolder: {rendered.atomics_folder} (target platform: {platform or 'unknown'})")
     _block("Description", " ".join(test.description.split()) or "-")
     if rendered.arguments:
-        print("Input arguments:")
+        _line("Input arguments:")
         for name, arg_type, value in rendered.arguments:
-            print(f"  {name} ({arg_type}) = {value}")
+            _line(f"  {name} ({arg_type}) = {value}")
     for description, check, get in rendered.prereqs:
         _block("Dependency", description)
         _block("  Check prereq command", check)
@@ -99,5 +105,5 @@ def _print_details(test: Any, test_id: str, title: str, rendered: Any, platform:
         _block("Manual steps", test.executor.steps)
     _block("Command", rendered.command)
     _block("Cleanup command", rendered.cleanup)
-    print(f"[END TEST] {test_id}")
-    print()
+    _line(f"[END TEST] {test_id}")
+    _line()
