@@ -323,3 +323,20 @@ def test_get_childitem_attrib_and_local_web_request(host: EmulatedHost) -> None:
     assert cmd(host, "attrib.exe +h %TEMP%\\t.txt") == (0, "", "")
     code, _, err = ps(host, "Invoke-WebRequest -Uri 127.0.0.1 -Method POST -Body x")
     assert code == 1 and err.startswith("Invoke-WebRequest : Unable to connect to the remote server")
+
+
+def test_sc_create_delete_with_the_scm_registry_writes(host: EmulatedHost) -> None:
+    code, out, _ = cmd(host, "sc.exe create AtomicTestService binPath= C:\\AtomicRedTeam\\x.exe start= auto")
+    assert code == 0 and out == "[SC] CreateService SUCCESS\r\n"
+    assert cmd(host, "sc create AtomicTestService binPath= C:\\x.exe")[0] == 1073
+    assert cmd(host, "sc stop AtomicTestService")[0] == 1062
+    assert cmd(host, "sc delete AtomicTestService")[:2] == (0, "[SC] DeleteService SUCCESS\r\n")
+    code, out, _ = cmd(host, "sc delete AtomicTestService")
+    assert code == 1060 and "does not exist as an installed service" in out
+    sets = [(d["Image"], d["TargetObject"].rsplit("\\", 1)[1], d["Details"]) for d in sysmon(host, 13)]
+    scm = "C:\\Windows\\System32\\services.exe"
+    # As recorded (PanacheSysmon_vs_AtomicRedTeam01.evtx): services.exe sets Start and ImagePath, Start=4 on delete.
+    assert (scm, "Start", "DWORD (0x00000002)") in sets and (scm, "ImagePath", "C:\\AtomicRedTeam\\x.exe") in sets
+    assert sets[-1] == (scm, "Start", "DWORD (0x00000004)")
+    code, _, err = cmd(host, "sc delete WinRM")  # a stock service: not modelled, never deleted
+    assert code == 0 and NOTE.search(err)

@@ -284,6 +284,7 @@ class EmulatedHost:
             image="C:\\Windows\\System32\\services.exe", command_line="C:\\Windows\\system32\\services.exe",
             cwd="C:\\Windows\\system32\\", account=self.system, parent=None, started=boot,
         )  # fmt: skip
+        self._services = services
         # The Task Scheduler's service host (schtasks acts through it); WmiPrvSE starts on first use.
         self._schedule = t.spawn(
             image="C:\\Windows\\System32\\svchost.exe",
@@ -486,6 +487,8 @@ class EmulatedHost:
         ``wmiprvse`` (WmiPrvSE.exe, started by the DCOM launcher on first use and logged then)."""
         if name == "schedule":
             return self._schedule
+        if name == "services":
+            return self._services
         with self._lock:
             if self._wmiprvse is None or not self._wmiprvse.alive:
                 self._wmiprvse = self.processes.spawn(

@@ -177,7 +177,7 @@ class HostApi(Protocol):
         """The classic Windows PowerShell log of ``proc``'s engine start (600s, 400) or stop (403)."""
         ...
     def service_process(self, name: str) -> Process:
-        """The process a service acts through (``schedule``, ``wmiprvse``)."""
+        """The process a service acts through (``services``, ``schedule``, ``wmiprvse``)."""
         ...
 
     def note_not_modelled(self, proc: Process, what: str) -> None:

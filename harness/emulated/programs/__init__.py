@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.emulated.programs import files, netsh, reg, schtasks, web, wmic
+from harness.emulated.programs import files, netsh, reg, sc, schtasks, web, wmic
 from harness.emulated.tools import Behaviour
 
 PROGRAM_BEHAVIOURS: Mapping[str, Behaviour] = {
@@ -21,4 +21,5 @@ PROGRAM_BEHAVIOURS: Mapping[str, Behaviour] = {
     "schtasks": schtasks.schtasks,
     "netsh": netsh.netsh,
     "attrib": files.attrib,
+    "sc": sc.sc,
 }
