@@ -33,7 +33,7 @@ from typing import Any, cast
 from harness.emulated.filesystem import FsError, normalize
 from harness.emulated.launch import ConsoleWriter, DotNetError, DotNetObject, ProcessStartInfo, start_process
 from harness.emulated.ps_stock import ALIASES, stock_gap
-from harness.emulated.stock import load_stock
+from harness.emulated.stock import APPROVED_VERBS, load_stock
 from harness.emulated.tools import (
     BufferSink,
     Ctx,
@@ -1115,19 +1115,6 @@ CMDLET_ALIASES = {
     "tnc": "test-netconnection", "echo": "write-output", "write": "write-output", "sleep": "start-sleep",
     "rm": "remove-item", "del": "remove-item", "ri": "remove-item", "erase": "remove-item", "rmdir": "remove-item",
     "cat": "get-content", "gc": "get-content", "type": "get-content", "select": "select-object",
-}  # fmt: skip
-
-APPROVED_VERBS = {
-    "add", "clear", "close", "copy", "enter", "exit", "find", "format", "get", "hide", "join", "lock", "move",
-    "new", "open", "optimize", "pop", "push", "redo", "remove", "rename", "reset", "resize", "search", "select",
-    "set", "show", "skip", "split", "step", "switch", "undo", "unlock", "watch", "connect", "disconnect", "read",
-    "receive", "send", "write", "backup", "checkpoint", "compare", "compress", "convert", "convertfrom",
-    "convertto", "dismount", "edit", "expand", "export", "group", "import", "initialize", "limit", "merge",
-    "mount", "out", "publish", "restore", "save", "sync", "unpublish", "update", "approve", "assert", "build",
-    "complete", "confirm", "deny", "deploy", "disable", "enable", "install", "invoke", "register", "request",
-    "restart", "resume", "start", "stop", "submit", "suspend", "uninstall", "unregister", "wait", "debug",
-    "measure", "ping", "repair", "resolve", "test", "trace", "block", "grant", "protect", "revoke", "unblock",
-    "unprotect", "use",
 }  # fmt: skip
 
 NOT_RECOGNIZED_PS = (
@@ -2414,7 +2401,9 @@ def _new_object(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> 
         return iter(
             [PSObject("System.Management.Automation.PSCustomObject", dict(props) if isinstance(props, dict) else {})]
         )
-    it.not_modelled(f"New-Object {b.get('typename', position=0)}")
+    com = b.get("comobject")
+    what = f"-ComObject {to_str(com)}" if com is not None else to_str(b.get("typename", position=0))
+    it.not_modelled(f"New-Object {what}")
     return iter(())
 
 

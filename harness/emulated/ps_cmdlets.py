@@ -472,7 +472,6 @@ def _remove_itemproperty(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Com
             if not key.complete:
                 it.not_modelled("Remove-ItemProperty of a value the emulated host does not model")
                 continue
-            path = _paths(it, b, "path", "literalpath", position=0)[0]
             _fail(it, b, PSError(
                 f"Property {name} does not exist at path {LONG_HIVE[hive]}\\{rest}.", category="InvalidArgument",
                 target=name, exception="PSArgumentException",
@@ -480,7 +479,6 @@ def _remove_itemproperty(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Com
                 "RemoveItemPropertyCommand", pos=cmd.pos, prefix="Remove-ItemProperty",
                 info=f"({name}:String) [Remove-ItemProperty]",
             ))  # fmt: skip
-            del path
             continue
         reg.delete_value(hive, rest, name)
         it.ctx.host.log_registry(it.ctx.proc, "DeleteValue", key.path, name)

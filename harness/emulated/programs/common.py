@@ -17,13 +17,3 @@ def not_modelled(ctx: Ctx, argv: list[str], words: int = 2) -> int:
     """Say that this form of the program is not modelled (its first ``words`` words) and succeed."""
     err(ctx, not_modelled_note(ctx, " ".join(argv[:words])))
     return 0
-
-
-def switches(args: list[str]) -> dict[str, str | None]:
-    """``/x value`` or ``/x`` (or ``-x``) switches as lower-case name -> following value or None."""
-    found: dict[str, str | None] = {}
-    for i, a in enumerate(args):
-        if a[:1] in ("/", "-") and len(a) > 1:
-            nxt = args[i + 1] if i + 1 < len(args) and args[i + 1][:1] not in ("/", "-") else None
-            found[a[1:].lower()] = nxt
-    return found
