@@ -340,3 +340,13 @@ def test_sc_create_delete_with_the_scm_registry_writes(host: EmulatedHost) -> No
     assert sets[-1] == (scm, "Start", "DWORD (0x00000004)")
     code, _, err = cmd(host, "sc delete WinRM")  # a stock service: not modelled, never deleted
     assert code == 0 and NOTE.search(err)
+
+
+def test_get_process_of_a_process_that_cannot_exist(host: EmulatedHost) -> None:
+    code, out, err = ps(host, "if (Get-Process -Name WebBrowserPassView -ErrorAction SilentlyContinue) { 'yes' } else { 'no' }")
+    assert code == 0 and out == "no\r\n" and err == ""
+    code, _, err = ps(host, "Get-Process mimikatz")
+    assert code == 1 and "Cannot find a process with the name \"mimikatz\"" in err
+    assert "NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.GetProcessCommand" in err
+    code, _, err = ps(host, "Get-Process lsass")  # always running on Windows
+    assert code == 0 and NOTE.search(err)

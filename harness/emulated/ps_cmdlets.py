@@ -611,33 +611,46 @@ def _stop_process(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -
     """Stop-Process -Name/-Id: a process the host never ran (and Windows does not always run) does
     not exist, which Stop-Process reports; stopping one that may be running is not modelled (the
     emulated programs end when their model returns, a real one may still run)."""
+    return _absent_processes(it, b, cmd, "Stop-Process")
+
+
+def _get_process(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterator[Any]:
+    """Get-Process -Name/-Id of a process that cannot exist: the cmdlet's not-found error (or nothing
+    with -ErrorAction SilentlyContinue); a listing or a process that may run is not modelled."""
+    return _absent_processes(it, b, cmd, "Get-Process")
+
+
+def _absent_processes(it: Interpreter, b: Bound, cmd: Command, cmdlet: str) -> Iterator[Any]:
+    fqcmd = cmdlet.replace("-", "") + "Command"
     seen = {p.name.lower().removesuffix(".exe") for p in it.ctx.host.processes.history()}
     seen_pids = {p.pid for p in it.ctx.host.processes.history()}
-    names = [to_str(n) for n in enumerate_value(b.get("name", "processname"))]
-    ids = [to_int(i) for i in enumerate_value(b.get("id", position=0))] if not names else []
+    # Positional: Get-Process -Name, Stop-Process -Id (the cmdlets' parameter sets).
+    get = cmdlet == "Get-Process"
+    names = [to_str(n) for n in enumerate_value(b.get("name", "processname", position=0 if get else None))]
+    ids = [to_int(i) for i in enumerate_value(b.get("id", position=None if get else 0))] if not names else []
     if not names and not ids:
-        it.not_modelled("Stop-Process of piped or -InputObject processes")
+        it.not_modelled(f"{cmdlet} listing or piped processes")
         return iter(())
     for n in names:
         low = n.lower().removesuffix(".exe")
         if low in seen or low in ALWAYS_RUNNING or any(c in low for c in "*?"):
-            it.not_modelled("Stop-Process of a process that may be running")
+            it.not_modelled(f"{cmdlet} of a process that may be running")
             continue
         _fail(it, b, PSError(
             f'Cannot find a process with the name "{n}". Verify the process name and call the cmdlet again.',
             category="ObjectNotFound", target=n, exception="ProcessCommandException",
-            fqid="NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.StopProcessCommand", pos=cmd.pos,
-            prefix="Stop-Process", info=f"({n}:String) [Stop-Process]",
+            fqid=f"NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.{fqcmd}", pos=cmd.pos,
+            prefix=cmdlet, info=f"({n}:String) [{cmdlet}]",
         ))  # fmt: skip
     for pid in ids:
         if pid in seen_pids or pid < 1000:
-            it.not_modelled("Stop-Process of a process that may be running")
+            it.not_modelled(f"{cmdlet} of a process that may be running")
             continue
         _fail(it, b, PSError(
             f"Cannot find a process with the process identifier {pid}.", category="ObjectNotFound",
             target=str(pid), exception="ProcessCommandException",
-            fqid="NoProcessFoundForGivenId,Microsoft.PowerShell.Commands.StopProcessCommand", pos=cmd.pos,
-            prefix="Stop-Process", info=f"({pid}:Int32) [Stop-Process]",
+            fqid=f"NoProcessFoundForGivenId,Microsoft.PowerShell.Commands.{fqcmd}", pos=cmd.pos,
+            prefix=cmdlet, info=f"({pid}:Int32) [{cmdlet}]",
         ))  # fmt: skip
     return iter(())
 
@@ -932,4 +945,5 @@ CMDLETS = {
     "get-module": _get_module,
     "get-childitem": _get_childitem,
     "stop-process": _stop_process,
+    "get-process": _get_process,
 }
