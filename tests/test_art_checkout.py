@@ -220,3 +220,10 @@ def test_provenance_names_the_checkout_commit_dirty_flag_and_file_hashes(tmp_pat
     html = (out / "report.html").read_text()
     assert head in html and "yes (dirty)" in html
     assert main(["verify", str(out)]) == 0
+
+
+def test_pytest_plugin_default_atomics_from_env(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ATOMICS_ENV, str(ATOMICS / "T1609"))
+    result = pytester.runpytest_inprocess("--atomiclab", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*T1609.yaml::T1609[[]emulated[]]::ExecIntoContainer",
+                                 "*T1609.yaml::T1609[[]emulated[]]::Docker Exec Into Container"])
