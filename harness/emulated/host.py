@@ -5,10 +5,18 @@ Contract (the interface ``harness/emulated/wsman.py`` codes against):
   at ``open_shell``, SYSTEM), a file system with ``%TEMP%``, System32 binaries and the lab tools the
   settings install, environment, listening ports with owning PIDs, running services (WinRM svchost,
   Sysmon64), the event logs and a UTC wall clock.
-- ``open_shell(user)`` creates ``winrshost.exe`` (child of the WinRM svchost; Sysmon 1 / 4688);
-  ``ShellSession.start(command_line)`` runs the WinRS command line exactly as given, in a worker
-  thread, as a child of that winrshost.exe; ``RunningCommand.read`` streams its output encoded in the
-  shell codepage; ``terminate`` ends the process tree promptly (Sysmon 5 / 4689, exit 0xC000013A).
+- ``open_shell(user)`` logs the user on anew (a fresh LogonId/LogonGuid per shell, as WinRM does)
+  and creates ``WinrsHost.exe -Embedding`` under ``svchost.exe -k DcomLaunch -p`` (Sysmon 1 / 4688);
+  ``ShellSession.start(command_line)`` runs ``C:\\Windows\\system32\\cmd.exe /C <command line>`` in a
+  worker thread as that WinrsHost's child, so cmd's parsing applies as on a real host;
+  ``RunningCommand.read`` streams its output encoded in the shell codepage; ``terminate`` ends the
+  process tree promptly (exit 0xC000013A). ``execute`` runs a line through the harness's launcher
+  (powershell.exe -EncodedCommand, Process.Start, taskkill /T /F at the deadline: launch.py).
+- Behaviour models: what Sysmon logs follows the host's Sysmon XML config (sysmon_config.py; default
+  the lab's); the network follows network.py (listening sockets of a stock Server 2022 lab host,
+  Sysmon 3 only for established TCP with both ends of a local connection, UDP sends, a seeded ~2 s
+  refused connect and 1.6-5.7 s Sysmon 3 delivery); PowerShell logging follows ps_logging.py (4104
+  levels and splitting from PowerShell's source, classic 400/403/600 for every engine start).
 - Every process, connection, file and script block is logged per ``HostSettings`` in real-schema XML,
   readable with ``wevtutil qe`` over the shell or ``host.eventlog.query`` in tests.
 - Every step outside the model (program, cmdlet, language feature) is recorded with its process
