@@ -350,3 +350,13 @@ def test_get_process_of_a_process_that_cannot_exist(host: EmulatedHost) -> None:
     assert "NoProcessFoundForGivenName,Microsoft.PowerShell.Commands.GetProcessCommand" in err
     code, _, err = ps(host, "Get-Process lsass")  # always running on Windows
     assert code == 0 and NOTE.search(err)
+
+
+def test_credentials_in_memory(host: EmulatedHost) -> None:
+    script = (
+        "$pw = ConvertTo-SecureString 'P@ssw0rd1' -AsPlainText -Force\n"
+        "$cred = New-Object System.Management.Automation.PSCredential ('DOMAIN\\user', $pw)\n"
+        "$cred.UserName; $cred.GetNetworkCredential().Password; $cred.GetNetworkCredential().Domain"
+    )
+    code, out, err = ps(host, script)
+    assert code == 0 and err == "" and out == "DOMAIN\\user\r\nP@ssw0rd1\r\nDOMAIN\r\n"

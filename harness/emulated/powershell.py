@@ -2390,6 +2390,12 @@ def _new_object(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> 
                     prefix="New-Object",
                 )
         return iter([tcp])
+    if tname in ("management.automation.pscredential", "pscredential"):
+        from harness.emulated.ps_cmdlets import new_credential
+
+        cred = new_credential(it, args)
+        if cred is not None:
+            return iter([cred])
     if tname == "net.webclient":
         from harness.emulated.ps_cmdlets import WebClient
 

@@ -379,7 +379,7 @@ def _reg_target(it: Interpreter, b: Bound, cmd: Command, cmdlet: str) -> tuple[s
         return None
     state = it.ctx.host.registry.state(*where)
     if state is KeyState.UNKNOWN:
-        it.not_modelled(f"{cmdlet} on a registry key the emulated host does not model")
+        it.not_modelled(f"{cmdlet} (a registry key outside the model)")
         return None
     if state is KeyState.ABSENT:
         _fail(it, b, _not_found(raw[0], cmdlet, cmd))
@@ -470,7 +470,7 @@ def _remove_itemproperty(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Com
     for name in [to_str(n) for n in enumerate_value(b.get("name", position=1))]:
         if name.lower() not in key.values:
             if not key.complete:
-                it.not_modelled("Remove-ItemProperty of a value the emulated host does not model")
+                it.not_modelled("Remove-ItemProperty (a registry value outside the model)")
                 continue
             _fail(it, b, PSError(
                 f"Property {name} does not exist at path {LONG_HIVE[hive]}\\{rest}.", category="InvalidArgument",
@@ -503,7 +503,7 @@ def _get_itemproperty(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Comman
         v = key.values.get(n.lower())
         if v is None:
             if not key.complete:
-                it.not_modelled("Get-ItemProperty of a value the emulated host does not model")
+                it.not_modelled("Get-ItemProperty (a registry value outside the model)")
                 return iter(())
             _fail(it, b, PSError(
                 f"Property {n} does not exist at path {LONG_HIVE[hive]}\\{rest}.", category="InvalidArgument",
@@ -634,7 +634,7 @@ def _absent_processes(it: Interpreter, b: Bound, cmd: Command, cmdlet: str) -> I
     for n in names:
         low = n.lower().removesuffix(".exe")
         if low in seen or low in ALWAYS_RUNNING or any(c in low for c in "*?"):
-            it.not_modelled(f"{cmdlet} of a process that may be running")
+            it.not_modelled(f"{cmdlet} (a process that may be running)")
             continue
         _fail(it, b, PSError(
             f'Cannot find a process with the name "{n}". Verify the process name and call the cmdlet again.',
@@ -644,7 +644,7 @@ def _absent_processes(it: Interpreter, b: Bound, cmd: Command, cmdlet: str) -> I
         ))  # fmt: skip
     for pid in ids:
         if pid in seen_pids or pid < 1000:
-            it.not_modelled(f"{cmdlet} of a process that may be running")
+            it.not_modelled(f"{cmdlet} (a process that may be running)")
             continue
         _fail(it, b, PSError(
             f"Cannot find a process with the process identifier {pid}.", category="ObjectNotFound",
@@ -653,6 +653,77 @@ def _absent_processes(it: Interpreter, b: Bound, cmd: Command, cmdlet: str) -> I
             prefix=cmdlet, info=f"({pid}:Int32) [{cmdlet}]",
         ))  # fmt: skip
     return iter(())
+
+
+# ---------------------------------------------------------------------------------- credentials
+
+
+class SecureString:
+    """System.Security.SecureString built from plain text (ConvertTo-SecureString -AsPlainText)."""
+
+    type_name = "System.Security.SecureString"
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self.Length = len(text)
+
+    def __str__(self) -> str:
+        return self.type_name
+
+    def render(self) -> str:
+        return self.type_name + "\r\n"
+
+
+class NetworkCredential:
+    """System.Net.NetworkCredential (PSCredential.GetNetworkCredential())."""
+
+    type_name = "System.Net.NetworkCredential"
+
+    def __init__(self, user: str, password: str) -> None:
+        domain, _, name = user.rpartition("\\")
+        self.UserName = name
+        self.Password = password
+        self.Domain = domain
+
+    def render(self) -> str:
+        return format_list(PSObject(self.type_name, {"UserName": self.UserName, "Domain": self.Domain}))
+
+
+class PSCredential:
+    """System.Management.Automation.PSCredential(user, SecureString)."""
+
+    type_name = "System.Management.Automation.PSCredential"
+
+    def __init__(self, user: str, password: SecureString) -> None:
+        self.UserName = user
+        self.Password = password
+
+    def ps_call(self, it: Interpreter, name: str, args: list[Any], pos: int) -> Any:
+        if name.lower() == "getnetworkcredential":
+            return NetworkCredential(self.UserName, self.Password._text)
+        raise it.unmodelled(f"PSCredential.{name}()", f"PSCredential.{name}() is not modelled by the emulated "
+                            "PowerShell.", pos)  # fmt: skip
+
+    def render(self) -> str:
+        return format_list(PSObject(self.type_name, {"UserName": self.UserName, "Password": self.Password.type_name}))
+
+
+def _convertto_securestring(it: Interpreter, b: Bound, inp: Iterator[Any], cmd: Command) -> Iterator[Any]:
+    values = [to_str(v) for v in enumerate_value(b.get("string", position=0))] or [to_str(v) for v in inp]
+    if not b.get("asplaintext") or not values:
+        it.not_modelled("ConvertTo-SecureString of an encrypted standard string")
+        return iter(())
+    if not b.get("force"):
+        it.not_modelled("ConvertTo-SecureString -AsPlainText without -Force")  # 5.1 refuses it
+        return iter(())
+    return iter([SecureString(v) for v in values])
+
+
+def new_credential(it: Interpreter, args: list[Any]) -> PSCredential | None:
+    """New-Object PSCredential(user, securestring); None when the arguments are outside the model."""
+    if len(args) == 2 and isinstance(args[1], SecureString):
+        return PSCredential(to_str(args[0]), args[1])
+    return None
 
 
 # ----------------------------------------------------------------------------------------- web
@@ -946,4 +1017,5 @@ CMDLETS = {
     "get-childitem": _get_childitem,
     "stop-process": _stop_process,
     "get-process": _get_process,
+    "convertto-securestring": _convertto_securestring,
 }
