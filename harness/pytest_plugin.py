@@ -136,11 +136,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"atomiclab: {exc}") from None
     config.stash[_SESSION_KEY] = session
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
-        # No paths given: $ATOMICLAB_ATOMICS, else the project's atomics, instead of the testpaths.
-        from harness.content.discovery import default_atomics
-
-        env = default_atomics()
-        config.args = [str(p) for p in env] if env else [str(session.root / "atomics")]
+        # No paths given: lab.yaml atomics:, $ATOMICLAB_ATOMICS, else the project's atomics (not testpaths).
+        defaults = session.default_atomics
+        config.args = [str(p) for p in defaults] if defaults else [str(session.root / "atomics")]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -318,12 +316,14 @@ class _AtomiclabSession:
         self.config = config
         from harness.content.discovery import default_atomics
 
-        given = [Path(a) for a in config.args if Path(a.split("::")[0]).exists()] if (
-            config.args_source is pytest.Config.ArgsSource.ARGS) else []
-        self.root = run_root(given or default_atomics())
         lab_opt = config.getoption("atomiclab_lab")
         self.lab_path = Path(lab_opt) if lab_opt else None
         self.lab: LabConfig | None = load_lab_config(self.lab_path) if self.lab_path else None
+        given = [Path(a) for a in config.args if Path(a.split("::")[0]).exists()] if (
+            config.args_source is pytest.Config.ArgsSource.ARGS) else []
+        #: No paths given: lab.yaml ``atomics:``, else $ATOMICLAB_ATOMICS, else the project's atomics/.
+        self.default_atomics = list(self.lab.atomics) if self.lab and self.lab.atomics else default_atomics()
+        self.root = run_root(given or self.default_atomics)
         settings = config.getoption("atomiclab_emulate_setting")
         if self.lab is not None and settings:
             raise pytest.UsageError("--atomiclab-emulate-setting applies to the emulated host only")

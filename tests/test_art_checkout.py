@@ -227,3 +227,20 @@ def test_pytest_plugin_default_atomics_from_env(pytester: pytest.Pytester, monke
     result = pytester.runpytest_inprocess("--atomiclab", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["*T1609.yaml::T1609[[]emulated[]]::ExecIntoContainer",
                                  "*T1609.yaml::T1609[[]emulated[]]::Docker Exec Into Container"])
+
+
+def test_lab_file_names_the_default_atomics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.content.labconfig import load_lab_config
+
+    lab = tmp_path / "lab.yaml"
+    rel = os.path.relpath(ATOMICS / "T1609", tmp_path)
+    lab.write_text(f"atomics: {rel}\ntargets:\n  - name: w\n    transport: winrm\n    address: 127.0.0.1\n"
+                   "    username: u\n    password_env: P\n")
+    assert load_lab_config(lab).atomics == (tmp_path / rel,)
+    monkeypatch.setenv(ATOMICS_ENV, str(ATOMICS / "T1046"))  # the lab file wins over the environment
+    assert main(["show", "--lab", str(lab), "T1609", "--brief"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["T1609-1 ExecIntoContainer", "T1609-2 Docker Exec Into Container"]
+    lab.write_text("atomics: [1, 2]\ntargets:\n  - name: w\n    transport: winrm\n    address: 127.0.0.1\n")
+    with pytest.raises(ContentError, match="atomics must be a path or a list of paths"):
+        load_lab_config(lab)

@@ -245,12 +245,17 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{t:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def _atomics_arg(args: argparse.Namespace) -> list[Path] | None:
-    """``--atomics``, else ``$ATOMICLAB_ATOMICS``, else None (the project's DEFAULT_ATOMICS)."""
+def _atomics_arg(args: argparse.Namespace, lab: Any = None) -> list[Path] | None:
+    """``--atomics``, else lab.yaml ``atomics:``, else ``$ATOMICLAB_ATOMICS``, else None (the project's
+    DEFAULT_ATOMICS)."""
     from harness.content.discovery import default_atomics
 
     given: list[Path] | None = args.atomics
-    return list(given) if given else default_atomics()
+    if given:
+        return list(given)
+    if lab is not None and lab.atomics:
+        return list(lab.atomics)
+    return default_atomics()
 
 
 def _root(atomics: Sequence[Path] | None = None) -> Path:
@@ -476,11 +481,11 @@ def _run(args: argparse.Namespace) -> int:
         parse_emulate_settings,
     )
 
-    atomics_arg = _atomics_arg(args)
+    lab = load_lab_config(args.lab) if args.lab else None
+    atomics_arg = _atomics_arg(args, lab)
     root = _root(atomics_arg)
     history = _history_db(args, root)
     signer = _signer(args)
-    lab = load_lab_config(args.lab) if args.lab else None
     if lab is not None and args.emulate_setting:
         raise ContentError("--emulate-setting applies to the emulated host only; drop it or drop --lab")
     if lab is not None and args.sysmon_config:

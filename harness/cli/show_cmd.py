@@ -53,10 +53,10 @@ def run_show(args: argparse.Namespace) -> int:
     from harness.execution.modes import ExecutionSettings
     from harness.plan import PlannedTest, number_in_technique, resolve_arguments, select_tests
 
-    paths = args.atomics or default_atomics() or [content_root() / ATOMICS_DIR]
+    lab = load_lab_config(args.lab) if args.lab else None
+    paths = args.atomics or (list(lab.atomics) if lab else []) or default_atomics() or [content_root() / ATOMICS_DIR]
     files = discover_atomics(paths)
     tests = select_tests(files, args.selectors)
-    lab = load_lab_config(args.lab) if args.lab else None
     if args.target and lab is None:
         raise ContentError("--target names a target of --lab: give --lab lab.yaml")
     target = lab.target(args.target) if lab and args.target else None

@@ -39,7 +39,7 @@ def run_sync(args: argparse.Namespace) -> int:
     from harness.targets import LabTargetFactory, sync_target
 
     lab = load_lab_config(args.lab)
-    paths = args.atomics or default_atomics() or [content_root() / ATOMICS_DIR]
+    paths = args.atomics or list(lab.atomics) or default_atomics() or [content_root() / ATOMICS_DIR]
     tests = select_tests(discover_atomics(paths), args.tests)
     payloads = payloads_for(tests)
     targets = [lab.target(n) for n in args.target] if args.target else list(lab.targets)

@@ -24,6 +24,7 @@ The file is validated against ``schemas/lab.schema.json`` and every problem is a
     channels:                       # event channel -> Sumo _sourceCategory (local rule evaluation)
       Microsoft-Windows-Sysmon/Operational: Windows/Sysmon
     timeouts: {connect_s: 30, command_s: 300, telemetry_s: 60}
+    atomics: ../atomic-red-team/atomics   # default --atomics (relative to this file)
     input_arguments:
       '*': {target: 127.0.0.1}      # every test
       c9c5c712-9e58-4613-85f6-139cddfa1f30: {ports: '22,80'}
@@ -101,6 +102,8 @@ class LabConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: ``"*"`` or a test GUID -> argument name -> value (as text, checked by the executor).
     input_arguments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Default atomics paths (``atomics:``, relative to the lab file); ``--atomics`` wins over them.
+    atomics: tuple[Path, ...] = ()
 
     def arguments_for(self, guid: str) -> dict[str, str]:
         """Overrides for one test: the ``*`` entries, then the test's own (which win)."""
@@ -152,7 +155,20 @@ def load_lab_config(path: Path) -> LabConfig:
             str(k): {str(a): _scalar_text(doc, ("input_arguments", k, a), v) for a, v in args.items()}
             for k, args in (data.get("input_arguments") or {}).items()
         },
+        atomics=_atomics_paths(data.get("atomics"), base),
     )
+
+
+def _atomics_paths(value: object, base: Path) -> tuple[Path, ...]:
+    """``atomics:`` (a path or a list) resolved against the lab file's folder."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    out: list[Path] = []
+    for item in items:
+        p = Path(str(item)).expanduser()
+        out.append(p if p.is_absolute() else base / p)
+    return tuple(out)
 
 
 def _refuse_inline_secrets(doc: Any) -> None:
