@@ -635,7 +635,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        # Once interrupted the process is on its way out: a later SIGTERM must not kill it mid-exit.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if fired else previous)
 
 
 def _check_tenant(args: argparse.Namespace, *, emulated_host: bool) -> None:
