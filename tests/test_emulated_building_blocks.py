@@ -114,7 +114,8 @@ def test_new_item_copy_item_and_start_process(host: EmulatedHost) -> None:
     assert code == 0 and err == ""
     assert "    Directory: C:\\Temp\\a\\b" in out and "Mode                LastWriteTime         Length Name" in out
     assert host.fs.read("C:\\Temp\\x.txt") == b"hello"
-    created = [d["TargetFilename"] for d in sysmon(host, 11)]
+    # (without PowerShell's own __PSScriptPolicyTest_ probe files, written at every engine start)
+    created = [d["TargetFilename"] for d in sysmon(host, 11) if "__PSScriptPolicyTest_" not in d["TargetFilename"]]
     assert created == ["C:\\Temp\\a\\b\\x.txt", "C:\\Temp\\x.txt"]
     code, _, err = ps(host, "Start-Process notepad.exe; Start-Process C:\\nope\\x.exe")
     assert code == 1 and "This command cannot be run due to the error: The system cannot find the file specified." in err
@@ -241,7 +242,8 @@ def test_certutil_encode_decode_round_trip(host: EmulatedHost) -> None:
     temp = "C:\\Users\\atomiclab\\AppData\\Local\\Temp"
     assert host.fs.read(f"{temp}\\c.txt").startswith(b"-----BEGIN CERTIFICATE-----\r\n")
     assert host.fs.read(f"{temp}\\c.exe") == host.fs.read("C:\\Windows\\System32\\calc.exe")
-    assert [d["TargetFilename"] for d in sysmon(host, 11)] == [f"{temp}\\c.txt", f"{temp}\\c.exe"]
+    created = [d["TargetFilename"] for d in sysmon(host, 11) if "__PSScriptPolicyTest_" not in d["TargetFilename"]]
+    assert created == [f"{temp}\\c.txt", f"{temp}\\c.exe"]
 
 
 def test_wmic_process_call_create_runs_under_wmiprvse(host: EmulatedHost) -> None:

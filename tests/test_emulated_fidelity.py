@@ -116,3 +116,12 @@ def test_sysmon3_matches_the_recordings() -> None:
     assert server["DestinationPort"] == client["SourcePort"]
     # known difference, allowed: this Sysmon (2019) left unknown port names empty, Sysmon 15 writes "-"
     assert real_in["DestinationPortName"] == "" and server["DestinationPortName"] == "-"
+
+
+def test_tool_versions_are_the_lab_cache_pins() -> None:
+    """The emulated nmap is the version the lab installs (lab/cache/cache.lock pins its installer)."""
+    lock = (Path(__file__).resolve().parent.parent / "lab" / "cache" / "cache.lock").read_text(encoding="utf-8")
+    pinned = re.search(r"nmap-(\d+\.\d+)-setup\.exe", lock)
+    assert pinned is not None
+    nmap = next(p for p in load_profiles() if p.image.lower().endswith("\\nmap.exe"))
+    assert nmap.version["file_version"] == str(nmap.data["version"]) == pinned.group(1)

@@ -298,7 +298,11 @@ def test_five_atomics_through_winrm_produce_every_expected_signal() -> None:
                 "line": record.command_line,
                 "tree": tree,
                 "net": [e for e in of(sysmon, 3) if e["ProcessGuid"] in guids],
-                "files": [e for e in of(sysmon, 11) if e["ProcessGuid"] in guids],
+                # PowerShell's engine-start probe files are the tree's too; checked separately below
+                "files": [e for e in of(sysmon, 11) if e["ProcessGuid"] in guids
+                          and "__PSScriptPolicyTest_" not in e["TargetFilename"]],
+                "probes": [e for e in of(sysmon, 11) if e["ProcessGuid"] in guids
+                           and "__PSScriptPolicyTest_" in e["TargetFilename"]],
                 "4688": of(events(host, SECURITY, marks[SECURITY]), 4688),
                 "4104": [e["ScriptBlockText"] for e in of(events(host, POWERSHELL_OPERATIONAL,
                                                                   marks[POWERSHELL_OPERATIONAL]), 4104)],
@@ -317,6 +321,8 @@ def test_five_atomics_through_winrm_produce_every_expected_signal() -> None:
     assert {e["DestinationIp"] for e in conns} == {"127.0.0.1"}
     assert [e["TargetFilename"] for e in s["files"]] == [temp + "df00tech-nmap-test.txt"]
     assert any(e["NewProcessName"].lower().endswith("\\nmap.exe") and "-sV -p" in e["CommandLine"] for e in s["4688"])
+    # every powershell.exe start writes its AppLocker probe pair to %TEMP% (logged by the lab config)
+    assert sorted(e["TargetFilename"].rsplit(".", 1)[1] for e in s["probes"]) == ["ps1", "psm1"]
     # 2. TcpClient loop: Sysmon 1 powershell.exe ('Net.Sockets.TcpClient', 'Connect'), Sysmon 3 per open port, 4104.
     s = seen[2]
     root = s["tree"][0]

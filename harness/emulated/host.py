@@ -522,6 +522,8 @@ class EmulatedHost:
                 ids = (str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
                        str(uuid.UUID(int=self._rng.getrandbits(128), version=4)))  # fmt: skip
                 self._ps_engines[proc.pid] = ids
+        if started:
+            self._script_policy_test(proc)
         version = self._ps_version()
         host = {
             "HostName": "ConsoleHost", "HostVersion": version, "HostId": ids[0],
@@ -529,6 +531,26 @@ class EmulatedHost:
             "RunspaceId": ids[1],
         }  # fmt: skip
         self.telemetry.powershell_engine(starting=started, host=host)
+
+    def _script_policy_test(self, proc: Process) -> None:
+        """PowerShell's AppLocker probe at engine start: it writes ``__PSScriptPolicyTest_<random>.ps1``
+        and ``.psm1`` to the user's temp folder and deletes them (PowerShell/PowerShell
+        ``security/wldpNativeMethods.cs`` GetAppLockerPolicy; ``Path.GetRandomFileName`` names: 8+3
+        characters of [a-z0-5]). Sysmon 11 logs them when the config does (the lab's does for
+        powershell.exe in a user's Temp)."""
+        temp = (
+            "C:\\Windows\\Temp" if proc.account.is_system else f"{proc.account.profile_dir}\\AppData\\Local\\Temp"
+        )
+        alphabet = "abcdefghijklmnopqrstuvwxyz012345"
+        for ext in (".ps1", ".psm1"):
+            with self._lock:
+                name = "".join(self._rng.choice(alphabet) for _ in range(11))
+            path = f"{temp}\\__PSScriptPolicyTest_{name[:8]}.{name[8:]}{ext}"
+            try:
+                self.write_file(proc, path, b"# PowerShell test file to determine AppLocker lockdown mode ")
+            except FsError:
+                continue  # PowerShell tolerates an unwritable temp folder
+            self.fs.delete(path)
 
     def _ps_version(self) -> str:
         """PowerShell 5.1's version on this build: 5.1.<build>.<revision> of powershell.exe."""
