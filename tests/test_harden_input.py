@@ -188,3 +188,36 @@ def test_an_error_quoting_file_content_stays_one_line(tmp_path: Path, capsys: py
     assert main(["events", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "a\\x0ab" in err
+
+
+def test_malformed_xml_error_is_one_line(tmp_path: Path) -> None:
+    """Found by the fuzz suite: lxml's 'Char 0x0 out of allowed range' message spans two lines."""
+    f = tmp_path / "nul.xml"
+    f.write_bytes(b'<Events><Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event"><System>'
+                  b"<EventID>1</EventID><Channel>a\x00b</Channel></System></Event></Events>")
+    with pytest.raises(TelemetryError) as info:
+        list(read_events(f))
+    assert "\n" not in str(info.value) and "malformed event XML" in str(info.value)
+
+
+@pytest.mark.parametrize("method", [99, "encrypted"])
+def test_an_unreadable_zip_member_is_a_telemetry_error(tmp_path: Path, method: object) -> None:
+    """Found by the fuzz suite: an unknown compression method (or an encrypted member) raised
+    NotImplementedError/RuntimeError out of zipfile."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("a\nb.jsonl", LINE + "\n")
+    data = bytearray(buf.getvalue())
+    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # local and central headers
+        at = data.index(header)
+        if method == "encrypted":
+            flag_at = at + (6 if header == b"PK\x03\x04" else 8)
+            data[flag_at] |= 1
+        else:
+            method_at = at + (8 if header == b"PK\x03\x04" else 10)
+            data[method_at] = int(str(method))
+    z = tmp_path / "odd.zip"
+    z.write_bytes(bytes(data))
+    with pytest.raises(TelemetryError, match="unreadable zip member") as info:
+        list(read_events(z))
+    assert "\n" not in str(info.value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import lzma
 import os
 import re
 import shutil
@@ -213,21 +214,24 @@ def _zip_members(
 ) -> Iterator[Event]:
     try:
         archive = zipfile.ZipFile(stream)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise TelemetryError(f"damaged zip archive: {exc}", source=origin) from exc
     with archive:
         for info in archive.infolist():
             if info.is_dir() or info.filename.startswith("__MACOSX/"):
                 continue
-            member_origin = f"{origin}!{info.filename}"
+            member_origin = f"{origin}!{for_terminal(info.filename)}"
             if info.file_size > limits.max_decompressed_bytes:
                 raise TelemetryError(f"member larger than {limits.max_decompressed_bytes} bytes", source=member_origin)
             try:
                 with archive.open(info) as member:
                     yield from _dispatch(_capped(member, limits, member_origin), origin=member_origin,
                                          keep_raw=keep_raw, stats=stats, path=None, limits=limits)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError, lzma.LZMAError) as exc:
                 raise TelemetryError(f"damaged zip member: {exc}", source=member_origin) from exc
+            except (NotImplementedError, RuntimeError) as exc:  # a compression method or encryption zipfile lacks
+                raise TelemetryError(f"unreadable zip member: {exc}", source=member_origin,
+                                     hint="store it deflated and without a password") from exc
 
 
 def _evtx_member(stream: IO[bytes], *, origin: str, keep_raw: bool, stats: ReadStats) -> Iterator[Event]:

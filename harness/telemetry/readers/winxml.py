@@ -414,7 +414,9 @@ def _new_parser() -> etree.XMLPullParser:
 
 def _syntax_error(exc: etree.XMLSyntaxError, origin: str, line_offset: int = 0) -> TelemetryError:
     line = (exc.lineno or 0) + line_offset
-    return TelemetryError(f"malformed event XML at line {line or '?'}: {exc.msg}", source=origin)
+    # lxml's message may span lines (", line 1, column N" on its own line): an error is one line.
+    return TelemetryError(f"malformed event XML at line {line or '?'}: {' '.join(str(exc.msg).split())}",
+                          source=origin)
 
 
 def _lxml_event(text: str, *, origin: str, keep_raw: bool, line: int) -> Event:
