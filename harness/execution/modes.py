@@ -3,8 +3,8 @@
 Contract:
 
 * ``ExecMode``: ``RUN`` (prerequisites, command, cleanup), ``CHECK_PREREQS`` (the prerequisite checks
-  only, nothing else runs: Invoke-AtomicTest ``-CheckPrereqs``), ``GET_PREREQS`` (fetch unmet
-  prerequisites, then stop: ``-GetPrereqs``), ``CLEANUP`` (the cleanup command only: ``-Cleanup``).
+  only, nothing else runs: Invoke-AtomicTest ``-CheckPrereqs``), ``CLEANUP`` (the cleanup command only:
+  ``-Cleanup``). Fetching unmet prerequisites stays ``run --get-prereqs`` (fetch, check again, run).
 * ``ExecutionSettings`` is frozen data the runner hands to the execute function for each target:
   the mode, whether cleanup runs after the command (``--no-cleanup`` turns it off), the target-side
   atomics folder that replaces ``PathToAtomicsFolder``, and whether the target account is elevated
@@ -33,7 +33,6 @@ ATOMICS_FOLDER_ALLOWED = re.compile(r"[A-Za-z0-9 _.\-:\\/()~]+")
 class ExecMode(enum.StrEnum):
     RUN = "run"
     CHECK_PREREQS = "check_prereqs"
-    GET_PREREQS = "get_prereqs"
     CLEANUP = "cleanup"
 
 
