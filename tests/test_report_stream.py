@@ -157,3 +157,38 @@ def test_hosts_record_results_without_holding_the_runs_lock(tmp_path: Path) -> N
     run = runner.run(_run())
     assert len(run.tests) == 2 and run.complete
     assert len((tmp_path / RESULTS_STREAM).read_text().splitlines()) == 2
+
+
+def test_results_json_validates_each_test_once_with_the_same_findings(tmp_path: Path, monkeypatch: Any) -> None:
+    from harness.reporting import results_json
+    from harness.reporting.results_json import _test_validator
+
+    run = _run()
+    for result in _results(3):
+        run = run.with_test(result)
+    data = run.to_dict()
+    data["tests"][1]["status"] = "bogus"
+    whole = schema_problems(data)
+    per_test = schema_problems(data["tests"][1], validator=_test_validator(), at="$.tests[1]")
+    assert whole and whole == per_test  # the per-test schema finds exactly what the whole one does
+
+    reporter = ResultsJsonReporter()
+    calls: list[str] = []
+    real = results_json.schema_problems
+    monkeypatch.setattr(results_json, "schema_problems", lambda d, **kw: calls.append(kw.get("at", "$")) or real(d, **kw))
+    reporter.render(run)
+    reporter.render(run.with_test(_results(4)[3]))
+    assert calls == ["$", "$.tests[0]", "$.tests[1]", "$.tests[2]", "$", "$.tests[3]"]  # each test once
+
+
+def test_results_json_text_reads_back_as_json_would_write_it() -> None:
+    from harness.reporting.results_json import dumps_indented
+
+    run = _run()
+    for result in _results(5):
+        run = run.with_test(replace(result, reason="ünïcode \u2028 \"quoted\"", telemetry_wait_s=1e16))
+    data = run.to_dict()
+    text = dumps_indented(data)
+    assert text.endswith("\n") and json.loads(text) == json.loads(json.dumps(data, indent=2, ensure_ascii=False))
+    for odd in ({"surrogate": "\ud800"}, {"nan": float("nan")}, {"x": [1, {"inf": float("inf")}]}):
+        assert dumps_indented(odd) == json.dumps(odd, indent=2, ensure_ascii=False) + "\n"

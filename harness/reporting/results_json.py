@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from harness.errors import ReportError
-from harness.results import RunResult
+from harness.results import RunResult, TestResult
 
 FILENAME = "results.json"
 SCHEMA = "results.schema.json"
@@ -32,29 +33,82 @@ def results_schema() -> dict[str, Any]:
     return schema
 
 
-def schema_problems(data: object) -> list[str]:
+@cache
+def _test_validator() -> Draft202012Validator:
+    """The schema of one ``tests`` entry (``#/$defs/test``, with the definitions it refers to)."""
+    root = _validator().schema
+    return Draft202012Validator({"$defs": root["$defs"], "$ref": "#/$defs/test"})  # type: ignore[index]
+
+
+def schema_problems(data: object, *, validator: Draft202012Validator | None = None, at: str = "$") -> list[str]:
     """Every schema violation of ``data`` as ``json.path: message`` (empty when valid)."""
     out = []
-    for err in sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path)):
-        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+    for err in sorted((validator or _validator()).iter_errors(data), key=lambda e: list(e.absolute_path)):
+        where = at + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
         out.append(f"{where}: {err.message}")
     return out
 
 
 class ResultsJsonReporter:
-    """Writes ``results.json`` (validated before it is written: a bug never ships an invalid file)."""
+    """Writes ``results.json`` (validated before it is written: a bug never ships an invalid file).
+
+    A test result is immutable, so each is validated once, the first time it is rendered, against
+    the schema of a ``tests`` entry; every render validates the rest of the document. Validating
+    the whole document on every render made each render cost what every finished test costs."""
 
     filename = FILENAME
 
+    def __init__(self) -> None:
+        self._valid: dict[int, TestResult] = {}  # id -> the result itself (kept alive: ids stay unique)
+
     def render(self, run: RunResult) -> str:
         data = run.to_dict()
-        problems = schema_problems(data)
+        tests = data["tests"]
+        problems = schema_problems({**data, "tests": []})
+        for i, (result, entry) in enumerate(zip(run.tests, tests, strict=True)):
+            if self._valid.get(id(result)) is result:
+                continue
+            found = schema_problems(entry, validator=_test_validator(), at=f"$.tests[{i}]")
+            if found:
+                problems += found
+            else:
+                self._valid[id(result)] = result
         if problems:
             raise ReportError(
                 f"results.json would not match its schema: {problems[0]}",
                 hint="this is a harness bug; please report it",
             )
+        return dumps_indented(data)
+
+
+def dumps_indented(data: Any) -> str:
+    """``json.dumps(data, indent=2, ensure_ascii=False)`` + newline, written by orjson when it can
+    (an order of magnitude faster for a long run); what orjson refuses (a lone surrogate, a
+    non-string key) or would write differently (NaN and infinities, which it writes as null) goes
+    to ``json``. Both read back to the same value."""
+    import orjson
+
+    if not _all_finite(data):
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _all_finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in ``value`` (iterative: results nest a few levels deep)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v.__class__ is float:
+            if not math.isfinite(v):
+                return False
+        elif v.__class__ is dict:
+            stack.extend(v.values())
+        elif v.__class__ is list or v.__class__ is tuple:
+            stack.extend(v)
+    return True
 
 
 def load_results(path: Path) -> RunResult:
