@@ -145,7 +145,10 @@ def test_emulated_run_with_port_list_override(tmp_path: Path) -> None:
     nmap = [e for e in events if e["event_id"] == 1 and e["fields"]["Image"].endswith("nmap.exe")]
     assert nmap and all(" -p 3389,445,135,80,22 " in e["fields"]["CommandLine"] for e in nmap)
     ports = [int(e["fields"]["DestinationPort"]) for e in events if e["event_id"] == 3]
-    assert ports == [3389, 445, 135, 80, 22]  # probed in the overridden order
+    # Polling stops once every expectation is met (issue 15) and Sysmon writes each EID 3 1.6-5.7 s
+    # after the connect (emulated timing model): the evidence holds the connections logged by then,
+    # all to overridden ports (the probe order is the command line's, asserted above).
+    assert ports and set(ports) <= {3389, 445, 135, 80, 22}
     page = (out / "report.html").read_text()
     assert "input arguments overridden" in page and "<code>ports=3389,445,135,80,22</code>" in page
 
