@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 POLL_FIRST_S = 0.02
 POLL_FACTOR = 1.5
 POLL_MAX_S = 1.0
+#: A test whose status is decided (see ``Runner._collect``) is collected until none of its events
+#: arrived for this long, or twice the host's usual lag if longer.
+QUIET_MIN_S = 0.2
 #: A host's telemetry tends to take as long as it took for the previous tests: after the first
 #: look, the next one is at this share of that time (then back-off resumes from POLL_FIRST_S).
 LAG_SHARE = 0.75
@@ -857,7 +860,7 @@ class Runner:
 
         ``decided``: the test's status no longer depends on its telemetry (see ``_judge_executed``):
         nothing is awaited, the events are collected until none of the test's arrived for a quiet
-        window (``SETTLE_MIN_S``, or twice the host's usual lag) and judged as they are.
+        window (``QUIET_MIN_S``, or twice the host's usual lag) and judged as they are.
 
         Positive expectations are the expected events and the rules that must fire (local rules,
         evaluated over what arrived so far). A test with negative expectations (a ``max_count``, a
@@ -906,7 +909,7 @@ class Runner:
                     met_after = lag + now - start
                     host.lag_s = met_after if host.lag_s is None else (host.lag_s + met_after) / 2
             now = self.monotonic()
-            if decided and not met and now - last_new >= max(SETTLE_MIN_S, 2 * (host.lag_s or 0.0)):
+            if decided and not met and now - last_new >= max(QUIET_MIN_S, 2 * (host.lag_s or 0.0)):
                 return len(collected), attributed, len(attributed.events), None, False
             if met and met_after is not None:
                 quiet = now - last_new

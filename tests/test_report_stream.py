@@ -12,6 +12,7 @@ from typing import Any
 
 from run_fakes import T0, FakeExecute, FakeFactory, FakeSource, atomic, marker_attribution, nmap_events, target
 
+from harness.errors import ReportError
 from harness.plan import PlannedTest, RunPlan
 from harness.reporting import evidence
 from harness.reporting.base import RENDER_SHARE, RESULTS_STREAM, ReportDirectory
@@ -55,7 +56,7 @@ class CountingReporter:
 
 def test_each_result_is_appended_at_once_and_reports_render_when_due(tmp_path: Path) -> None:
     clock, rep = Clock(), CountingReporter()
-    sink = ReportDirectory(tmp_path, [rep, ResultsJsonReporter()], interval_s=5.0, monotonic=clock)
+    sink = ReportDirectory(tmp_path, [rep, ResultsJsonReporter()], interval_s=5.0, monotonic=clock, background=False)
     run = _run()
     sink.publish(run)
     for i, result in enumerate(_results(30)):
@@ -76,7 +77,7 @@ def test_each_result_is_appended_at_once_and_reports_render_when_due(tmp_path: P
 def test_rendering_never_takes_more_than_its_share_of_the_wall_time(tmp_path: Path) -> None:
     clock = Clock()
     rep = CountingReporter(clock, cost=2.0)  # a big run: one render costs 2 s
-    sink = ReportDirectory(tmp_path, [rep], interval_s=1.0, monotonic=clock)
+    sink = ReportDirectory(tmp_path, [rep], interval_s=1.0, monotonic=clock, background=False)
     run = _run()
     for result in _results(400):
         run = run.with_test(result)
@@ -115,7 +116,7 @@ def test_a_due_render_does_not_wait_for_a_render_under_way(tmp_path: Path) -> No
 
 def test_manifest_reads_only_files_changed_since_the_last_render(tmp_path: Path, monkeypatch: Any) -> None:
     clock = Clock()
-    sink = ReportDirectory(tmp_path, [ResultsJsonReporter()], interval_s=1.0, monotonic=clock)
+    sink = ReportDirectory(tmp_path, [ResultsJsonReporter()], interval_s=1.0, monotonic=clock, background=False)
     run = _run()
     for i in range(20):
         (tmp_path / "evidence").mkdir(exist_ok=True)
@@ -192,3 +193,41 @@ def test_results_json_text_reads_back_as_json_would_write_it() -> None:
     assert text.endswith("\n") and json.loads(text) == json.loads(json.dumps(data, indent=2, ensure_ascii=False))
     for odd in ({"surrogate": "\ud800"}, {"nan": float("nan")}, {"x": [1, {"inf": float("inf")}]}):
         assert dumps_indented(odd) == json.dumps(odd, indent=2, ensure_ascii=False) + "\n"
+
+
+def test_a_due_render_runs_in_the_background_and_its_failure_surfaces_later(tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow:
+        filename = "slow.txt"
+        fail = False
+
+        def render(self, run: RunResult) -> str:
+            entered.set()
+            release.wait(10)
+            if self.fail:
+                raise ReportError("disk full")
+            return f"{len(run.tests)}\n"
+
+    slow = Slow()
+    clock = Clock()
+    sink = ReportDirectory(tmp_path, [slow], interval_s=1.0, monotonic=clock)
+    run = _run()
+    (first, second) = _results(2)
+    clock.t = 5.0
+    began = time.monotonic()
+    sink.add_result(run.with_test(first), first)  # due: rendered by another thread
+    assert entered.wait(10) and time.monotonic() - began < 5.0  # the caller did not wait for it
+    release.set()
+    sink.publish(run.with_test(first))  # waits for the background render, then renders again
+    assert (tmp_path / "slow.txt").read_text() == "1\n"
+    slow.fail = True
+    clock.t = 1000.0
+    sink.add_result(run.with_test(second), second)  # starts a background render that fails
+    import pytest
+
+    with pytest.raises(ReportError, match="disk full"):  # the next call (once it failed) says so
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            sink.add_result(run.with_test(second), second)
+            time.sleep(0.01)

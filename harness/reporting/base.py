@@ -4,13 +4,14 @@ A ``Reporter`` turns a ``RunResult`` (possibly still in progress) into one file.
 is the runner's ``ReportSink``: it appends evidence (events, transcripts) as tests finish, appends
 each finished test to ``results.jsonl`` at once (one ``TestResult.to_dict`` per line, flushed), and
 renders the whole reports (each reporter's file, then ``manifest.json``) on ``publish`` (the start
-and end of a run) and, while the run goes on, from ``add_result`` at most every ``interval_s``
-seconds - and never more often than keeps rendering under ``RENDER_SHARE`` of the wall time, so the
-pause between tests stays flat however many tests the run has. A render that is due while another
-thread renders is skipped (the next one, or the final ``publish``, includes it): no host waits for
-another's report writing. Every file is written to a temporary name in the same folder and renamed
-over the old one (atomic on POSIX and Windows), so a run killed at any moment leaves complete,
-valid files: the whole reports as of the last render, and ``results.jsonl`` with every finished test.
+and end of a run) and, while the run goes on, on a background thread started by ``add_result`` at
+most every ``interval_s`` seconds - and never more often than keeps rendering under
+``RENDER_SHARE`` of the wall time - so the pause between tests stays flat however many tests the
+run has. A render that is due while another renders is skipped (the next one, or the final
+``publish``, includes it): no host waits for report writing, its own or another's. Every file is
+written to a temporary name in the same folder and renamed over the old one (atomic on POSIX and
+Windows), so a run killed at any moment leaves complete, valid files: the whole reports as of the
+last render, and ``results.jsonl`` with every finished test.
 """
 
 from __future__ import annotations
@@ -146,17 +147,20 @@ class ReportDirectory:
         interval_s: float = RENDER_INTERVAL_S,
         monotonic: Callable[[], float] = time.monotonic,
         signer: ManifestSigner | None = None,
+        background: bool = True,
     ) -> None:
         from harness.reporting.evidence import EvidenceStore  # evidence depends on base helpers
 
         self.out = out
         self.reporters = tuple(reporters)
         self.interval_s = interval_s
+        self.background = background  # False: a due render runs in add_result's thread (tests)
         self._monotonic = monotonic
         self._lock = threading.Lock()  # one whole render at a time
         self._stream_lock = threading.Lock()
         self._next_render = monotonic() + interval_s
         self.renders = 0
+        self._failed: Exception | None = None  # a background render's error, raised by the next call
         self._digests: DigestCache = {}  # manifest digests of files unchanged since the last render
         self.signer = signer
         self._folder_fd = claim_folder(out)
@@ -190,16 +194,38 @@ class ReportDirectory:
                     fh.write(line)
             except OSError as exc:
                 raise ReportError(f"{path}: cannot append the result: {exc.strerror or exc}") from exc
+        self._raise_failed_render()
         if self._monotonic() < self._next_render or not self._lock.acquire(blocking=False):
             return
+        if not self.background:
+            self._render_in_background(run)
+            self._raise_failed_render()
+            return
+        # The render runs on a thread of its own: the host that finished this test goes on at once.
+        worker = threading.Thread(target=self._render_in_background, args=(run,), name="atomiclab-render", daemon=True)
+        try:
+            worker.start()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _render_in_background(self, run: RunResult) -> None:
         try:
             self._render(run)
+        except Exception as exc:  # reported by the next add_result/publish, on a thread that can
+            self._failed = exc
         finally:
             self._lock.release()
+
+    def _raise_failed_render(self) -> None:
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
 
     def publish(self, run: RunResult) -> None:
         """Render every report for ``run`` now (waits for a render under way)."""
         with self._lock:
+            self._failed = None  # this render supersedes a failed background one (or fails itself)
             self._render(run)
 
     def _render(self, run: RunResult) -> None:
