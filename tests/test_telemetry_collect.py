@@ -258,3 +258,21 @@ def test_batched_query_runs_on_the_emulated_hosts_cmd() -> None:
     assert {e.channel for e in collected.events} <= {SYSMON, "Security"}
     moved = source.advanced(mark, collected.events)
     assert all(e.record_id is not None and e.record_id > moved.record_ids[e.channel] for e in source.events_after(moved))
+
+
+def test_emulated_log_answers_read_on_queries_by_bisection_as_the_xpath_does() -> None:
+    """The emulated wevtutil answers ``EventRecordID>N`` (the harness's poll) without scanning the
+    whole log; the answer is the XPath filter's, and so are the newest-first bookmark reads."""
+    from harness.emulated.eventlog import compile_xpath
+    from harness.emulated.host import EmulatedHost
+
+    host = EmulatedHost()
+    for _ in range(5):
+        host.execute("cmd.exe /c whoami")
+    log = host.eventlog
+    last = log.last_record_id(SYSMON)
+    for n in (0, 1, last // 2, last - 1, last, last + 10):
+        by_xpath = log.events(SYSMON, predicate=compile_xpath(f"*[System[EventRecordID>{n}]]"))
+        assert log.events(SYSMON, after_record_id=n) == by_xpath
+    assert log.events(SYSMON, reverse=True, count=3) == list(reversed(log.events(SYSMON)))[:3]
+    assert log.events(SYSMON, reverse=True, count=10**6) == list(reversed(log.events(SYSMON)))

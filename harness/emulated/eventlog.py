@@ -18,6 +18,7 @@ Contract:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import random
 import re
@@ -374,6 +375,10 @@ def compile_xpath(query: str, now_ns: Callable[[], int] = time.time_ns) -> Predi
 # ------------------------------------------------------------------------------------------ the log
 
 
+def _record_id(e: StoredEvent) -> int:
+    return e.record_id
+
+
 class EventLog:
     """All channels of one host. Thread-safe; record ids increase per channel from 1."""
 
@@ -444,13 +449,29 @@ class EventLog:
         predicate: Predicate | None = None,
         reverse: bool = False,
         count: int | None = None,
+        after_record_id: int = 0,
     ) -> list[StoredEvent]:
-        """Visible events of ``channel`` matching ``predicate``, oldest first unless ``reverse``."""
+        """Visible events of ``channel`` with EventRecordID > ``after_record_id`` matching
+        ``predicate``, oldest first unless ``reverse``.
+
+        A channel's records are stored in record-id order, so the ones after ``after_record_id`` are
+        found by bisection and the newest by walking back: a query costs what it returns, not the
+        size of the log (a long run's log grows with every test)."""
         ch = self.resolve_channel(channel)
         now = self._monotonic()
         with self._lock:
             self._flush(now)
-            items = [e for e in self._events[ch] if e.visible_at <= now]
+            stored = self._events[ch]
+            if reverse and count is not None and predicate is None and not after_record_id:
+                newest: list[StoredEvent] = []
+                for e in reversed(stored):
+                    if len(newest) >= count:
+                        break
+                    if e.visible_at <= now:
+                        newest.append(e)
+                return newest
+            start = bisect.bisect_right(stored, after_record_id, key=_record_id) if after_record_id else 0
+            items = [e for e in stored[start:] if e.visible_at <= now]
         if predicate is not None:
             items = [e for e in items if predicate(e)]
         if reverse:

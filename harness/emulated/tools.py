@@ -952,6 +952,9 @@ def _wevtutil_opts(args: list[str]) -> tuple[list[str], dict[str, str]]:
 _OPT_ALIASES = {"query": "q", "count": "c", "reversedirection": "rd", "format": "f", "element": "e"}
 
 
+_AFTER_RECORD = re.compile(r"\*\[System\[EventRecordID>(\d{1,18})\]\]")
+
+
 def wevtutil(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
     """wevtutil qe CHANNEL [/q:XPATH] [/c:N] [/rd:true] [/f:xml] [/e:ROOT], and gl CHANNEL."""
     if len(argv) < 2:
@@ -996,12 +999,16 @@ def wevtutil(ctx: Ctx, argv: list[str], profile: ProgramProfile) -> int:
             _e(ctx, "Failed to query the events. The specified channel could not be found.\n")
             return 15007
         try:
-            pred = compile_xpath(opts["q"].strip('"')) if "q" in opts else None
+            query = opts["q"].strip('"') if "q" in opts else None
+            # The harness's own read-on query, answered by bisection (same result as the XPath).
+            after = _AFTER_RECORD.fullmatch(query) if query is not None else None
+            pred = compile_xpath(query) if query is not None and after is None else None
         except QueryError:
             _e(ctx, "Failed to query the events. The specified query is invalid.\n")
             return 15001
         count = int(opts["c"]) if opts.get("c", "").isdigit() else None
-        events = log.events(ch, predicate=pred, reverse=opts.get("rd", "false").lower() == "true", count=count)
+        events = log.events(ch, predicate=pred, reverse=opts.get("rd", "false").lower() == "true", count=count,
+                            after_record_id=int(after.group(1)) if after is not None else 0)
         root = opts.get("e")
         if root:
             _w(ctx, f"<{root}>")
