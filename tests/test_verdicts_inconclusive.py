@@ -390,3 +390,11 @@ def test_every_not_modelled_error_is_recorded_with_the_host() -> None:
                     and not line.lstrip().startswith(("#", "``", "-")):
                 offenders.append(f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}")
     assert offenders == []
+
+
+def test_a_write_to_the_admin_share_is_not_modelled_not_a_missing_path(host: EmulatedHost) -> None:
+    # upstream T1021.002 "Execute command writing output to local Admin Share": every Windows Server
+    # has ADMIN$; the emulated file system has no network shares
+    r = host.execute(f"cmd.exe /Q /c hostname 1> \\\\127.0.0.1\\ADMIN$\\output.txt 2>&1 & rem {MARK}")
+    assert r.exit_code == 0 and "cannot find the path" not in r.stderr
+    assert _whats(host) == ["file on a network share \\\\127.0.0.1\\ADMIN$"]

@@ -501,6 +501,11 @@ class CmdInterpreter:
                 if r.mode == "<":
                     stdin = ""
                 continue
+            if target.replace("/", "\\").startswith("\\\\") and r.mode != "<":
+                # a network share (\\127.0.0.1\ADMIN$\...): the host records it as not modelled
+                self.ctx.host.write_file(self.ctx.proc, target, b"", append=r.mode == ">>")
+                sinks[r.fd] = BufferSink()
+                continue
             path = normalize(target, self.ctx.cwd)
             if r.mode == "<":
                 try:

@@ -417,7 +417,16 @@ class EmulatedHost:
         return listener is not None
 
     def write_file(self, proc: Process, path: str, data: bytes, *, append: bool = False) -> None:
-        """Write a file as ``proc`` (Sysmon 11 on create or overwrite). Raises FsError."""
+        """Write a file as ``proc`` (Sysmon 11 on create or overwrite). Raises FsError.
+
+        A network path (``\\\\host\\share\\...``, e.g. the ADMIN$ share every Windows Server has) is
+        outside the model: recorded as not modelled, no effect, never "cannot find the path".
+        """
+        unc = path.replace("/", "\\")
+        if unc.startswith("\\\\"):
+            share = "\\".join(unc.split("\\")[:4])
+            self.note_not_modelled(proc, f"file on a network share {share}")
+            return
         full = normalize(path)
         created, entry = self.fs.write(full, data, now=self.now(), append=append)
         if created or not append:
