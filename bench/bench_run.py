@@ -4,8 +4,9 @@ time for 1 host versus 8 hosts in parallel, printed side by side.
     python bench/bench_run.py [--hosts 8] [--delay 0.5] [--tests GUID ...] [--all-tests]
 
 * overhead per test = test wall time - time of its own remote commands (prerequisites, command,
-  cleanup) - the host's event delivery delay (``--delay``, the emulated ``delivery_delay_s``): what
-  the harness adds (bookmark, telemetry polling granularity, attribution, rules, verdicts, reports);
+  cleanup) - the time the expected telemetry took to appear (from the last command's end until the
+  newest event the verdicts cite was logged, plus the delivery delay ``--delay``): what the harness
+  adds (telemetry polling granularity, attribution, rules, verdicts, reports);
 * round trips per test = transport commands (atomic + telemetry queries) counted by the runner for
   the test itself (connecting, preflight and the run's one bookmark are per host, not per test);
   HTTP requests per round trip = every HTTP request the emulated WinRM servers saw (authentication
@@ -137,7 +138,12 @@ def one_run(hosts: int, planned: list[PlannedTest], delay: float, out: Path, max
         test_wall = (t.ended - t.started).total_seconds()
         steps = sum(((s.ended - s.started).total_seconds() for s in t.steps if s.started and s.ended), 0.0)
         own.append(steps)
-        overheads.append(max(0.0, test_wall - steps - delay))
+        # The time the expected telemetry took to appear: from the last command's end until the
+        # newest event the verdicts cite was logged (TimeCreated) and visible (+ delivery delay).
+        ends = [s.ended for s in t.steps if s.ended]
+        cited = [r.time for v in t.event_verdicts for r in v.evidence if r.time is not None]
+        appear = max(0.0, (max(cited) - max(ends)).total_seconds() + delay) if ends and cited else delay
+        overheads.append(max(0.0, test_wall - steps - appear))
         trips.append(t.round_trips)
     http = sum(s.stats.http_requests for s in factory.servers)
     commands = sum(s.stats.count("Command") for s in factory.servers) or float("nan")

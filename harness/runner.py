@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 #: reads only new events, so polling often costs one short remote command, not a re-read.
 POLL_FIRST_S = 0.02
 POLL_FACTOR = 1.5
-POLL_MAX_S = 1.0
+POLL_MAX_S = 0.25
 #: A test whose status is decided (see ``Runner._collect``) is collected until none of its events
 #: arrived for this long, or twice the host's usual lag if longer.
 QUIET_MIN_S = 0.2
