@@ -9,10 +9,9 @@ grey: the library says nothing about them (no rule, or none that could run here)
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
-from harness.reporting.navigator import ATTACK_VERSION, GREY, LAYER_VERSION, NAVIGATOR_VERSION
+from harness.reporting.navigator import GREY, layer_json
 from harness.results import CoverageOutcome, RunResult, TestResult
 
 FILENAME = "navigator-coverage-layer.json"
@@ -61,26 +60,18 @@ class CoverageLayerReporter:
         for t in run.tests:
             if not t.benign and t.executed:
                 by_tech[t.technique].append(t)
-        layer = {
-            "name": f"atomiclab detection coverage {run.run_id}",
-            "versions": {"attack": ATTACK_VERSION, "navigator": NAVIGATOR_VERSION, "layer": LAYER_VERSION},
-            "domain": "enterprise-attack",
-            "description": (
+        return layer_json(
+            name=f"atomiclab detection coverage {run.run_id}",
+            description=(
                 f"Detection coverage of run {run.run_id}: rules from {', '.join(run.coverage_sources) or '-'} "
                 "judged per test by ATT&CK tag; score = share of executed tests a rule detected"
                 + ("; EMULATED target" if run.emulated else "")
             ),
-            "sorting": 3,
-            "hideDisabled": False,
-            "techniques": [_entry(tech, tests) for tech, tests in sorted(by_tech.items())],
-            "gradient": {"colors": [LOW, HIGH], "minValue": 0, "maxValue": 100},
-            "legendItems": [
-                {"label": "no test detected", "color": LOW},
-                {"label": "every test detected", "color": HIGH},
-                {"label": "no applicable rule could judge it", "color": GREY},
+            techniques=[_entry(tech, tests) for tech, tests in sorted(by_tech.items())],
+            gradient=(LOW, HIGH),
+            legend=[
+                ("no test detected", LOW),
+                ("every test detected", HIGH),
+                ("no applicable rule could judge it", GREY),
             ],
-            "showTacticRowBackground": False,
-            "selectTechniquesAcrossTactics": True,
-            "selectSubtechniquesWithParent": False,
-        }
-        return json.dumps(layer, indent=2, ensure_ascii=False) + "\n"
+        )

@@ -55,6 +55,33 @@ def _entry(technique: str, tests: list[TestResult]) -> dict[str, object]:
     return entry
 
 
+def layer_json(
+    *,
+    name: str,
+    description: str,
+    techniques: list[dict[str, object]],
+    gradient: tuple[str, str],
+    legend: list[tuple[str, str]],
+) -> str:
+    """An ATT&CK Navigator layer document (layer format 4.5) as JSON text: the one place its frame
+    (versions, domain, display options) is written, for every layer atomiclab produces."""
+    layer = {
+        "name": name,
+        "versions": {"attack": ATTACK_VERSION, "navigator": NAVIGATOR_VERSION, "layer": LAYER_VERSION},
+        "domain": "enterprise-attack",
+        "description": description,
+        "sorting": 3,
+        "hideDisabled": False,
+        "techniques": techniques,
+        "gradient": {"colors": list(gradient), "minValue": 0, "maxValue": 100},
+        "legendItems": [{"label": label, "color": color} for label, color in legend],
+        "showTacticRowBackground": False,
+        "selectTechniquesAcrossTactics": True,
+        "selectSubtechniquesWithParent": False,
+    }
+    return json.dumps(layer, indent=2, ensure_ascii=False) + "\n"
+
+
 class NavigatorReporter:
     filename = FILENAME
 
@@ -63,26 +90,18 @@ class NavigatorReporter:
         for t in run.tests:
             if not t.benign:  # benign look-alikes are not technique coverage
                 by_tech[t.technique].append(t)
-        layer = {
-            "name": f"atomiclab results {run.run_id}",
-            "versions": {"attack": ATTACK_VERSION, "navigator": NAVIGATOR_VERSION, "layer": LAYER_VERSION},
-            "domain": "enterprise-attack",
-            "description": (
+        return layer_json(
+            name=f"atomiclab results {run.run_id}",
+            description=(
                 f"Results of atomiclab run {run.run_id} ({run.started.isoformat()})"
                 + ("; EMULATED target" if run.emulated else "")
             ),
-            "sorting": 3,
-            "hideDisabled": False,
-            "techniques": [_entry(tech, tests) for tech, tests in sorted(by_tech.items())],
-            "gradient": {"colors": [RED, GREEN], "minValue": 0, "maxValue": 100},
-            "legendItems": [
-                {"label": "all tests passed", "color": GREEN},
-                {"label": "a test failed or errored", "color": RED},
-                {"label": "none failed, some inconclusive (not modelled)", "color": AMBER},
-                {"label": "all tests skipped", "color": GREY},
+            techniques=[_entry(tech, tests) for tech, tests in sorted(by_tech.items())],
+            gradient=(RED, GREEN),
+            legend=[
+                ("all tests passed", GREEN),
+                ("a test failed or errored", RED),
+                ("none failed, some inconclusive (not modelled)", AMBER),
+                ("all tests skipped", GREY),
             ],
-            "showTacticRowBackground": False,
-            "selectTechniquesAcrossTactics": True,
-            "selectSubtechniquesWithParent": False,
-        }
-        return json.dumps(layer, indent=2, ensure_ascii=False) + "\n"
+        )
